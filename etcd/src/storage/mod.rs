@@ -1,0 +1,357 @@
+//! RocksDB under the data dir: the only module that imports `rocksdb`.
+//!
+//! One database holds every column family the server needs:
+//! - `raft`: raft log entries (key = index, big-endian), hard state, conf state;
+//! - `kv`: MVCC revisions (key = main revision ‖ sub revision, big-endian), values are
+//!   encoded `mvccpb.KeyValue`s; tombstones carry a trailing `t` on the key;
+//! - `meta`: applied index, compaction revisions, alarms and other small records;
+//! - `lease`: granted leases; `members`: cluster membership.
+//!
+//! Durability: [`Storage::write`] with `sync = true` returns only after the write-ahead
+//! log is fsynced. All column families share one WAL, so a synced write also makes every
+//! earlier unsynced write durable.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamilyDescriptor, Options, WriteOptions, DB};
+
+/// Column families of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cf {
+    /// Raft log entries, hard state, conf state.
+    Raft,
+    /// MVCC revisions.
+    Kv,
+    /// Small records: applied index, compaction revision, alarms.
+    Meta,
+    /// Leases.
+    Lease,
+    /// Cluster members.
+    Members,
+}
+
+impl Cf {
+    const ALL: [Cf; 5] = [Cf::Raft, Cf::Kv, Cf::Meta, Cf::Lease, Cf::Members];
+
+    fn name(self) -> &'static str {
+        match self {
+            Cf::Raft => "raft",
+            Cf::Kv => "kv",
+            Cf::Meta => "meta",
+            Cf::Lease => "lease",
+            Cf::Members => "members",
+        }
+    }
+}
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// RocksDB reported an error.
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// A filesystem operation on the data dir failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path the operation touched.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Result alias for storage operations.
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// An open RocksDB database with the server's column families. Cheap to clone.
+#[derive(Clone)]
+pub struct Storage {
+    db: Arc<DB>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage").field("path", &self.path).finish()
+    }
+}
+
+/// Owned key/value pair returned by iteration.
+pub type KvPair = (Box<[u8]>, Box<[u8]>);
+
+impl Storage {
+    /// Opens (creating if needed) the database at `dir`, with every column family.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_max_background_jobs(2);
+        opts.set_keep_log_file_num(3);
+        // Acknowledged writes must survive a crash: never trade the WAL away.
+        opts.set_manual_wal_flush(false);
+        let cfs = Cf::ALL.iter().map(|cf| {
+            let mut o = Options::default();
+            o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            ColumnFamilyDescriptor::new(cf.name(), o)
+        });
+        let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
+        Ok(Storage {
+            db: Arc::new(db),
+            path: dir.to_path_buf(),
+        })
+    }
+
+    /// The directory this database lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
+        // Every column family in `Cf::ALL` is created by `open`, so the handle exists.
+        #[allow(clippy::expect_used)]
+        self.db
+            .cf_handle(cf.name())
+            .expect("column family created at open")
+    }
+
+    /// Reads one key.
+    pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(cf), key)?)
+    }
+
+    /// All pairs with `start <= key < end` (`end = None`: to the end), in key order.
+    pub fn scan(&self, cf: Cf, start: &[u8], end: Option<&[u8]>) -> Result<Vec<KvPair>> {
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(
+            self.cf(cf),
+            rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item?;
+            if let Some(end) = end {
+                if &*k >= end {
+                    break;
+                }
+            }
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+
+    /// Visits pairs with `start <= key < end` in key order until `f` returns `false`.
+    pub fn for_each(
+        &self,
+        cf: Cf,
+        start: &[u8],
+        end: Option<&[u8]>,
+        mut f: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        let iter = self.db.iterator_cf(
+            self.cf(cf),
+            rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item?;
+            if let Some(end) = end {
+                if &*k >= end {
+                    break;
+                }
+            }
+            if !f(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// A consistent point-in-time view for reads.
+    pub fn snapshot(&self) -> Snapshot<'_> {
+        Snapshot {
+            storage: self,
+            snap: self.db.snapshot(),
+        }
+    }
+
+    /// Starts an empty write batch.
+    pub fn batch(&self) -> Batch<'_> {
+        Batch {
+            storage: self,
+            inner: rocksdb::WriteBatch::default(),
+        }
+    }
+
+    /// Applies `batch` atomically; with `sync` the call returns after the WAL is fsynced.
+    pub fn write(&self, batch: Batch<'_>, sync: bool) -> Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(sync);
+        self.db.write_opt(batch.inner, &wo)?;
+        Ok(())
+    }
+
+    /// Forces the WAL to disk (makes every earlier write durable).
+    pub fn sync_wal(&self) -> Result<()> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    /// Writes a consistent copy of the whole database to `dir` (must not exist).
+    pub fn checkpoint(&self, dir: &Path) -> Result<()> {
+        let cp = rocksdb::checkpoint::Checkpoint::new(&self.db)?;
+        cp.create_checkpoint(dir)?;
+        Ok(())
+    }
+
+    /// Rewrites every column family's files, dropping deleted data (etcd's defragment).
+    /// Runs alongside reads and writes.
+    pub fn compact_all(&self) -> Result<()> {
+        for cf in Cf::ALL {
+            self.db.flush_cf(self.cf(cf))?;
+            let mut opts = rocksdb::CompactOptions::default();
+            opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+            self.db
+                .compact_range_cf_opt(self.cf(cf), None::<&[u8]>, None::<&[u8]>, &opts);
+        }
+        Ok(())
+    }
+
+    /// Bytes the database occupies on disk (SST files plus memtables).
+    pub fn size_on_disk(&self) -> u64 {
+        let mut total = 0u64;
+        for cf in Cf::ALL {
+            for prop in ["rocksdb.total-sst-files-size", "rocksdb.cur-size-all-mem-tables"] {
+                if let Ok(Some(v)) = self.db.property_int_value_cf(self.cf(cf), prop) {
+                    total += v;
+                }
+            }
+        }
+        total
+    }
+
+    /// Bytes of live data (estimate): what the database would shrink to after compaction.
+    pub fn size_in_use(&self) -> u64 {
+        let mut total = 0u64;
+        for cf in Cf::ALL {
+            for prop in ["rocksdb.estimate-live-data-size", "rocksdb.cur-size-all-mem-tables"] {
+                if let Ok(Some(v)) = self.db.property_int_value_cf(self.cf(cf), prop) {
+                    total += v;
+                }
+            }
+        }
+        total
+    }
+}
+
+/// A point-in-time view of the database.
+pub struct Snapshot<'a> {
+    storage: &'a Storage,
+    snap: rocksdb::Snapshot<'a>,
+}
+
+impl Snapshot<'_> {
+    /// Reads one key as of the snapshot.
+    pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_snapshot(&self.snap);
+        Ok(self
+            .storage
+            .db
+            .get_cf_opt(self.storage.cf(cf), key, &ro)?)
+    }
+
+    /// Visits pairs with `start <= key < end` as of the snapshot until `f` returns `false`.
+    pub fn for_each(
+        &self,
+        cf: Cf,
+        start: &[u8],
+        end: Option<&[u8]>,
+        mut f: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_snapshot(&self.snap);
+        let iter = self.storage.db.iterator_cf_opt(
+            self.storage.cf(cf),
+            ro,
+            rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item?;
+            if let Some(end) = end {
+                if &*k >= end {
+                    break;
+                }
+            }
+            if !f(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An atomic group of writes, applied by [`Storage::write`].
+pub struct Batch<'a> {
+    storage: &'a Storage,
+    inner: rocksdb::WriteBatch,
+}
+
+impl Batch<'_> {
+    /// Sets `key` to `value`.
+    pub fn put(&mut self, cf: Cf, key: &[u8], value: &[u8]) {
+        self.inner.put_cf(self.storage.cf(cf), key, value);
+    }
+
+    /// Removes `key`.
+    pub fn delete(&mut self, cf: Cf, key: &[u8]) {
+        self.inner.delete_cf(self.storage.cf(cf), key);
+    }
+
+    /// Removes every key in `[start, end)`.
+    pub fn delete_range(&mut self, cf: Cf, start: &[u8], end: &[u8]) {
+        self.inner.delete_range_cf(self.storage.cf(cf), start, end);
+    }
+
+    /// Number of operations in the batch.
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// True when the batch holds no operation.
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_read_scan_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Storage::open(dir.path()).unwrap();
+            let mut b = s.batch();
+            b.put(Cf::Kv, b"a", b"1");
+            b.put(Cf::Kv, b"b", b"2");
+            b.put(Cf::Meta, b"a", b"x");
+            s.write(b, true).unwrap();
+            let all = s.scan(Cf::Kv, b"", None).unwrap();
+            assert_eq!(all.len(), 2);
+            let snap = s.snapshot();
+            let mut b = s.batch();
+            b.delete(Cf::Kv, b"a");
+            s.write(b, true).unwrap();
+            assert_eq!(snap.get(Cf::Kv, b"a").unwrap().as_deref(), Some(&b"1"[..]));
+            assert_eq!(s.get(Cf::Kv, b"a").unwrap(), None);
+        }
+        let s = Storage::open(dir.path()).unwrap();
+        assert_eq!(s.get(Cf::Kv, b"b").unwrap().as_deref(), Some(&b"2"[..]));
+        assert_eq!(s.get(Cf::Meta, b"a").unwrap().as_deref(), Some(&b"x"[..]));
+        assert_eq!(s.scan(Cf::Kv, b"", Some(b"b")).unwrap().len(), 0);
+    }
+}
