@@ -1,4 +1,18 @@
 //! An etcd v3 compatible server: the gRPC and HTTP API of etcd, Raft
 //! replication (raft-rs) and RocksDB storage.
+//!
+//! Layering (lower layers never import higher ones):
+//! `storage <- {mvcc, lease, cluster} <- apply <- server -> api`, with `raft` depending
+//! only on `storage`, and `watch` consuming what `mvcc` emits.
+pub mod api;
+pub mod apply;
+pub mod cluster;
+pub mod lease;
+pub mod metrics;
+pub mod mvcc;
 pub mod proto;
+pub mod raft;
+pub mod rpctypes;
+pub mod server;
 pub mod storage;
+pub mod watch;

@@ -1,1 +1,126 @@
-fn main() {}
+//! The `etcd` binary: load the configuration, set up logging, start the server, wait for
+//! SIGTERM/SIGINT, shut down gracefully.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use etcd::config::{self, Config, LoadOutcome, TlsVersion};
+use etcd::server::{self, AutoCompaction, ServerOptions, TlsFiles};
+
+fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
+    let members = cfg
+        .initial_cluster_members()
+        .context("invalid --initial-cluster")?;
+    let mut initial_cluster = Vec::new();
+    for (name, urls) in members {
+        for u in urls {
+            initial_cluster.push((name.clone(), config::etcd_url_string(&u)));
+        }
+    }
+    let tls = &cfg.client_tls;
+    let client_tls = match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert_file: cert.clone(),
+            key_file: key.clone(),
+            trusted_ca_file: tls.trusted_ca_file.clone(),
+            client_cert_auth: tls.client_cert_auth,
+            min_version_13: cfg.tls_min_version == Some(TlsVersion::Tls13),
+            max_version_12: cfg.tls_max_version == Some(TlsVersion::Tls12),
+        }),
+        _ => None,
+    };
+    let auto_compaction = match cfg.auto_compaction() {
+        config::AutoCompaction::Disabled => AutoCompaction::Off,
+        config::AutoCompaction::Periodic(d) => AutoCompaction::Periodic(d),
+        config::AutoCompaction::Revision(n) => AutoCompaction::Revision(n as i64),
+    };
+    Ok(ServerOptions {
+        name: cfg.name.clone(),
+        data_dir: cfg.data_dir(),
+        listen_client_urls: cfg.listen_client_urls.clone(),
+        listen_client_http_urls: cfg.listen_client_http_urls.clone(),
+        advertise_client_urls: cfg
+            .advertise_client_urls
+            .iter()
+            .map(config::etcd_url_string)
+            .collect(),
+        initial_advertise_peer_urls: cfg
+            .initial_advertise_peer_urls
+            .iter()
+            .map(config::etcd_url_string)
+            .collect(),
+        initial_cluster,
+        initial_cluster_token: cfg.initial_cluster_token.clone(),
+        listen_metrics_urls: cfg.listen_metrics_urls.clone(),
+        heartbeat: cfg.heartbeat_interval(),
+        election_timeout: cfg.election_timeout(),
+        pre_vote: cfg.pre_vote,
+        snapshot_count: cfg.snapshot_count,
+        snapshot_catchup_entries: cfg.snapshot_catchup_entries,
+        max_txn_ops: cfg.max_txn_ops as usize,
+        max_request_bytes: cfg.max_request_bytes as usize,
+        quota_bytes: cfg.quota_bytes().unwrap_or(u64::MAX),
+        auto_compaction,
+        watch_progress_notify_interval: cfg.watch_progress_notify_interval,
+        client_tls,
+        auto_tls: tls.auto_tls,
+        enable_grpc_gateway: cfg.enable_grpc_gateway,
+    })
+}
+
+async fn run(cfg: Config) -> anyhow::Result<()> {
+    let opts = options(&cfg)?;
+    let running = server::start(opts).await.context("failed to start etcd")?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("installing the SIGINT handler")?;
+    let sig = tokio::select! {
+        _ = term.recv() => "terminated",
+        _ = int.recv() => "interrupt",
+    };
+    tracing::info!(signal = sig, "received signal; shutting down");
+    running.shutdown().await;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let (cfg, warnings) = match Config::load(std::env::args_os(), std::env::vars()) {
+        Ok(LoadOutcome::Run(cfg, warnings)) => (cfg, warnings),
+        Ok(LoadOutcome::PrintAndExit(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("etcd: {e}");
+            return ExitCode::from(e.exit_code().clamp(1, 255) as u8);
+        }
+    };
+    let _guard = match etcd::logging::init(&cfg) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("etcd: failed to set up logging: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    etcd::logging::log_startup(&cfg, &warnings);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("etcd")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "failed to start the async runtime");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "etcd stopped with an error");
+            eprintln!("etcd: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! The client API edge: one tonic service per file, the HTTP endpoints and the JSON
+//! gateway. Every RPC is validate -> facade -> etcd error mapping.
+
+pub mod cluster;
+pub mod gateway;
+pub mod http;
+pub mod kv;
+pub mod lease;
+pub mod maintenance;
+pub mod watch;
+
+use std::sync::Arc;
+
+use crate::proto::etcdserverpb::{
+    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
+    maintenance_server::MaintenanceServer, watch_server::WatchServer,
+};
+use crate::server::EtcdServer;
+
+/// All gRPC services of the client port, with etcd's message size limits: requests up
+/// to `--max-request-bytes` + 512 KiB, responses unbounded.
+pub async fn grpc_routes(server: Arc<EtcdServer>) -> tonic::service::Routes {
+    let max_recv = server.settings().max_request_bytes + 512 * 1024;
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    macro_rules! limits {
+        ($svc:expr) => {
+            $svc.max_decoding_message_size(max_recv)
+                .max_encoding_message_size(usize::MAX)
+        };
+    }
+    tonic::service::Routes::new(limits!(KvServer::new(kv::KvService(server.clone()))))
+        .add_service(limits!(WatchServer::new(watch::WatchService(server.clone()))))
+        .add_service(limits!(LeaseServer::new(lease::LeaseService(server.clone()))))
+        .add_service(limits!(ClusterServer::new(cluster::ClusterService(
+            server.clone()
+        ))))
+        .add_service(limits!(MaintenanceServer::new(
+            maintenance::MaintenanceService(server.clone())
+        )))
+        .add_service(health)
+}

@@ -1,0 +1,214 @@
+//! `etcdserverpb.Watch`: one bidirectional stream multiplexing many watchers.
+//! Every response carries a header; `created` responses come back in request order.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use prost::Message as _;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::proto::etcdserverpb::{
+    watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch,
+    WatchCreateRequest, WatchRequest, WatchResponse,
+};
+use crate::server::EtcdServer;
+use crate::watch::{WatchMessage, WatchSpec};
+
+/// The Watch service.
+pub struct WatchService(pub Arc<EtcdServer>);
+
+/// Turns a create request into a watcher spec.
+pub fn spec_of(c: &WatchCreateRequest) -> WatchSpec {
+    WatchSpec {
+        key: c.key.clone(),
+        range_end: c.range_end.clone(),
+        start_revision: c.start_revision,
+        prev_kv: c.prev_kv,
+        no_put: c.filters.contains(&(FilterType::Noput as i32)),
+        no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
+        progress_notify: c.progress_notify,
+        fragment: c.fragment,
+    }
+}
+
+/// Runs one watch session: requests in, responses out. The session (and its watchers)
+/// lives until the consumer of the responses goes away; the end of the request stream
+/// alone does not end it (as in etcd).
+pub fn session(
+    server: Arc<EtcdServer>,
+    mut requests: impl Stream<Item = Result<WatchRequest, Status>> + Send + Unpin + 'static,
+) -> impl Stream<Item = Result<WatchResponse, Status>> + Send {
+    let (mut ws, rx) = server.hub().open_stream();
+    let (out_tx, out_rx) = mpsc::unbounded_channel::<WatchResponse>();
+    let srv = server.clone();
+    tokio::spawn(async move {
+        let mut msgs = rx;
+        let mut input_open = true;
+        loop {
+            tokio::select! {
+                req = requests.next(), if input_open => match req {
+                    Some(Ok(WatchRequest { request_union: Some(u) })) => match u {
+                        RequestUnion::CreateRequest(c) => {
+                            let _ = ws.create(spec_of(&c), c.watch_id);
+                        }
+                        RequestUnion::CancelRequest(c) => {
+                            ws.cancel(c.watch_id);
+                        }
+                        RequestUnion::ProgressRequest(_) => {
+                            ws.request_progress();
+                        }
+                    },
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) => break,
+                    None => input_open = false,
+                },
+                msg = msgs.recv() => match msg {
+                    Some(m) => {
+                        for resp in to_responses(&srv, m) {
+                            if out_tx.send(resp).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    None => break,
+                },
+                _ = out_tx.closed() => break,
+            }
+        }
+    });
+    tokio_stream::wrappers::UnboundedReceiverStream::new(out_rx).map(Ok)
+}
+
+fn to_responses(server: &EtcdServer, m: WatchMessage) -> Vec<WatchResponse> {
+    let header = |rev: i64| Some(server.header(rev));
+    match m {
+        WatchMessage::Created { watch_id, revision } => vec![WatchResponse {
+            header: header(revision),
+            watch_id,
+            created: true,
+            ..Default::default()
+        }],
+        WatchMessage::CreateFailed { reason, revision } => vec![WatchResponse {
+            header: header(revision),
+            watch_id: -1,
+            created: true,
+            canceled: true,
+            cancel_reason: reason,
+            ..Default::default()
+        }],
+        WatchMessage::Canceled {
+            watch_id,
+            revision,
+            compact_revision,
+            reason,
+        } => vec![WatchResponse {
+            header: header(revision),
+            watch_id,
+            canceled: true,
+            compact_revision,
+            cancel_reason: reason,
+            ..Default::default()
+        }],
+        WatchMessage::Progress { watch_id, revision } => vec![WatchResponse {
+            header: header(revision),
+            watch_id,
+            ..Default::default()
+        }],
+        WatchMessage::Events {
+            watch_id,
+            revision,
+            events,
+            fragment,
+        } => {
+            let resp = WatchResponse {
+                header: header(revision),
+                watch_id,
+                events,
+                ..Default::default()
+            };
+            let limit = server.settings().max_request_bytes + 512 * 1024;
+            if fragment && resp.events.len() > 1 && resp.encoded_len() >= limit {
+                fragments(resp, limit)
+            } else {
+                vec![resp]
+            }
+        }
+    }
+}
+
+/// Splits a response into pieces under `limit` bytes; all but the last carry
+/// `fragment = true`. A single event is never split.
+fn fragments(mut resp: WatchResponse, limit: usize) -> Vec<WatchResponse> {
+    let mut out = Vec::new();
+    let events = std::mem::take(&mut resp.events);
+    let mut cur = resp.clone();
+    let mut size = cur.encoded_len();
+    for ev in events {
+        let sz = ev.encoded_len() + 8;
+        if !cur.events.is_empty() && size + sz > limit {
+            let mut done = std::mem::replace(&mut cur, resp.clone());
+            done.fragment = true;
+            out.push(done);
+            size = cur.encoded_len();
+        }
+        size += sz;
+        cur.events.push(ev);
+    }
+    cur.fragment = false;
+    out.push(cur);
+    out
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        r: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let require_leader = r
+            .metadata()
+            .get("hasleader")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v == "true");
+        if require_leader && self.0.raft().status().leader() == 0 {
+            return Err(crate::rpctypes::EtcdError::NoLeader.to_status());
+        }
+        let input = r.into_inner();
+        Ok(Response::new(Box::pin(session(self.0.clone(), input))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::mvccpb::{Event, KeyValue};
+
+    #[test]
+    fn fragments_split_but_keep_single_events() {
+        let ev = |i: u8| Event {
+            kv: Some(KeyValue {
+                key: vec![i],
+                value: vec![0; 100],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let resp = WatchResponse {
+            watch_id: 3,
+            events: (0..10).map(ev).collect(),
+            ..Default::default()
+        };
+        let parts = fragments(resp, 350);
+        assert!(parts.len() > 1);
+        assert!(parts[..parts.len() - 1].iter().all(|p| p.fragment));
+        assert!(!parts[parts.len() - 1].fragment);
+        assert_eq!(parts.iter().map(|p| p.events.len()).sum::<usize>(), 10);
+        assert!(parts.iter().all(|p| p.watch_id == 3));
+    }
+}

@@ -1,0 +1,102 @@
+//! Active alarms (NOSPACE, CORRUPT), persisted in the `meta` column family.
+
+use std::collections::BTreeSet;
+use std::sync::RwLock;
+
+use crate::proto::etcdserverpb::{AlarmMember, AlarmType};
+use crate::storage::{Batch, Cf, Storage, StorageError};
+
+const PREFIX: &[u8] = b"alarm/";
+
+fn key(member: u64, alarm: i32) -> Vec<u8> {
+    let mut k = PREFIX.to_vec();
+    k.extend_from_slice(&member.to_be_bytes());
+    k.extend_from_slice(&alarm.to_be_bytes());
+    k
+}
+
+/// The set of raised alarms.
+#[derive(Default)]
+pub struct Alarms {
+    active: RwLock<BTreeSet<(u64, i32)>>,
+}
+
+impl Alarms {
+    /// Loads raised alarms from disk.
+    pub fn load(storage: &Storage) -> Result<Self, StorageError> {
+        let mut set = BTreeSet::new();
+        let mut end = PREFIX.to_vec();
+        if let Some(l) = end.last_mut() {
+            *l += 1;
+        }
+        storage.for_each(Cf::Meta, PREFIX, Some(&end), |k, _| {
+            if k.len() == PREFIX.len() + 12 {
+                let mut m = [0u8; 8];
+                m.copy_from_slice(&k[PREFIX.len()..PREFIX.len() + 8]);
+                let mut a = [0u8; 4];
+                a.copy_from_slice(&k[PREFIX.len() + 8..]);
+                set.insert((u64::from_be_bytes(m), i32::from_be_bytes(a)));
+            }
+            true
+        })?;
+        Ok(Alarms {
+            active: RwLock::new(set),
+        })
+    }
+
+    /// Raises an alarm; returns the raised entry.
+    pub fn activate(&self, member: u64, alarm: i32, batch: &mut Batch<'_>) -> Vec<AlarmMember> {
+        if alarm == AlarmType::None as i32 {
+            return vec![];
+        }
+        batch.put(Cf::Meta, &key(member, alarm), b"");
+        if let Ok(mut s) = self.active.write() {
+            s.insert((member, alarm));
+        }
+        vec![AlarmMember {
+            member_id: member,
+            alarm,
+        }]
+    }
+
+    /// Clears an alarm; returns the cleared entry if it was raised.
+    pub fn deactivate(&self, member: u64, alarm: i32, batch: &mut Batch<'_>) -> Vec<AlarmMember> {
+        let removed = self
+            .active
+            .write()
+            .map(|mut s| s.remove(&(member, alarm)))
+            .unwrap_or(false);
+        if !removed {
+            return vec![];
+        }
+        batch.delete(Cf::Meta, &key(member, alarm));
+        vec![AlarmMember {
+            member_id: member,
+            alarm,
+        }]
+    }
+
+    /// Every raised alarm, optionally only of one type (`None` type = all).
+    pub fn list(&self, alarm: i32) -> Vec<AlarmMember> {
+        self.active
+            .read()
+            .map(|s| {
+                s.iter()
+                    .filter(|(_, a)| alarm == AlarmType::None as i32 || *a == alarm)
+                    .map(|(m, a)| AlarmMember {
+                        member_id: *m,
+                        alarm: *a,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// True when an alarm of this type is raised by any member.
+    pub fn is_active(&self, alarm: AlarmType) -> bool {
+        self.active
+            .read()
+            .map(|s| s.iter().any(|(_, a)| *a == alarm as i32))
+            .unwrap_or(false)
+    }
+}

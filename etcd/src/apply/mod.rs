@@ -1,0 +1,254 @@
+//! Deterministic apply of committed entries: the single decoder of what goes into the
+//! raft log ([`InternalRequest`]) and the [`StateMachine`] the raft loop feeds.
+//!
+//! Guarantees:
+//! - Every data entry's changes and the applied index are written in one RocksDB batch,
+//!   so a restart resumes exactly after the last applied entry (no entry applied twice,
+//!   none lost: the raft log before the applied index is only discarded after a sync).
+//! - Watchers learn of a revision only after it is written.
+//! - Each result is delivered to the proposer waiting on the entry's request id.
+
+pub mod alarm;
+pub mod txn;
+
+use std::sync::Arc;
+
+use prost::Message as _;
+
+use crate::cluster::Membership;
+use crate::lease::{LeaseError, Lessor};
+use crate::mvcc::{MvccError, Store};
+use crate::proto::etcdinternal::{internal_request::Request, InternalRequest};
+use crate::proto::etcdserverpb::{
+    alarm_request::AlarmAction, AlarmMember, AlarmType, DeleteRangeResponse, PutResponse,
+    TxnResponse,
+};
+use crate::raft::{StateMachine, WaitRegistry};
+use crate::rpctypes::EtcdError;
+use crate::storage::{Cf, Storage};
+use crate::watch::WatchHub;
+
+pub use alarm::Alarms;
+
+/// Key of the applied index in the `meta` column family.
+pub const APPLIED_INDEX_KEY: &[u8] = b"applied_index";
+
+/// What applying one request produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApplyResponse {
+    /// A Put.
+    Put(PutResponse),
+    /// A DeleteRange.
+    DeleteRange(DeleteRangeResponse),
+    /// A Txn.
+    Txn(TxnResponse),
+    /// A compaction was applied.
+    Compacted,
+    /// A lease was granted with this TTL.
+    LeaseGranted {
+        /// Lease id.
+        id: i64,
+        /// Effective TTL.
+        ttl: i64,
+    },
+    /// A lease was revoked.
+    LeaseRevoked,
+    /// Alarm changes.
+    Alarm(Vec<AlarmMember>),
+    /// Membership attributes published.
+    MemberPublished,
+}
+
+/// The result of an applied entry together with the store revision after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// The response or the request's error.
+    pub result: Result<ApplyResponse, EtcdError>,
+    /// Store revision after applying (the header revision).
+    pub revision: i64,
+}
+
+/// Everything apply touches.
+pub struct Applier {
+    storage: Storage,
+    store: Arc<Store>,
+    lessor: Arc<Lessor>,
+    hub: Arc<WatchHub>,
+    alarms: Arc<Alarms>,
+    members: Arc<Membership>,
+    wait: Arc<WaitRegistry<Applied>>,
+    applied: u64,
+}
+
+/// Reads the persisted applied index.
+pub fn load_applied_index(storage: &Storage) -> Result<u64, crate::storage::StorageError> {
+    Ok(storage
+        .get(Cf::Meta, APPLIED_INDEX_KEY)?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0))
+}
+
+impl Applier {
+    /// An applier resuming after `applied`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        storage: Storage,
+        store: Arc<Store>,
+        lessor: Arc<Lessor>,
+        hub: Arc<WatchHub>,
+        alarms: Arc<Alarms>,
+        members: Arc<Membership>,
+        wait: Arc<WaitRegistry<Applied>>,
+        applied: u64,
+    ) -> Self {
+        Applier {
+            storage,
+            store,
+            lessor,
+            hub,
+            alarms,
+            members,
+            wait,
+            applied,
+        }
+    }
+
+    fn apply_request(&mut self, index: u64, req: Request) -> Result<Applied, MvccError> {
+        let storage = self.storage.clone();
+        let mut batch = storage.batch();
+        batch.put(Cf::Meta, APPLIED_INDEX_KEY, &index.to_be_bytes());
+        let mut wtxn = self.store.write();
+        let no_space = self.alarms.is_active(AlarmType::Nospace);
+        let result = match req {
+            Request::Put(p) => {
+                if no_space {
+                    Err(EtcdError::NoSpace)
+                } else {
+                    txn::put(&mut wtxn, &self.lessor, &p).map(ApplyResponse::Put)
+                }
+            }
+            Request::DeleteRange(d) => {
+                txn::delete_range(&mut wtxn, &self.lessor, &d).map(ApplyResponse::DeleteRange)
+            }
+            Request::Txn(t) => {
+                if no_space && txn::has_puts(&t) {
+                    Err(EtcdError::NoSpace)
+                } else {
+                    let compact = self.store.compact_revision();
+                    txn::txn(&mut wtxn, &self.lessor, compact, &t).map(ApplyResponse::Txn)
+                }
+            }
+            Request::Compaction(c) => match self.store.compact(c.revision, &mut batch) {
+                Ok(()) => Ok(ApplyResponse::Compacted),
+                Err(MvccError::Compacted) => Err(EtcdError::Compacted),
+                Err(MvccError::FutureRevision) => Err(EtcdError::FutureRev),
+                Err(e) => return Err(e),
+            },
+            Request::LeaseGrant(g) => {
+                if no_space {
+                    Err(EtcdError::NoSpace)
+                } else {
+                    match self.lessor.grant(g.id, g.ttl, &mut batch) {
+                        Ok(ttl) => Ok(ApplyResponse::LeaseGranted { id: g.id, ttl }),
+                        Err(LeaseError::Exists) => Err(EtcdError::LeaseExist),
+                        Err(LeaseError::TtlTooLarge) => Err(EtcdError::LeaseTtlTooLarge),
+                        Err(_) => Err(EtcdError::LeaseNotFound),
+                    }
+                }
+            }
+            Request::LeaseRevoke(r) => match self.lessor.revoke(r.id, &mut batch) {
+                Ok(mut keys) => {
+                    keys.sort();
+                    let mut res = Ok(ApplyResponse::LeaseRevoked);
+                    for k in keys {
+                        if let Err(e) = wtxn.delete_range(&k, &[]) {
+                            res = Err(EtcdError::Internal(e.to_string()));
+                            break;
+                        }
+                    }
+                    res
+                }
+                Err(_) => Err(EtcdError::LeaseNotFound),
+            },
+            Request::Alarm(a) => {
+                let changed = match AlarmAction::try_from(a.action) {
+                    Ok(AlarmAction::Activate) => {
+                        self.alarms.activate(a.member_id, a.alarm, &mut batch)
+                    }
+                    Ok(AlarmAction::Deactivate) => {
+                        self.alarms.deactivate(a.member_id, a.alarm, &mut batch)
+                    }
+                    _ => self.alarms.list(a.alarm),
+                };
+                Ok(ApplyResponse::Alarm(changed))
+            }
+            Request::MemberAttributes(m) => {
+                self.members
+                    .set_attributes(m.member_id, &m.name, &m.client_urls, &mut batch);
+                Ok(ApplyResponse::MemberPublished)
+            }
+        };
+        // A failed request changes nothing but the applied index.
+        let pending = if result.is_ok() {
+            Some(wtxn.finish(&mut batch))
+        } else {
+            drop(wtxn);
+            None
+        };
+        self.storage.write(batch, false)?;
+        if let Some(p) = pending {
+            let events = self.store.publish(p);
+            if !events.is_empty() {
+                self.hub.notify(self.store.current_revision(), &events);
+            }
+        }
+        Ok(Applied {
+            result,
+            revision: self.store.current_revision(),
+        })
+    }
+}
+
+impl StateMachine for Applier {
+    fn apply(&mut self, index: u64, _term: u64, data: &[u8]) {
+        if index <= self.applied {
+            return;
+        }
+        let req = match InternalRequest::decode(data) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(index, error = %e, "apply: undecodable entry skipped");
+                self.apply_noop(index);
+                return;
+            }
+        };
+        let id = req.id;
+        let Some(request) = req.request else {
+            self.apply_noop(index);
+            return;
+        };
+        match self.apply_request(index, request) {
+            Ok(applied) => {
+                self.applied = index;
+                self.wait.trigger(id, applied);
+            }
+            Err(e) => {
+                // The store cannot take writes: stopping is the only safe answer, since
+                // continuing would acknowledge writes that are not there.
+                tracing::error!(index, error = %e, "apply: storage failure; exiting");
+                std::process::exit(1);
+            }
+        }
+    }
+
+    fn apply_noop(&mut self, index: u64) {
+        if index > self.applied {
+            self.applied = index;
+        }
+    }
+
+    fn applied_index(&self) -> u64 {
+        self.applied
+    }
+}

@@ -1,0 +1,132 @@
+//! Prometheus metrics under etcd's names. Counters and histograms are updated where the
+//! work happens; gauges that mirror state are refreshed at scrape time by the server.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// The registry every metric of this process is in (process collector included).
+pub static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
+    let r = Registry::new();
+    #[cfg(target_os = "linux")]
+    {
+        let pc = prometheus::process_collector::ProcessCollector::for_self();
+        let _ = r.register(Box::new(pc));
+    }
+    r
+});
+
+fn reg<T: prometheus::core::Collector + Clone + 'static>(c: T) -> T {
+    let _ = REGISTRY.register(Box::new(c.clone()));
+    c
+}
+
+fn buckets(start: f64, factor: f64, n: usize) -> Vec<f64> {
+    prometheus::exponential_buckets(start, factor, n).unwrap_or_default()
+}
+
+macro_rules! gauge {
+    ($name:ident, $metric:literal, $help:literal) => {
+        #[doc = $help]
+        pub static $name: LazyLock<IntGauge> =
+            LazyLock::new(|| reg(IntGauge::new($metric, $help).unwrap_or_else(|_| unreachable!())));
+    };
+}
+macro_rules! counter {
+    ($name:ident, $metric:literal, $help:literal) => {
+        #[doc = $help]
+        pub static $name: LazyLock<IntCounter> = LazyLock::new(|| {
+            reg(IntCounter::new($metric, $help).unwrap_or_else(|_| unreachable!()))
+        });
+    };
+}
+
+gauge!(HAS_LEADER, "etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.");
+gauge!(IS_LEADER, "etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.");
+counter!(LEADER_CHANGES, "etcd_server_leader_changes_seen_total", "The number of leader changes seen.");
+gauge!(PROPOSALS_COMMITTED, "etcd_server_proposals_committed_total", "The total number of consensus proposals committed.");
+gauge!(PROPOSALS_APPLIED, "etcd_server_proposals_applied_total", "The total number of consensus proposals applied.");
+gauge!(PROPOSALS_PENDING, "etcd_server_proposals_pending", "The current number of pending proposals to commit.");
+counter!(PROPOSALS_FAILED, "etcd_server_proposals_failed_total", "The total number of failed proposals seen.");
+gauge!(DB_TOTAL_SIZE, "etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.");
+gauge!(DB_IN_USE_SIZE, "etcd_mvcc_db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.");
+gauge!(QUOTA_BYTES, "etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.");
+gauge!(KEYS_TOTAL, "etcd_debugging_mvcc_keys_total", "Total number of keys.");
+gauge!(CURRENT_REVISION, "etcd_debugging_mvcc_current_revision", "The current revision of store.");
+gauge!(COMPACT_REVISION, "etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store.");
+gauge!(WATCHERS, "etcd_debugging_mvcc_watcher_total", "Total number of watchers.");
+gauge!(LEASES, "etcd_debugging_lease_total", "The number of leases.");
+counter!(PUT_TOTAL, "etcd_mvcc_put_total", "Total number of puts seen by this member.");
+counter!(DELETE_TOTAL, "etcd_mvcc_delete_total", "Total number of deletes seen by this member.");
+counter!(TXN_TOTAL, "etcd_mvcc_txn_total", "Total number of txns seen by this member.");
+counter!(RANGE_TOTAL, "etcd_mvcc_range_total", "Total number of ranges seen by this member.");
+
+/// `etcd_disk_wal_fsync_duration_seconds`: latency of the synced raft log writes.
+pub static WAL_FSYNC: LazyLock<Histogram> = LazyLock::new(|| {
+    reg(Histogram::with_opts(
+        HistogramOpts::new(
+            "etcd_disk_wal_fsync_duration_seconds",
+            "The latency distributions of fsync called by WAL.",
+        )
+        .buckets(buckets(0.001, 2.0, 14)),
+    )
+    .unwrap_or_else(|_| unreachable!()))
+});
+
+/// `etcd_disk_backend_commit_duration_seconds`: latency of apply writes.
+pub static BACKEND_COMMIT: LazyLock<Histogram> = LazyLock::new(|| {
+    reg(Histogram::with_opts(
+        HistogramOpts::new(
+            "etcd_disk_backend_commit_duration_seconds",
+            "The latency distributions of commit called by backend.",
+        )
+        .buckets(buckets(0.001, 2.0, 14)),
+    )
+    .unwrap_or_else(|_| unreachable!()))
+});
+
+/// `etcd_server_version{server_version}` = 1.
+pub static SERVER_VERSION: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    reg(IntGaugeVec::new(
+        Opts::new("etcd_server_version", "Which version is running. 1 for 'server_version' label with current version."),
+        &["server_version"],
+    )
+    .unwrap_or_else(|_| unreachable!()))
+});
+
+/// `etcd_cluster_version{cluster_version}` = 1.
+pub static CLUSTER_VERSION: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    reg(IntGaugeVec::new(
+        Opts::new("etcd_cluster_version", "Which version is running. 1 for 'cluster_version' label with current cluster version"),
+        &["cluster_version"],
+    )
+    .unwrap_or_else(|_| unreachable!()))
+});
+
+/// Forces registration of every metric (so a scrape lists them all from the start).
+pub fn init() {
+    for g in [
+        &HAS_LEADER, &IS_LEADER, &PROPOSALS_COMMITTED, &PROPOSALS_APPLIED, &PROPOSALS_PENDING,
+        &DB_TOTAL_SIZE, &DB_IN_USE_SIZE, &QUOTA_BYTES, &KEYS_TOTAL, &CURRENT_REVISION,
+        &COMPACT_REVISION, &WATCHERS, &LEASES,
+    ] {
+        LazyLock::force(g);
+    }
+    for c in [&LEADER_CHANGES, &PROPOSALS_FAILED, &PUT_TOTAL, &DELETE_TOTAL, &TXN_TOTAL, &RANGE_TOTAL] {
+        LazyLock::force(c);
+    }
+    LazyLock::force(&WAL_FSYNC);
+    LazyLock::force(&BACKEND_COMMIT);
+    LazyLock::force(&SERVER_VERSION);
+    LazyLock::force(&CLUSTER_VERSION);
+}
+
+/// The Prometheus text exposition of every metric.
+pub fn render() -> String {
+    let mut buf = Vec::new();
+    let _ = TextEncoder::new().encode(&REGISTRY.gather(), &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}

@@ -1,0 +1,199 @@
+//! The durable raft log: entries, hard state, conf state and the snapshot point, kept in
+//! RocksDB's `raft` column family and mirrored in raft-rs's in-memory `MemStorage`,
+//! which serves raft's reads.
+//!
+//! Guarantee: when [`LogStore::persist`] returns `Ok`, the entries and hard state it was
+//! given are fsynced (one synced write per call) and visible to raft.
+
+use protobuf::Message as _;
+use ::raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use ::raft::storage::MemStorage;
+use ::raft::Storage as _;
+
+use crate::storage::{Cf, Storage, StorageError};
+
+const HARD_STATE: &[u8] = b"hs";
+const CONF_STATE: &[u8] = b"cs";
+const SNAPSHOT_META: &[u8] = b"sm";
+const ENTRY_PREFIX: u8 = b'e';
+
+/// Errors of the raft log store.
+#[derive(Debug, thiserror::Error)]
+pub enum LogStoreError {
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A stored record did not decode.
+    #[error("corrupt raft log record: {0}")]
+    Decode(#[from] protobuf::ProtobufError),
+    /// raft-rs refused the loaded state.
+    #[error("raft storage: {0}")]
+    Raft(#[from] ::raft::Error),
+}
+
+fn entry_key(index: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = ENTRY_PREFIX;
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// The raft log of this member, durable in RocksDB.
+#[derive(Clone)]
+pub struct LogStore {
+    mem: MemStorage,
+    storage: Storage,
+}
+
+impl LogStore {
+    /// Loads the log from `storage`. A store that has never been written is initialised
+    /// with `initial_voters` as its configuration (a new cluster); an existing one keeps
+    /// what it has, whatever `initial_voters` says. Returns the store and whether it was
+    /// freshly initialised.
+    pub fn open(storage: Storage, initial_voters: &[u64]) -> Result<(Self, bool), LogStoreError> {
+        let mem = MemStorage::new();
+        let hs = storage.get(Cf::Raft, HARD_STATE)?;
+        let cs = storage.get(Cf::Raft, CONF_STATE)?;
+        let fresh = hs.is_none() && cs.is_none();
+        let store = LogStore {
+            mem: mem.clone(),
+            storage: storage.clone(),
+        };
+        if fresh {
+            let conf = ConfState::from((initial_voters.to_vec(), vec![]));
+            let mut b = storage.batch();
+            b.put(Cf::Raft, CONF_STATE, &conf.write_to_bytes()?);
+            storage.write(b, true)?;
+            mem.wl().set_conf_state(conf);
+            return Ok((store, true));
+        }
+        let mut wl = mem.wl();
+        let mut first = 1;
+        if let Some(sm) = storage.get(Cf::Raft, SNAPSHOT_META)? {
+            let meta = SnapshotMetadata::parse_from_bytes(&sm)?;
+            first = meta.index + 1;
+            let mut snap = Snapshot::default();
+            snap.set_metadata(meta);
+            wl.apply_snapshot(snap)?;
+        }
+        if let Some(cs) = cs {
+            wl.set_conf_state(ConfState::parse_from_bytes(&cs)?);
+        }
+        let mut entries = Vec::new();
+        let mut decode_err = None;
+        storage.for_each(Cf::Raft, &entry_key(0), Some(&[ENTRY_PREFIX + 1]), |_, v| {
+            match Entry::parse_from_bytes(v) {
+                Ok(e) => {
+                    entries.push(e);
+                    true
+                }
+                Err(e) => {
+                    decode_err = Some(e);
+                    false
+                }
+            }
+        })?;
+        if let Some(e) = decode_err {
+            return Err(e.into());
+        }
+        entries.retain(|e| e.index >= first);
+        if !entries.is_empty() {
+            wl.append(&entries)?;
+        }
+        if let Some(hs) = hs {
+            let hs = HardState::parse_from_bytes(&hs)?;
+            wl.set_hardstate(hs);
+        }
+        drop(wl);
+        Ok((store, false))
+    }
+
+    /// The raft-rs storage view (shares state with this store).
+    pub fn raft_storage(&self) -> MemStorage {
+        self.mem.clone()
+    }
+
+    /// Durably appends `entries` (replacing any conflicting suffix) and records `hs`,
+    /// in one synced write, then makes them visible to raft.
+    pub fn persist(&self, entries: &[Entry], hs: Option<&HardState>) -> Result<(), LogStoreError> {
+        if entries.is_empty() && hs.is_none() {
+            return Ok(());
+        }
+        let mut b = self.storage.batch();
+        if let Some(first) = entries.first() {
+            b.delete_range(Cf::Raft, &entry_key(first.index), &entry_key(u64::MAX));
+            for e in entries {
+                b.put(Cf::Raft, &entry_key(e.index), &e.write_to_bytes()?);
+            }
+        }
+        if let Some(hs) = hs {
+            b.put(Cf::Raft, HARD_STATE, &hs.write_to_bytes()?);
+        }
+        let started = std::time::Instant::now();
+        self.storage.write(b, true)?;
+        crate::metrics::WAL_FSYNC.observe(started.elapsed().as_secs_f64());
+        let mut wl = self.mem.wl();
+        if !entries.is_empty() {
+            wl.append(entries)?;
+        }
+        if let Some(hs) = hs {
+            wl.set_hardstate(hs.clone());
+        }
+        Ok(())
+    }
+
+    /// Records the commit index raft reported in a light ready (durable with the next
+    /// synced write; a lost commit index is recomputed by raft).
+    pub fn set_commit(&self, commit: u64) {
+        self.mem.wl().mut_hard_state().commit = commit;
+    }
+
+    /// Records a new configuration.
+    pub fn set_conf_state(&self, cs: ConfState) -> Result<(), LogStoreError> {
+        let mut b = self.storage.batch();
+        b.put(Cf::Raft, CONF_STATE, &cs.write_to_bytes()?);
+        self.storage.write(b, true)?;
+        self.mem.wl().set_conf_state(cs);
+        Ok(())
+    }
+
+    /// Discards entries before `index` (they must be applied and durable in the state
+    /// machine). The term of `index - 1` is remembered as the snapshot point.
+    pub fn compact(&self, index: u64) -> Result<(), LogStoreError> {
+        let first = self.mem.first_index()?;
+        if index <= first {
+            return Ok(());
+        }
+        let term = self.mem.term(index - 1)?;
+        let mut meta = SnapshotMetadata::default();
+        meta.index = index - 1;
+        meta.term = term;
+        meta.set_conf_state(self.conf_state());
+        // The state machine must be durable before the log that rebuilds it goes away.
+        self.storage.sync_wal()?;
+        let mut b = self.storage.batch();
+        b.delete_range(Cf::Raft, &entry_key(0), &entry_key(index));
+        b.put(Cf::Raft, SNAPSHOT_META, &meta.write_to_bytes()?);
+        self.storage.write(b, true)?;
+        self.mem.wl().compact(index)?;
+        Ok(())
+    }
+
+    /// The current configuration.
+    pub fn conf_state(&self) -> ConfState {
+        self.mem
+            .initial_state()
+            .map(|s| s.conf_state)
+            .unwrap_or_default()
+    }
+
+    /// Index of the first entry still in the log.
+    pub fn first_index(&self) -> u64 {
+        self.mem.first_index().unwrap_or(1)
+    }
+
+    /// Index of the last entry in the log.
+    pub fn last_index(&self) -> u64 {
+        self.mem.last_index().unwrap_or(0)
+    }
+}

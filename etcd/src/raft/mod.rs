@@ -1,0 +1,13 @@
+//! Raft replication: the Ready loop, the durable log and the wait registry. Knows
+//! nothing of the key-value store: it moves opaque entries into a [`StateMachine`].
+
+pub mod log_store;
+pub mod node;
+pub mod wait;
+
+pub use log_store::{LogStore, LogStoreError};
+pub use node::{
+    start, LeaderInfo, NoPeers, RaftConfig, RaftError, RaftHandle, RaftStatus, StateMachine,
+    Transport,
+};
+pub use wait::WaitRegistry;

@@ -1,0 +1,502 @@
+//! The Raft Ready loop: one thread drives `raft::RawNode` through the documented Ready
+//! steps (send, apply snapshot, apply committed, persist, send persisted, advance).
+//!
+//! Guarantees:
+//! - Entries and hard state of one Ready are persisted with exactly one synced write,
+//!   however many proposals the Ready carries (proposals queued while a write is in
+//!   progress all land in the next Ready: batching is how throughput beats fsync).
+//! - Committed entries are handed to the [`StateMachine`] in log order, exactly once per
+//!   run; after a restart raft redelivers everything after the state machine's applied
+//!   index.
+//! - Linearizable reads are batched: all read requests waiting when the loop turns
+//!   share one ReadIndex round.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use protobuf::Message as _;
+use ::raft::prelude::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
+use ::raft::storage::MemStorage;
+use ::raft::{RawNode, StateRole};
+use raft_proto::ConfChangeI as _;
+use tokio::sync::{oneshot, watch};
+
+use super::log_store::{LogStore, LogStoreError};
+
+/// The state machine fed by the loop.
+pub trait StateMachine: Send + 'static {
+    /// Applies the committed normal entry at `index` carrying `data` (never empty).
+    fn apply(&mut self, index: u64, term: u64, data: &[u8]);
+    /// Records that `index` was applied without changing state (empty or conf entries).
+    fn apply_noop(&mut self, index: u64);
+    /// The last applied index (durable: what a restart resumes from).
+    fn applied_index(&self) -> u64;
+}
+
+/// Errors of the raft layer.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum RaftError {
+    /// No leader accepts proposals right now.
+    #[error("no leader")]
+    NoLeader,
+    /// The loop has stopped.
+    #[error("raft stopped")]
+    Stopped,
+    /// Too many proposals wait to be applied.
+    #[error("too many requests")]
+    TooManyRequests,
+    /// Leadership transfer target is not a voter.
+    #[error("bad leader transferee")]
+    BadTransferee,
+    /// Anything raft-rs reported.
+    #[error("raft: {0}")]
+    Other(String),
+}
+
+/// Timing and identity of this member's raft node.
+#[derive(Debug, Clone)]
+pub struct RaftConfig {
+    /// This member's id.
+    pub id: u64,
+    /// `--heartbeat-interval`: one raft tick.
+    pub tick: Duration,
+    /// `--election-timeout` in ticks.
+    pub election_ticks: usize,
+    /// `--pre-vote`.
+    pub pre_vote: bool,
+    /// `--snapshot-count`: applied entries between log compactions.
+    pub snapshot_count: u64,
+    /// `--snapshot-catchup-entries`: entries kept behind a compaction for slow followers.
+    pub catchup_entries: u64,
+    /// Proposals allowed in flight (proposed, not yet applied) before refusing new ones.
+    pub max_inflight: u64,
+}
+
+/// What every task may read about the node without asking the loop.
+#[derive(Debug, Default)]
+pub struct RaftStatus {
+    leader: AtomicU64,
+    term: AtomicU64,
+    commit: AtomicU64,
+    applied: AtomicU64,
+    last_index: AtomicU64,
+    is_leader: AtomicBool,
+    inflight: AtomicU64,
+}
+
+impl RaftStatus {
+    /// Current leader id (0 = none known).
+    pub fn leader(&self) -> u64 {
+        self.leader.load(Ordering::Acquire)
+    }
+    /// Current term.
+    pub fn term(&self) -> u64 {
+        self.term.load(Ordering::Acquire)
+    }
+    /// Commit index.
+    pub fn commit(&self) -> u64 {
+        self.commit.load(Ordering::Acquire)
+    }
+    /// Applied index.
+    pub fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+    /// Index of the last log entry.
+    pub fn last_index(&self) -> u64 {
+        self.last_index.load(Ordering::Acquire)
+    }
+    /// Whether this member leads.
+    pub fn is_leader(&self) -> bool {
+        self.is_leader.load(Ordering::Acquire)
+    }
+}
+
+/// Leadership as seen by this member; published on every change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LeaderInfo {
+    /// Leader id, 0 if none.
+    pub leader: u64,
+    /// Term of that leadership.
+    pub term: u64,
+    /// This member leads.
+    pub is_self: bool,
+}
+
+enum Command {
+    Propose {
+        data: Vec<u8>,
+        failed: oneshot::Sender<RaftError>,
+    },
+    ReadIndex(oneshot::Sender<Result<u64, RaftError>>),
+    TransferLeader(u64),
+    Step(Message),
+}
+
+/// Handle to the raft loop. Cheap to clone.
+#[derive(Clone)]
+pub struct RaftHandle {
+    tx: Sender<Command>,
+    status: Arc<RaftStatus>,
+    applied: watch::Receiver<u64>,
+    leader: watch::Receiver<LeaderInfo>,
+    max_inflight: u64,
+}
+
+impl RaftHandle {
+    /// Proposes `data`. Returns a receiver that yields an error if the proposal was
+    /// dropped (no leader, stopped); on success it is dropped without a value and the
+    /// result arrives through apply.
+    pub fn propose(&self, data: Vec<u8>) -> Result<oneshot::Receiver<RaftError>, RaftError> {
+        if self.status.inflight.load(Ordering::Acquire) >= self.max_inflight {
+            return Err(RaftError::TooManyRequests);
+        }
+        let (failed, rx) = oneshot::channel();
+        self.status.inflight.fetch_add(1, Ordering::AcqRel);
+        self.tx
+            .send(Command::Propose { data, failed })
+            .map_err(|_| RaftError::Stopped)?;
+        Ok(rx)
+    }
+
+    /// Runs a ReadIndex round and returns the index the state machine must reach
+    /// before a linearizable read may be served.
+    pub async fn read_index(&self) -> Result<u64, RaftError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::ReadIndex(tx))
+            .map_err(|_| RaftError::Stopped)?;
+        rx.await.map_err(|_| RaftError::Stopped)?
+    }
+
+    /// Waits until the applied index reaches `index`.
+    pub async fn wait_applied(&self, index: u64) -> Result<(), RaftError> {
+        let mut rx = self.applied.clone();
+        rx.wait_for(|a| *a >= index)
+            .await
+            .map(|_| ())
+            .map_err(|_| RaftError::Stopped)
+    }
+
+    /// Asks raft to hand leadership to `target`.
+    pub fn transfer_leader(&self, target: u64) -> Result<(), RaftError> {
+        self.tx
+            .send(Command::TransferLeader(target))
+            .map_err(|_| RaftError::Stopped)
+    }
+
+    /// Feeds a message from a peer into the node.
+    pub fn step(&self, msg: Message) -> Result<(), RaftError> {
+        self.tx
+            .send(Command::Step(msg))
+            .map_err(|_| RaftError::Stopped)
+    }
+
+    /// Live status counters.
+    pub fn status(&self) -> &RaftStatus {
+        &self.status
+    }
+
+    /// Leadership changes.
+    pub fn leader_watch(&self) -> watch::Receiver<LeaderInfo> {
+        self.leader.clone()
+    }
+}
+
+/// Sends raft messages to peers. A single member has none.
+pub trait Transport: Send + 'static {
+    /// Sends `msgs`; failures are reported to raft as unreachable by the caller later.
+    fn send(&mut self, msgs: Vec<Message>);
+}
+
+/// The transport of a cluster with no peers.
+pub struct NoPeers;
+
+impl Transport for NoPeers {
+    fn send(&mut self, _msgs: Vec<Message>) {}
+}
+
+/// Starts the loop on its own thread and returns its handle and join handle.
+pub fn start<S: StateMachine, T: Transport>(
+    cfg: RaftConfig,
+    log: LogStore,
+    sm: S,
+    transport: T,
+    campaign: bool,
+) -> Result<(RaftHandle, std::thread::JoinHandle<()>), RaftError> {
+    let raft_cfg = ::raft::Config {
+        id: cfg.id,
+        election_tick: cfg.election_ticks.max(2),
+        heartbeat_tick: 1,
+        applied: sm.applied_index(),
+        max_size_per_msg: 1024 * 1024,
+        max_inflight_msgs: 256,
+        check_quorum: true,
+        pre_vote: cfg.pre_vote,
+        ..Default::default()
+    };
+    raft_cfg
+        .validate()
+        .map_err(|e| RaftError::Other(e.to_string()))?;
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let mut node = RawNode::new(&raft_cfg, log.raft_storage(), &logger)
+        .map_err(|e| RaftError::Other(e.to_string()))?;
+    if campaign {
+        node.campaign().map_err(|e| RaftError::Other(e.to_string()))?;
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let status = Arc::new(RaftStatus::default());
+    let (applied_tx, applied_rx) = watch::channel(sm.applied_index());
+    let (leader_tx, leader_rx) = watch::channel(LeaderInfo::default());
+    let handle = RaftHandle {
+        tx,
+        status: status.clone(),
+        applied: applied_rx,
+        leader: leader_rx,
+        max_inflight: cfg.max_inflight,
+    };
+    let mut lp = Loop {
+        node,
+        log,
+        sm,
+        transport,
+        cfg,
+        status,
+        applied_tx,
+        leader_tx,
+        pending_reads: Vec::new(),
+        inflight_reads: HashMap::new(),
+        read_seq: 0,
+    };
+    let join = std::thread::Builder::new()
+        .name("raft".into())
+        .spawn(move || lp.run(rx))
+        .map_err(|e| RaftError::Other(e.to_string()))?;
+    Ok((handle, join))
+}
+
+struct Loop<S, T> {
+    node: RawNode<MemStorage>,
+    log: LogStore,
+    sm: S,
+    transport: T,
+    cfg: RaftConfig,
+    status: Arc<RaftStatus>,
+    applied_tx: watch::Sender<u64>,
+    leader_tx: watch::Sender<LeaderInfo>,
+    pending_reads: Vec<oneshot::Sender<Result<u64, RaftError>>>,
+    inflight_reads: HashMap<u64, Vec<oneshot::Sender<Result<u64, RaftError>>>>,
+    read_seq: u64,
+}
+
+impl<S: StateMachine, T: Transport> Loop<S, T> {
+    fn run(&mut self, rx: Receiver<Command>) {
+        let mut last_tick = Instant::now();
+        self.publish_status();
+        loop {
+            let wait = self.cfg.tick.saturating_sub(last_tick.elapsed());
+            match rx.recv_timeout(wait) {
+                Ok(cmd) => self.handle(cmd),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            while let Ok(cmd) = rx.try_recv() {
+                self.handle(cmd);
+            }
+            if last_tick.elapsed() >= self.cfg.tick {
+                self.node.tick();
+                last_tick = Instant::now();
+            }
+            if !self.pending_reads.is_empty() {
+                self.issue_read_index();
+            }
+            if let Err(e) = self.on_ready() {
+                tracing::error!(error = %e, "raft: failed to persist; stopping the raft loop");
+                break;
+            }
+        }
+        for (_, waiters) in self.inflight_reads.drain() {
+            for w in waiters {
+                let _ = w.send(Err(RaftError::Stopped));
+            }
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Propose { data, failed } => {
+                if self.node.raft.leader_id == ::raft::INVALID_ID {
+                    self.status.inflight.fetch_sub(1, Ordering::AcqRel);
+                    let _ = failed.send(RaftError::NoLeader);
+                    return;
+                }
+                if let Err(e) = self.node.propose(vec![], data) {
+                    self.status.inflight.fetch_sub(1, Ordering::AcqRel);
+                    let err = match e {
+                        ::raft::Error::ProposalDropped => RaftError::NoLeader,
+                        other => RaftError::Other(other.to_string()),
+                    };
+                    let _ = failed.send(err);
+                }
+            }
+            Command::ReadIndex(tx) => self.pending_reads.push(tx),
+            Command::TransferLeader(target) => self.node.transfer_leader(target),
+            Command::Step(msg) => {
+                if let Err(e) = self.node.step(msg) {
+                    tracing::debug!(error = %e, "raft: dropped peer message");
+                }
+            }
+        }
+    }
+
+    fn issue_read_index(&mut self) {
+        if self.node.raft.leader_id == ::raft::INVALID_ID {
+            for w in self.pending_reads.drain(..) {
+                let _ = w.send(Err(RaftError::NoLeader));
+            }
+            return;
+        }
+        self.read_seq += 1;
+        let ctx = self.read_seq.to_be_bytes().to_vec();
+        self.node.read_index(ctx);
+        let waiters = std::mem::take(&mut self.pending_reads);
+        self.inflight_reads.insert(self.read_seq, waiters);
+    }
+
+    fn on_ready(&mut self) -> Result<(), LogStoreError> {
+        if !self.node.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.node.ready();
+        if !ready.messages().is_empty() {
+            self.transport.send(ready.take_messages());
+        }
+        if !ready.snapshot().is_empty() {
+            // Snapshot installation belongs to multi-member operation; a single member
+            // never receives one.
+            tracing::warn!("raft: received a snapshot; ignored by the single-member build");
+        }
+        self.apply_entries(ready.take_committed_entries());
+        for rs in ready.take_read_states() {
+            let mut id = [0u8; 8];
+            if rs.request_ctx.len() == 8 {
+                id.copy_from_slice(&rs.request_ctx);
+            }
+            if let Some(waiters) = self.inflight_reads.remove(&u64::from_be_bytes(id)) {
+                for w in waiters {
+                    let _ = w.send(Ok(rs.index));
+                }
+            }
+        }
+        self.log.persist(ready.entries(), ready.hs())?;
+        if !ready.persisted_messages().is_empty() {
+            self.transport.send(ready.take_persisted_messages());
+        }
+        let mut light = self.node.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.log.set_commit(commit);
+        }
+        self.transport.send(light.take_messages());
+        self.apply_entries(light.take_committed_entries());
+        self.node.advance_apply();
+        self.publish_status();
+        self.maybe_compact_log()?;
+        Ok(())
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry>) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut last = 0;
+        for e in entries {
+            last = e.index;
+            match e.get_entry_type() {
+                EntryType::EntryNormal => {
+                    if e.data.is_empty() {
+                        self.sm.apply_noop(e.index);
+                    } else {
+                        if self.status.is_leader() {
+                            // One of ours (or a forwarded one) has left the queue.
+                            let _ = self.status.inflight.fetch_update(
+                                Ordering::AcqRel,
+                                Ordering::Acquire,
+                                |v| Some(v.saturating_sub(1)),
+                            );
+                        }
+                        self.sm.apply(e.index, e.term, &e.data);
+                    }
+                }
+                EntryType::EntryConfChange => {
+                    if let Ok(cc) = ConfChange::parse_from_bytes(&e.data) {
+                        self.apply_conf_change(cc.into_v2());
+                    }
+                    self.sm.apply_noop(e.index);
+                }
+                EntryType::EntryConfChangeV2 => {
+                    if let Ok(cc) = ConfChangeV2::parse_from_bytes(&e.data) {
+                        self.apply_conf_change(cc);
+                    }
+                    self.sm.apply_noop(e.index);
+                }
+            }
+        }
+        self.status.applied.store(last, Ordering::Release);
+        let _ = self.applied_tx.send(last);
+    }
+
+    fn apply_conf_change(&mut self, cc: ConfChangeV2) {
+        match self.node.apply_conf_change(&cc) {
+            Ok(cs) => {
+                if let Err(e) = self.log.set_conf_state(cs) {
+                    tracing::error!(error = %e, "raft: failed to persist conf state");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "raft: conf change rejected"),
+        }
+    }
+
+    fn publish_status(&mut self) {
+        let r = &self.node.raft;
+        let is_leader = r.state == StateRole::Leader;
+        self.status.leader.store(r.leader_id, Ordering::Release);
+        self.status.term.store(r.term, Ordering::Release);
+        self.status.commit.store(r.raft_log.committed, Ordering::Release);
+        self.status
+            .last_index
+            .store(r.raft_log.last_index(), Ordering::Release);
+        self.status.is_leader.store(is_leader, Ordering::Release);
+        let info = LeaderInfo {
+            leader: r.leader_id,
+            term: r.term,
+            is_self: is_leader,
+        };
+        if *self.leader_tx.borrow() != info {
+            if is_leader {
+                tracing::info!(term = r.term, "raft: became leader");
+            } else if r.leader_id != ::raft::INVALID_ID {
+                tracing::info!(leader = %format!("{:x}", r.leader_id), term = r.term, "raft: leader elected");
+            } else {
+                tracing::warn!(term = r.term, "raft: no leader");
+            }
+            // Whatever was in flight under the old leader is no longer ours to count.
+            if !is_leader {
+                self.status.inflight.store(0, Ordering::Release);
+            }
+            let _ = self.leader_tx.send(info);
+        }
+    }
+
+    fn maybe_compact_log(&mut self) -> Result<(), LogStoreError> {
+        let applied = self.sm.applied_index();
+        let first = self.log.first_index();
+        if applied > first + self.cfg.snapshot_count + self.cfg.catchup_entries {
+            let upto = applied.saturating_sub(self.cfg.catchup_entries);
+            self.log.compact(upto)?;
+            tracing::info!(index = upto, "raft: compacted the raft log");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,571 @@
+//! The server facade: every client operation as one async call. Writes are proposed
+//! through raft and answered when applied; linearizable reads wait for a ReadIndex
+//! round and the matching applied index; serializable reads are served locally.
+//! Errors are etcd's ([`EtcdError`]); headers are filled here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message as _;
+
+use crate::apply::{Alarms, Applied, ApplyResponse};
+use crate::cluster::Membership;
+use crate::lease::{Lessor, MAX_LEASE_TTL};
+use crate::mvcc::{MvccError, Store};
+use crate::proto::etcdinternal::{internal_request::Request, InternalRequest, MemberAttributes};
+use crate::proto::etcdserverpb::{
+    alarm_request::AlarmAction, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest,
+    CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, HashKvResponse, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveResponse, Member, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    ResponseHeader, StatusResponse, TxnRequest, TxnResponse,
+};
+use crate::raft::{RaftError, RaftHandle, WaitRegistry};
+use crate::rpctypes::EtcdError;
+use crate::server::validate;
+use crate::storage::Storage;
+use crate::watch::WatchHub;
+
+/// etcd's server version string reported by Status and `/version`.
+pub const SERVER_VERSION: &str = "3.6.0";
+/// Cluster and storage version reported alongside.
+pub const CLUSTER_VERSION: &str = "3.6.0";
+
+/// Limits and identity the facade enforces.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This member's id.
+    pub member_id: u64,
+    /// This member's name.
+    pub name: String,
+    /// `--max-txn-ops`.
+    pub max_txn_ops: usize,
+    /// `--max-request-bytes`.
+    pub max_request_bytes: usize,
+    /// Effective `--quota-backend-bytes`.
+    pub quota_bytes: u64,
+    /// Consensus timeout (etcd: 5 s + 2 × election timeout).
+    pub request_timeout: Duration,
+}
+
+/// Everything the facade reaches.
+pub struct Parts {
+    /// Settings.
+    pub settings: Settings,
+    /// Raft handle.
+    pub raft: RaftHandle,
+    /// Result waiters.
+    pub wait: Arc<WaitRegistry<Applied>>,
+    /// The MVCC store.
+    pub store: Arc<Store>,
+    /// Leases.
+    pub lessor: Arc<Lessor>,
+    /// Watchers.
+    pub hub: Arc<WatchHub>,
+    /// Alarms.
+    pub alarms: Arc<Alarms>,
+    /// Members.
+    pub members: Arc<Membership>,
+    /// RocksDB.
+    pub storage: Storage,
+}
+
+/// The etcd server as seen by its API edge.
+pub struct EtcdServer {
+    p: Parts,
+}
+
+fn mvcc_err(e: MvccError) -> EtcdError {
+    match e {
+        MvccError::Compacted => EtcdError::Compacted,
+        MvccError::FutureRevision => EtcdError::FutureRev,
+        other => EtcdError::Internal(other.to_string()),
+    }
+}
+
+fn raft_err(e: RaftError) -> EtcdError {
+    match e {
+        RaftError::NoLeader => EtcdError::NoLeader,
+        RaftError::Stopped => EtcdError::Stopped,
+        RaftError::TooManyRequests => EtcdError::TooManyRequests,
+        RaftError::BadTransferee => EtcdError::BadLeaderTransferee,
+        RaftError::Other(s) => EtcdError::Internal(s),
+    }
+}
+
+impl EtcdServer {
+    /// A facade over `parts`.
+    pub fn new(parts: Parts) -> Arc<Self> {
+        Arc::new(EtcdServer { p: parts })
+    }
+
+    /// Settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.p.settings
+    }
+
+    /// The watch hub.
+    pub fn hub(&self) -> &Arc<WatchHub> {
+        &self.p.hub
+    }
+
+    /// The raft handle.
+    pub fn raft(&self) -> &RaftHandle {
+        &self.p.raft
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.p.store
+    }
+
+    /// The database.
+    pub fn storage(&self) -> &Storage {
+        &self.p.storage
+    }
+
+    /// The alarms.
+    pub fn alarms(&self) -> &Arc<Alarms> {
+        &self.p.alarms
+    }
+
+    /// A response header at `revision` (0 = current).
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.p.members.cluster_id(),
+            member_id: self.p.settings.member_id,
+            revision: if revision == 0 {
+                self.p.store.current_revision()
+            } else {
+                revision
+            },
+            raft_term: self.p.raft.status().term(),
+        }
+    }
+
+    /// Proposes `req` and waits for its applied result.
+    async fn propose(&self, req: Request) -> Result<Applied, EtcdError> {
+        let (id, rx) = self.p.wait.register();
+        let data = InternalRequest {
+            id,
+            request: Some(req),
+        }
+        .encode_to_vec();
+        if data.len() > self.p.settings.max_request_bytes {
+            self.p.wait.cancel(id);
+            return Err(EtcdError::RequestTooLarge);
+        }
+        let failed = match self.p.raft.propose(data) {
+            Ok(f) => f,
+            Err(e) => {
+                self.p.wait.cancel(id);
+                return Err(raft_err(e));
+            }
+        };
+        let dropped = async {
+            match failed.await {
+                Ok(e) => e,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let outcome = tokio::time::timeout(self.p.settings.request_timeout, async {
+            tokio::select! {
+                r = rx => r.map_err(|_| EtcdError::Stopped),
+                e = dropped => Err(raft_err(e)),
+            }
+        })
+        .await;
+        match outcome {
+            Ok(r) => r,
+            Err(_) => {
+                self.p.wait.cancel(id);
+                Err(EtcdError::Timeout)
+            }
+        }
+    }
+
+    /// Waits until this member has applied everything committed before the call
+    /// (a ReadIndex round).
+    pub async fn linearizable_barrier(&self) -> Result<(), EtcdError> {
+        let fut = async {
+            let index = self.p.raft.read_index().await.map_err(raft_err)?;
+            self.p.raft.wait_applied(index).await.map_err(raft_err)
+        };
+        tokio::time::timeout(self.p.settings.request_timeout, fut)
+            .await
+            .map_err(|_| EtcdError::Timeout)?
+    }
+
+    fn quota_check(&self, cost: usize) -> Result<(), EtcdError> {
+        if self.p.alarms.is_active(AlarmType::Nospace) {
+            return Err(EtcdError::NoSpace);
+        }
+        let size = self.p.storage.size_on_disk();
+        if size + cost as u64 > self.p.settings.quota_bytes {
+            Err(EtcdError::NoSpace)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn raise_nospace(&self) {
+        tracing::warn!(
+            quota = self.p.settings.quota_bytes,
+            "backend quota exceeded; raising NOSPACE alarm"
+        );
+        let req = AlarmRequest {
+            action: AlarmAction::Activate as i32,
+            member_id: self.p.settings.member_id,
+            alarm: AlarmType::Nospace as i32,
+        };
+        let _ = self.propose(Request::Alarm(req)).await;
+    }
+
+    async fn guarded_quota(&self, cost: usize) -> Result<(), EtcdError> {
+        match self.quota_check(cost) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if !self.p.alarms.is_active(AlarmType::Nospace) {
+                    self.raise_nospace().await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// KV.Range.
+    pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse, EtcdError> {
+        validate::range(&req)?;
+        if !req.serializable {
+            self.linearizable_barrier().await?;
+        }
+        let r = self.p.store.range(&req).map_err(mvcc_err)?;
+        Ok(RangeResponse {
+            header: Some(self.header(r.revision)),
+            kvs: r.kvs,
+            more: r.more,
+            count: r.count,
+        })
+    }
+
+    /// KV.Put.
+    pub async fn put(&self, req: PutRequest) -> Result<PutResponse, EtcdError> {
+        validate::put(&req)?;
+        self.guarded_quota(req.key.len() + req.value.len()).await?;
+        let a = self.propose(Request::Put(req)).await?;
+        match a.result? {
+            ApplyResponse::Put(mut r) => {
+                r.header = Some(self.header(a.revision));
+                Ok(r)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// KV.DeleteRange.
+    pub async fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse, EtcdError> {
+        validate::delete_range(&req)?;
+        let a = self.propose(Request::DeleteRange(req)).await?;
+        match a.result? {
+            ApplyResponse::DeleteRange(mut r) => {
+                r.header = Some(self.header(a.revision));
+                Ok(r)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// KV.Txn.
+    pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, EtcdError> {
+        validate::txn(&req, self.p.settings.max_txn_ops)?;
+        if crate::apply::txn::has_puts(&req) {
+            self.guarded_quota(req.encoded_len()).await?;
+        }
+        let a = self.propose(Request::Txn(req)).await?;
+        match a.result? {
+            ApplyResponse::Txn(mut r) => {
+                let h = self.header(a.revision);
+                fill_txn_headers(&mut r, &h);
+                Ok(r)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// KV.Compact. The compaction is applied (and physically done) before this returns.
+    pub async fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse, EtcdError> {
+        let a = self.propose(Request::Compaction(req)).await?;
+        a.result?;
+        Ok(CompactionResponse {
+            header: Some(self.header(a.revision)),
+        })
+    }
+
+    /// Lease.LeaseGrant. ID 0 picks a fresh positive id.
+    pub async fn lease_grant(&self, mut req: LeaseGrantRequest) -> Result<LeaseGrantResponse, EtcdError> {
+        if req.ttl > MAX_LEASE_TTL {
+            return Err(EtcdError::LeaseTtlTooLarge);
+        }
+        self.guarded_quota(64).await?;
+        if req.id == 0 {
+            loop {
+                let id = (self.p.wait.next_id() & (i64::MAX as u64)) as i64;
+                if id != 0 && !self.p.lessor.exists(id) {
+                    req.id = id;
+                    break;
+                }
+            }
+        }
+        let a = self.propose(Request::LeaseGrant(req)).await?;
+        match a.result? {
+            ApplyResponse::LeaseGranted { id, ttl } => Ok(LeaseGrantResponse {
+                header: Some(self.header(a.revision)),
+                id,
+                ttl,
+                error: String::new(),
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Lease.LeaseRevoke: deletes every attached key.
+    pub async fn lease_revoke(&self, req: LeaseRevokeRequest) -> Result<LeaseRevokeResponse, EtcdError> {
+        let a = self.propose(Request::LeaseRevoke(req)).await?;
+        a.result?;
+        Ok(LeaseRevokeResponse {
+            header: Some(self.header(a.revision)),
+        })
+    }
+
+    /// Revokes an expired lease (leader's expiry loop).
+    pub async fn lease_expire(&self, id: i64) -> Result<(), EtcdError> {
+        self.lease_revoke(LeaseRevokeRequest { id }).await.map(|_| ())
+    }
+
+    /// One keep-alive: renews the lease; returns its TTL, 0 if it does not exist.
+    pub async fn lease_renew(&self, id: i64) -> Result<(ResponseHeader, i64), EtcdError> {
+        let header = self.header(0);
+        if !self.p.raft.status().is_leader() {
+            return Err(EtcdError::NotLeader);
+        }
+        match self.p.lessor.renew(id) {
+            Ok(ttl) => Ok((header, ttl)),
+            Err(crate::lease::LeaseError::NotFound) => Ok((header, 0)),
+            Err(_) => Err(EtcdError::NotLeader),
+        }
+    }
+
+    /// Lease.LeaseTimeToLive: TTL -1 for an unknown lease.
+    pub async fn lease_time_to_live(&self, id: i64, keys: bool) -> Result<LeaseTimeToLiveResponse, EtcdError> {
+        self.linearizable_barrier().await?;
+        let header = Some(self.header(0));
+        Ok(match self.p.lessor.info(id) {
+            Some(info) => LeaseTimeToLiveResponse {
+                header,
+                id,
+                ttl: info.remaining_ttl,
+                granted_ttl: info.granted_ttl,
+                keys: if keys { info.keys } else { Vec::new() },
+            },
+            None => LeaseTimeToLiveResponse {
+                header,
+                id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: Vec::new(),
+            },
+        })
+    }
+
+    /// Lease.LeaseLeases.
+    pub async fn lease_leases(&self) -> Result<LeaseLeasesResponse, EtcdError> {
+        self.linearizable_barrier().await?;
+        Ok(LeaseLeasesResponse {
+            header: Some(self.header(0)),
+            leases: self
+                .p
+                .lessor
+                .ids()
+                .into_iter()
+                .map(|id| LeaseStatus { id })
+                .collect(),
+        })
+    }
+
+    /// Maintenance.Alarm.
+    pub async fn alarm(&self, req: AlarmRequest) -> Result<AlarmResponse, EtcdError> {
+        let action = AlarmAction::try_from(req.action).unwrap_or(AlarmAction::Get);
+        if action == AlarmAction::Get {
+            return Ok(AlarmResponse {
+                header: Some(self.header(0)),
+                alarms: self.p.alarms.list(req.alarm),
+            });
+        }
+        let a = self.propose(Request::Alarm(req)).await?;
+        match a.result? {
+            ApplyResponse::Alarm(alarms) => Ok(AlarmResponse {
+                header: Some(self.header(a.revision)),
+                alarms,
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Publishes this member's name and client URLs through raft (etcd's publish);
+    /// once applied, the member serves linearizable requests.
+    pub async fn publish(&self, client_urls: Vec<String>) -> Result<(), EtcdError> {
+        let req = MemberAttributes {
+            member_id: self.p.settings.member_id,
+            name: self.p.settings.name.clone(),
+            client_urls,
+        };
+        self.propose(Request::MemberAttributes(req)).await?.result?;
+        Ok(())
+    }
+
+    /// Cluster.MemberList.
+    pub async fn member_list(&self, linearizable: bool) -> Result<(ResponseHeader, Vec<Member>), EtcdError> {
+        if linearizable {
+            self.linearizable_barrier().await?;
+        }
+        let mut h = self.header(0);
+        h.revision = 0;
+        Ok((h, self.p.members.list()))
+    }
+
+    /// Maintenance.Status.
+    pub fn status(&self) -> StatusResponse {
+        let st = self.p.raft.status();
+        let mut errors = Vec::new();
+        for a in self.p.alarms.list(AlarmType::None as i32) {
+            let name = AlarmType::try_from(a.alarm)
+                .map(|t| t.as_str_name())
+                .unwrap_or("UNKNOWN");
+            errors.push(format!("memberID:{} alarm:{} ", a.member_id, name));
+        }
+        if st.leader() == 0 {
+            errors.push(EtcdError::NoLeader.to_string());
+        }
+        StatusResponse {
+            header: Some(self.header(0)),
+            version: SERVER_VERSION.to_string(),
+            db_size: self.p.storage.size_on_disk() as i64,
+            leader: st.leader(),
+            raft_index: st.commit(),
+            raft_term: st.term(),
+            raft_applied_index: st.applied(),
+            errors,
+            db_size_in_use: self.p.storage.size_in_use() as i64,
+            is_learner: false,
+            storage_version: CLUSTER_VERSION.to_string(),
+            db_size_quota: self.p.settings.quota_bytes as i64,
+            downgrade_info: None,
+        }
+    }
+
+    /// Maintenance.HashKV.
+    pub async fn hash_kv(&self, revision: i64) -> Result<HashKvResponse, EtcdError> {
+        let store = self.p.store.clone();
+        let (hash, compact, rev) = tokio::task::spawn_blocking(move || store.hash_kv(revision))
+            .await
+            .map_err(|e| EtcdError::Internal(e.to_string()))?
+            .map_err(mvcc_err)?;
+        Ok(HashKvResponse {
+            header: Some(self.header(0)),
+            hash,
+            compact_revision: compact,
+            hash_revision: rev,
+        })
+    }
+
+    /// Maintenance.Defragment: rewrites the database files while clients keep working.
+    pub async fn defragment(&self) -> Result<(), EtcdError> {
+        let storage = self.p.storage.clone();
+        tokio::task::spawn_blocking(move || storage.compact_all())
+            .await
+            .map_err(|e| EtcdError::Internal(e.to_string()))?
+            .map_err(|e| EtcdError::Internal(e.to_string()))
+    }
+
+    /// Maintenance.MoveLeader.
+    pub async fn move_leader(&self, target: u64) -> Result<(), EtcdError> {
+        let st = self.p.raft.status();
+        if !st.is_leader() {
+            return Err(EtcdError::NotLeader);
+        }
+        if self.p.members.get(target).is_none() {
+            return Err(EtcdError::BadLeaderTransferee);
+        }
+        if target == self.p.settings.member_id {
+            return Ok(());
+        }
+        self.p.raft.transfer_leader(target).map_err(raft_err)?;
+        let deadline = tokio::time::Instant::now() + self.p.settings.request_timeout;
+        let mut w = self.p.raft.leader_watch();
+        loop {
+            if w.borrow().leader == target {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, w.changed()).await.is_err() {
+                return Err(EtcdError::Timeout);
+            }
+        }
+    }
+
+    /// Lease ids past expiry (leader only).
+    pub fn expired_leases(&self, limit: usize) -> Vec<i64> {
+        self.p.lessor.expired(limit)
+    }
+
+    /// Makes leases count down (became leader) or stop (lost leadership).
+    pub fn set_lease_primary(&self, primary: bool) {
+        if primary {
+            self.p.lessor.promote();
+        } else {
+            self.p.lessor.demote();
+        }
+    }
+}
+
+fn fill_txn_headers(r: &mut TxnResponse, h: &ResponseHeader) {
+    use crate::proto::etcdserverpb::response_op::Response;
+    r.header = Some(h.clone());
+    for op in &mut r.responses {
+        match &mut op.response {
+            Some(Response::ResponseRange(x)) => x.header = Some(h.clone()),
+            Some(Response::ResponsePut(x)) => x.header = Some(h.clone()),
+            Some(Response::ResponseDeleteRange(x)) => x.header = Some(h.clone()),
+            Some(Response::ResponseTxn(x)) => fill_txn_headers(x, h),
+            None => {}
+        }
+    }
+}
+
+fn unexpected(r: ApplyResponse) -> EtcdError {
+    EtcdError::Internal(format!("unexpected apply result {r:?}"))
+}
+
+impl EtcdServer {
+    /// Refreshes the gauges that mirror state (called on scrape).
+    pub fn refresh_metrics(&self) {
+        use crate::metrics as m;
+        let st = self.p.raft.status();
+        m::HAS_LEADER.set((st.leader() != 0) as i64);
+        m::IS_LEADER.set(st.is_leader() as i64);
+        m::PROPOSALS_COMMITTED.set(st.commit() as i64);
+        m::PROPOSALS_APPLIED.set(st.applied() as i64);
+        m::PROPOSALS_PENDING.set(st.commit().saturating_sub(st.applied()) as i64);
+        m::DB_TOTAL_SIZE.set(self.p.storage.size_on_disk() as i64);
+        m::DB_IN_USE_SIZE.set(self.p.storage.size_in_use() as i64);
+        m::QUOTA_BYTES.set(self.p.settings.quota_bytes as i64);
+        m::KEYS_TOTAL.set(self.p.store.key_count() as i64);
+        m::CURRENT_REVISION.set(self.p.store.current_revision());
+        m::COMPACT_REVISION.set(self.p.store.compact_revision());
+        m::WATCHERS.set(self.p.hub.watcher_count() as i64);
+        m::LEASES.set(self.p.lessor.ids().len() as i64);
+        m::SERVER_VERSION.with_label_values(&[SERVER_VERSION]).set(1);
+        m::CLUSTER_VERSION
+            .with_label_values(&[&CLUSTER_VERSION[..3]])
+            .set(1);
+    }
+}

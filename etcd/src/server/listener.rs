@@ -1,0 +1,192 @@
+//! Client listeners: gRPC (HTTP/2) and HTTP/1.1 on the same socket, plain, TLS or unix.
+//! Sockets are bound first ([`bind`]) so failures surface at startup and tests can pass
+//! port 0; serving starts later ([`serve`]). On shutdown, listeners stop accepting and
+//! open connections finish their in-flight requests (bounded by a grace period).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+use url::Url;
+
+use super::tls::TlsFiles;
+
+/// Errors binding listeners.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// The URL cannot be listened on.
+    #[error("invalid listen URL {0}: {1}")]
+    BadUrl(String, String),
+    /// Binding failed.
+    #[error("listen {0}: {1}")]
+    Bind(String, std::io::Error),
+    /// https without certificates.
+    #[error("{0}: TLS listener needs --cert-file/--key-file or --auto-tls")]
+    NoTls(String),
+}
+
+enum Socket {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+/// A bound listener, not yet serving.
+pub struct Bound {
+    url: Url,
+    socket: Socket,
+    tls: Option<TlsFiles>,
+}
+
+impl Bound {
+    /// The URL with the actual port (after binding port 0).
+    pub fn local_url(&self) -> Url {
+        let mut u = self.url.clone();
+        if let Socket::Tcp(l) = &self.socket {
+            if let Ok(a) = l.local_addr() {
+                let _ = u.set_port(Some(a.port()));
+            }
+        }
+        u
+    }
+}
+
+/// Binds `url` (`http`, `https`, `unix`, `unixs`); TLS schemes need `tls`.
+pub async fn bind(url: &Url, tls: Option<&TlsFiles>) -> Result<Bound, ListenError> {
+    let secure = matches!(url.scheme(), "https" | "unixs");
+    if secure && tls.is_none() {
+        return Err(ListenError::NoTls(url.to_string()));
+    }
+    let socket = match url.scheme() {
+        "http" | "https" => {
+            let host = url
+                .host_str()
+                .ok_or_else(|| ListenError::BadUrl(url.to_string(), "no host".into()))?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let port = url.port().unwrap_or(2379);
+            let l = TcpListener::bind((host, port))
+                .await
+                .map_err(|e| ListenError::Bind(url.to_string(), e))?;
+            Socket::Tcp(l)
+        }
+        "unix" | "unixs" => {
+            // etcd: unix://<path> (host and path together form the socket path).
+            let path = format!("{}{}", url.host_str().unwrap_or(""), url.path());
+            let path = PathBuf::from(path);
+            let _ = std::fs::remove_file(&path);
+            let l = UnixListener::bind(&path).map_err(|e| ListenError::Bind(url.to_string(), e))?;
+            Socket::Unix(l, path)
+        }
+        s => {
+            return Err(ListenError::BadUrl(
+                url.to_string(),
+                format!("unsupported scheme {s}"),
+            ))
+        }
+    };
+    Ok(Bound {
+        url: url.clone(),
+        socket,
+        tls: if secure { tls.cloned() } else { None },
+    })
+}
+
+/// Serves `app` on `bound` until `shutdown` turns true, then drains connections for at
+/// most `grace`.
+pub async fn serve(
+    bound: Bound,
+    app: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let graceful = Arc::new(GracefulShutdown::new());
+    let url = bound.local_url();
+    let tls = bound.tls.clone();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => break,
+            a = accept(&bound.socket) => a,
+        };
+        let io = match accepted {
+            Ok(io) => io,
+            Err(e) => {
+                tracing::warn!(address = %url, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let app = app.clone();
+        let tls = tls.clone();
+        let graceful = graceful.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => serve_conn(io, app, &graceful).await,
+                Some(files) => {
+                    // Re-read the certificate files for every connection: rotation
+                    // needs no restart.
+                    let cfg = match files.server_config() {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot load TLS certificates");
+                            return;
+                        }
+                    };
+                    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+                    match acceptor.accept(io).await {
+                        Ok(s) => serve_conn(s, app, &graceful).await,
+                        Err(e) => tracing::debug!(error = %e, "rejected TLS connection"),
+                    }
+                }
+            }
+        });
+    }
+    if let Socket::Unix(_, path) = &bound.socket {
+        let _ = std::fs::remove_file(path);
+    }
+    drop(bound);
+    if let Ok(g) = Arc::try_unwrap(graceful) {
+        let _ = tokio::time::timeout(grace, g.shutdown()).await;
+    } else {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+async fn accept(socket: &Socket) -> std::io::Result<Box<dyn Io>> {
+    match socket {
+        Socket::Tcp(l) => {
+            let (s, _) = l.accept().await?;
+            let _ = s.set_nodelay(true);
+            Ok(Box::new(s))
+        }
+        Socket::Unix(l, _) => {
+            let (s, _) = l.accept().await?;
+            Ok(Box::new(s))
+        }
+    }
+}
+
+async fn serve_conn<S>(io: S, app: axum::Router, graceful: &GracefulShutdown)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .max_concurrent_streams(u32::MAX)
+        .keep_alive_interval(Some(Duration::from_secs(7200)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let svc = TowerToHyperService::new(app);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    let conn = graceful.watch(conn.into_owned());
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "connection ended with error");
+    }
+}
