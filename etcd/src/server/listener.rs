@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -180,6 +180,7 @@ where
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http2()
+        .timer(TokioTimer::new())
         .max_concurrent_streams(u32::MAX)
         .keep_alive_interval(Some(Duration::from_secs(7200)))
         .keep_alive_timeout(Duration::from_secs(20));
