@@ -1,4 +1,5 @@
 //! An etcd v3 compatible server: the gRPC and HTTP API of etcd, Raft
 //! replication (raft-rs) and RocksDB storage.
+pub mod mvcc;
 pub mod proto;
 pub mod storage;
