@@ -15,6 +15,7 @@
 //! Writes go through [`Store::write`] -> [`WriteTxn`] -> [`WriteTxn::finish`] (fills a
 //! RocksDB batch) -> the caller writes the batch -> [`Store::publish`] (makes the write
 //! visible and returns its events). Only one write is in flight at a time.
+#![warn(missing_docs)]
 
 mod compact;
 mod hash;

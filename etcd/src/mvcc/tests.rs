@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::proto::etcdserverpb::RangeRequest;
 use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
-use crate::storage::Storage;
+use crate::storage::{Cf, Storage};
 
 use super::*;
 
@@ -650,6 +650,49 @@ fn compaction_then_reopen() {
     assert_eq!(s.current_revision(), 9, "newest revision was a deletion");
     assert_eq!(put(&s, "z", "1"), 10);
     assert_eq!(s.key_count(), 3);
+    // The tombstone kept at 9 (restored without its put) goes at the next compaction,
+    // on disk too.
+    compact(&s, 10).unwrap();
+    assert_eq!(s.read_state().index.tracked_keys(), 3);
+    let records = s.storage().scan(Cf::Kv, &[], None).unwrap();
+    assert_eq!(records.len(), 3, "one record per live key is left");
+    drop(s);
+    let s = open(dir.path());
+    assert_eq!(
+        (s.current_revision(), s.compact_revision(), s.key_count()),
+        (10, 10, 3)
+    );
+}
+
+#[test]
+fn abandoned_write_frees_the_writer_and_its_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let mut t = s.write();
+    t.put(b"a", b"1".to_vec(), 0).unwrap();
+    drop(t);
+    let mut t = s.write();
+    assert_eq!(t.revision(), 2);
+    t.put(b"a", b"1".to_vec(), 0).unwrap();
+    let mut batch = s.storage().batch();
+    let pending = t.finish(&mut batch);
+    drop(pending);
+    assert_eq!(s.current_revision(), 1);
+    assert_eq!(put(&s, "b", "1"), 2);
+    assert_eq!(s.key_count(), 1);
+}
+
+#[test]
+fn open_rejects_corrupt_records() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let storage = Storage::open(dir.path()).unwrap();
+        let mut b = storage.batch();
+        b.put(Cf::Kv, b"not-a-revision", b"x");
+        storage.write(b, true).unwrap();
+    }
+    let storage = Storage::open(dir.path()).unwrap();
+    assert!(matches!(Store::open(storage), Err(MvccError::Corrupt(_))));
 }
 
 #[test]
