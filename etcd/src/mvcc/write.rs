@@ -1,0 +1,345 @@
+//! Write transactions: the changes of one write request, at one new revision.
+
+use std::collections::BTreeMap;
+
+use prost::Message;
+
+use crate::proto::etcdserverpb::RangeRequest;
+use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
+use crate::storage::{Batch, Cf};
+
+use super::key_range::bounds;
+use super::range::{self, FetchOptions, Fetched, RangeResult};
+use super::revision::{encode_i64, Revision};
+use super::{load_kv, MvccError, Store, WriterToken, META_CURRENT_REV};
+
+/// A key this transaction changed.
+#[derive(Debug, Clone)]
+struct Touched {
+    /// The key before the transaction (at revision - 1).
+    before: Option<KeyValue>,
+    /// The key after the transaction's latest change to it (None = deleted).
+    now: Option<KeyValue>,
+}
+
+/// One record the transaction writes.
+#[derive(Debug, Clone)]
+struct Change {
+    key: Vec<u8>,
+    rev: Revision,
+    tombstone: bool,
+    /// The stored form (full KeyValue for a put; key + mod_revision for a delete).
+    record: KeyValue,
+}
+
+/// The changes of one write request, all at revision [`WriteTxn::revision`] with sub
+/// revisions 0, 1, 2... in call order. Reads through the transaction see its own earlier
+/// changes. Nothing is visible to other readers until [`Store::publish`].
+///
+/// Holds the store's writer slot until it is finished and published (or dropped).
+#[derive(Debug)]
+pub struct WriteTxn<'a> {
+    store: &'a Store,
+    token: WriterToken<'a>,
+    rev: i64,
+    touched: BTreeMap<Vec<u8>, Touched>,
+    changes: Vec<Change>,
+    events: Vec<Event>,
+}
+
+/// An index update to apply at publish time.
+#[derive(Debug, Clone)]
+pub(super) struct IndexChange {
+    pub key: Vec<u8>,
+    pub rev: Revision,
+    pub tombstone: bool,
+}
+
+/// A finished write whose batch is (about to be) written; hand it to
+/// [`Store::publish`] once the batch is durable. Holds the store's writer slot; dropping
+/// it without publishing abandons the write (its revision will be reused).
+#[derive(Debug)]
+pub struct PendingWrite<'a> {
+    _token: WriterToken<'a>,
+    rev: i64,
+    changes: Vec<IndexChange>,
+    events: Vec<Event>,
+}
+
+impl PendingWrite<'_> {
+    /// True when the write changed anything (and so produces a new revision).
+    pub fn changed(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
+    /// The revision the write produces when published, if it changed anything.
+    pub fn revision(&self) -> Option<i64> {
+        self.changed().then_some(self.rev)
+    }
+
+    pub(super) fn into_parts(self) -> (i64, Vec<IndexChange>, Vec<Event>) {
+        (self.rev, self.changes, self.events)
+    }
+}
+
+impl<'a> WriteTxn<'a> {
+    pub(super) fn new(store: &'a Store, token: WriterToken<'a>, base: i64) -> Self {
+        WriteTxn {
+            store,
+            token,
+            rev: base + 1,
+            touched: BTreeMap::new(),
+            changes: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// The revision this transaction produces if it changes anything.
+    pub fn revision(&self) -> i64 {
+        self.rev
+    }
+
+    /// True once the transaction has changed anything.
+    pub fn changed(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
+    /// The revision reads through this transaction see as current: the new revision once
+    /// something changed, else the store's current revision.
+    fn read_revision(&self) -> i64 {
+        if self.changed() {
+            self.rev
+        } else {
+            self.rev - 1
+        }
+    }
+
+    /// Executes a RangeRequest as etcd does inside a write txn: the current revision is
+    /// the new one once this transaction changed anything, and reads at it include this
+    /// transaction's changes. The result's `revision` is that current revision.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResult, MvccError> {
+        range::execute(req, |opts| self.fetch(&req.key, &req.range_end, opts))
+    }
+
+    fn fetch(
+        &self,
+        start: &[u8],
+        range_end: &[u8],
+        opts: FetchOptions,
+    ) -> Result<Fetched, MvccError> {
+        let current = self.read_revision();
+        if opts.rev > current {
+            return Err(MvccError::FutureRevision);
+        }
+        if !self.changed() || (opts.rev > 0 && opts.rev < self.rev) {
+            // Published history only.
+            let mut fetched = self.store.fetch(start, range_end, opts)?;
+            fetched.revision = current;
+            return Ok(fetched);
+        }
+        let (kvs, count) = self.merged(start, range_end, opts.limit, opts.count_only)?;
+        Ok(Fetched {
+            kvs,
+            count,
+            revision: current,
+        })
+    }
+
+    /// Keys of the range at the transaction's new revision: published keys overlaid with
+    /// this transaction's changes, in key order. Returns up to `limit` kvs (0 = all) and
+    /// the number of keys in the range.
+    fn merged(
+        &self,
+        start: &[u8],
+        range_end: &[u8],
+        limit: usize,
+        count_only: bool,
+    ) -> Result<(Vec<KeyValue>, i64), MvccError> {
+        enum Slot<'k> {
+            Disk(Revision),
+            Mem(&'k KeyValue),
+        }
+        let Some(b) = bounds(start, range_end) else {
+            return Ok((Vec::new(), 0));
+        };
+        let (slots, count, snap) = {
+            let st = self.store.read_state();
+            let mut published = st.index.iter_at(start, range_end, self.rev - 1).peekable();
+            let mut own = self.touched.range::<[u8], _>(b).peekable();
+            let mut slots = Vec::new();
+            let mut count = 0i64;
+            loop {
+                let slot = match (published.peek(), own.peek()) {
+                    (None, None) => break,
+                    (Some(_), None) => published.next().map(|(_, f)| Slot::Disk(f.rev)),
+                    (None, Some(_)) => own.next().and_then(|(_, t)| t.now.as_ref().map(Slot::Mem)),
+                    (Some((pk, _)), Some((ok, _))) => {
+                        if *pk < ok.as_slice() {
+                            published.next().map(|(_, f)| Slot::Disk(f.rev))
+                        } else {
+                            if *pk == ok.as_slice() {
+                                published.next();
+                            }
+                            own.next().and_then(|(_, t)| t.now.as_ref().map(Slot::Mem))
+                        }
+                    }
+                };
+                let Some(slot) = slot else { continue };
+                count += 1;
+                if !count_only && (limit == 0 || slots.len() < limit) {
+                    slots.push(slot);
+                }
+            }
+            (slots, count, self.store.storage.snapshot())
+        };
+        let kvs = slots
+            .into_iter()
+            .map(|slot| match slot {
+                Slot::Disk(rev) => load_kv(&snap, rev),
+                Slot::Mem(kv) => Ok(kv.clone()),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((kvs, count))
+    }
+
+    /// The newest value of `key`, including this transaction's changes; None when the
+    /// key does not exist.
+    pub fn get(&self, key: &[u8]) -> Result<Option<KeyValue>, MvccError> {
+        match self.touched.get(key) {
+            Some(t) => Ok(t.now.clone()),
+            None => self.store.latest(key),
+        }
+    }
+
+    /// The key before this transaction, and its newest value including this transaction.
+    fn before_and_now(
+        &self,
+        key: &[u8],
+    ) -> Result<(Option<KeyValue>, Option<KeyValue>), MvccError> {
+        match self.touched.get(key) {
+            Some(t) => Ok((t.before.clone(), t.now.clone())),
+            None => {
+                let kv = self.store.latest(key)?;
+                Ok((kv.clone(), kv))
+            }
+        }
+    }
+
+    fn next_sub(&self) -> Revision {
+        Revision::new(self.rev, self.changes.len() as i64)
+    }
+
+    /// Sets `key` to `value` with `lease` (0 = none). Keeps the key's create_revision and
+    /// increments its version if it exists (also when it was written earlier in this
+    /// transaction), else creates it with version 1 and create_revision = this revision.
+    /// Returns the previous value (including this transaction's changes).
+    pub fn put(
+        &mut self,
+        key: &[u8],
+        value: Vec<u8>,
+        lease: i64,
+    ) -> Result<Option<KeyValue>, MvccError> {
+        let (before, prev) = self.before_and_now(key)?;
+        let rev = self.next_sub();
+        let kv = KeyValue {
+            key: key.to_vec(),
+            create_revision: prev.as_ref().map_or(self.rev, |p| p.create_revision),
+            mod_revision: self.rev,
+            version: prev.as_ref().map_or(1, |p| p.version + 1),
+            value,
+            lease,
+        };
+        let prev_kv = if kv.create_revision == kv.mod_revision {
+            None
+        } else {
+            before.clone()
+        };
+        self.events.push(Event {
+            r#type: EventType::Put as i32,
+            kv: Some(kv.clone()),
+            prev_kv,
+        });
+        self.changes.push(Change {
+            key: key.to_vec(),
+            rev,
+            tombstone: false,
+            record: kv.clone(),
+        });
+        self.touched.insert(
+            key.to_vec(),
+            Touched {
+                before,
+                now: Some(kv),
+            },
+        );
+        Ok(prev)
+    }
+
+    /// Deletes every key of the range (etcd conventions) that exists, including keys this
+    /// transaction wrote. Returns the deleted kvs in key order; deleting nothing is not a
+    /// change.
+    pub fn delete_range(
+        &mut self,
+        key: &[u8],
+        range_end: &[u8],
+    ) -> Result<Vec<KeyValue>, MvccError> {
+        let (victims, _) = self.merged(key, range_end, 0, false)?;
+        for kv in &victims {
+            // An untouched key's state before the transaction is what was just read.
+            let before = match self.touched.get(&kv.key) {
+                Some(t) => t.before.clone(),
+                None => Some(kv.clone()),
+            };
+            let rev = self.next_sub();
+            let record = KeyValue {
+                key: kv.key.clone(),
+                mod_revision: self.rev,
+                ..KeyValue::default()
+            };
+            self.events.push(Event {
+                r#type: EventType::Delete as i32,
+                kv: Some(record.clone()),
+                prev_kv: before.clone(),
+            });
+            self.changes.push(Change {
+                key: kv.key.clone(),
+                rev,
+                tombstone: true,
+                record,
+            });
+            self.touched
+                .insert(kv.key.clone(), Touched { before, now: None });
+        }
+        Ok(victims)
+    }
+
+    /// Adds this transaction's records (and the new current revision in `Cf::Meta`) to
+    /// `batch`. Write the batch, then pass the result to [`Store::publish`]. When nothing
+    /// changed, nothing is added and publishing is a no-op.
+    pub fn finish(self, batch: &mut Batch<'_>) -> PendingWrite<'a> {
+        for c in &self.changes {
+            batch.put(
+                Cf::Kv,
+                &c.rev.to_record_key(c.tombstone),
+                &c.record.encode_to_vec(),
+            );
+        }
+        if self.changed() {
+            batch.put(Cf::Meta, META_CURRENT_REV, &encode_i64(self.rev));
+        }
+        PendingWrite {
+            _token: self.token,
+            rev: self.rev,
+            changes: self
+                .changes
+                .into_iter()
+                .map(|c| IndexChange {
+                    key: c.key,
+                    rev: c.rev,
+                    tombstone: c.tombstone,
+                })
+                .collect(),
+            events: self.events,
+        }
+    }
+}
