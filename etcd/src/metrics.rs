@@ -44,25 +44,101 @@ macro_rules! counter {
     };
 }
 
-gauge!(HAS_LEADER, "etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.");
-gauge!(IS_LEADER, "etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.");
-counter!(LEADER_CHANGES, "etcd_server_leader_changes_seen_total", "The number of leader changes seen.");
-gauge!(PROPOSALS_COMMITTED, "etcd_server_proposals_committed_total", "The total number of consensus proposals committed.");
-gauge!(PROPOSALS_APPLIED, "etcd_server_proposals_applied_total", "The total number of consensus proposals applied.");
-gauge!(PROPOSALS_PENDING, "etcd_server_proposals_pending", "The current number of pending proposals to commit.");
-counter!(PROPOSALS_FAILED, "etcd_server_proposals_failed_total", "The total number of failed proposals seen.");
-gauge!(DB_TOTAL_SIZE, "etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.");
-gauge!(DB_IN_USE_SIZE, "etcd_mvcc_db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.");
-gauge!(QUOTA_BYTES, "etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.");
-gauge!(KEYS_TOTAL, "etcd_debugging_mvcc_keys_total", "Total number of keys.");
-gauge!(CURRENT_REVISION, "etcd_debugging_mvcc_current_revision", "The current revision of store.");
-gauge!(COMPACT_REVISION, "etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store.");
-gauge!(WATCHERS, "etcd_debugging_mvcc_watcher_total", "Total number of watchers.");
-gauge!(LEASES, "etcd_debugging_lease_total", "The number of leases.");
-counter!(PUT_TOTAL, "etcd_mvcc_put_total", "Total number of puts seen by this member.");
-counter!(DELETE_TOTAL, "etcd_mvcc_delete_total", "Total number of deletes seen by this member.");
-counter!(TXN_TOTAL, "etcd_mvcc_txn_total", "Total number of txns seen by this member.");
-counter!(RANGE_TOTAL, "etcd_mvcc_range_total", "Total number of ranges seen by this member.");
+gauge!(
+    HAS_LEADER,
+    "etcd_server_has_leader",
+    "Whether or not a leader exists. 1 is existence, 0 is not."
+);
+gauge!(
+    IS_LEADER,
+    "etcd_server_is_leader",
+    "Whether or not this member is a leader. 1 if is, 0 otherwise."
+);
+counter!(
+    LEADER_CHANGES,
+    "etcd_server_leader_changes_seen_total",
+    "The number of leader changes seen."
+);
+gauge!(
+    PROPOSALS_COMMITTED,
+    "etcd_server_proposals_committed_total",
+    "The total number of consensus proposals committed."
+);
+gauge!(
+    PROPOSALS_APPLIED,
+    "etcd_server_proposals_applied_total",
+    "The total number of consensus proposals applied."
+);
+gauge!(
+    PROPOSALS_PENDING,
+    "etcd_server_proposals_pending",
+    "The current number of pending proposals to commit."
+);
+counter!(
+    PROPOSALS_FAILED,
+    "etcd_server_proposals_failed_total",
+    "The total number of failed proposals seen."
+);
+gauge!(
+    DB_TOTAL_SIZE,
+    "etcd_mvcc_db_total_size_in_bytes",
+    "Total size of the underlying database physically allocated in bytes."
+);
+gauge!(
+    DB_IN_USE_SIZE,
+    "etcd_mvcc_db_total_size_in_use_in_bytes",
+    "Total size of the underlying database logically in use in bytes."
+);
+gauge!(
+    QUOTA_BYTES,
+    "etcd_server_quota_backend_bytes",
+    "Current backend storage quota size in bytes."
+);
+gauge!(
+    KEYS_TOTAL,
+    "etcd_debugging_mvcc_keys_total",
+    "Total number of keys."
+);
+gauge!(
+    CURRENT_REVISION,
+    "etcd_debugging_mvcc_current_revision",
+    "The current revision of store."
+);
+gauge!(
+    COMPACT_REVISION,
+    "etcd_debugging_mvcc_compact_revision",
+    "The revision of the last compaction in store."
+);
+gauge!(
+    WATCHERS,
+    "etcd_debugging_mvcc_watcher_total",
+    "Total number of watchers."
+);
+gauge!(
+    LEASES,
+    "etcd_debugging_lease_total",
+    "The number of leases."
+);
+counter!(
+    PUT_TOTAL,
+    "etcd_mvcc_put_total",
+    "Total number of puts seen by this member."
+);
+counter!(
+    DELETE_TOTAL,
+    "etcd_mvcc_delete_total",
+    "Total number of deletes seen by this member."
+);
+counter!(
+    TXN_TOTAL,
+    "etcd_mvcc_txn_total",
+    "Total number of txns seen by this member."
+);
+counter!(
+    RANGE_TOTAL,
+    "etcd_mvcc_range_total",
+    "Total number of ranges seen by this member."
+);
 
 /// `etcd_disk_wal_fsync_duration_seconds`: latency of the synced raft log writes.
 pub static WAL_FSYNC: LazyLock<Histogram> = LazyLock::new(|| {
@@ -91,7 +167,10 @@ pub static BACKEND_COMMIT: LazyLock<Histogram> = LazyLock::new(|| {
 /// `etcd_server_version{server_version}` = 1.
 pub static SERVER_VERSION: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     reg(IntGaugeVec::new(
-        Opts::new("etcd_server_version", "Which version is running. 1 for 'server_version' label with current version."),
+        Opts::new(
+            "etcd_server_version",
+            "Which version is running. 1 for 'server_version' label with current version.",
+        ),
         &["server_version"],
     )
     .unwrap_or_else(|_| unreachable!()))
@@ -100,7 +179,10 @@ pub static SERVER_VERSION: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 /// `etcd_cluster_version{cluster_version}` = 1.
 pub static CLUSTER_VERSION: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     reg(IntGaugeVec::new(
-        Opts::new("etcd_cluster_version", "Which version is running. 1 for 'cluster_version' label with current cluster version"),
+        Opts::new(
+            "etcd_cluster_version",
+            "Which version is running. 1 for 'cluster_version' label with current cluster version",
+        ),
         &["cluster_version"],
     )
     .unwrap_or_else(|_| unreachable!()))
@@ -109,13 +191,30 @@ pub static CLUSTER_VERSION: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 /// Forces registration of every metric (so a scrape lists them all from the start).
 pub fn init() {
     for g in [
-        &HAS_LEADER, &IS_LEADER, &PROPOSALS_COMMITTED, &PROPOSALS_APPLIED, &PROPOSALS_PENDING,
-        &DB_TOTAL_SIZE, &DB_IN_USE_SIZE, &QUOTA_BYTES, &KEYS_TOTAL, &CURRENT_REVISION,
-        &COMPACT_REVISION, &WATCHERS, &LEASES,
+        &HAS_LEADER,
+        &IS_LEADER,
+        &PROPOSALS_COMMITTED,
+        &PROPOSALS_APPLIED,
+        &PROPOSALS_PENDING,
+        &DB_TOTAL_SIZE,
+        &DB_IN_USE_SIZE,
+        &QUOTA_BYTES,
+        &KEYS_TOTAL,
+        &CURRENT_REVISION,
+        &COMPACT_REVISION,
+        &WATCHERS,
+        &LEASES,
     ] {
         LazyLock::force(g);
     }
-    for c in [&LEADER_CHANGES, &PROPOSALS_FAILED, &PUT_TOTAL, &DELETE_TOTAL, &TXN_TOTAL, &RANGE_TOTAL] {
+    for c in [
+        &LEADER_CHANGES,
+        &PROPOSALS_FAILED,
+        &PUT_TOTAL,
+        &DELETE_TOTAL,
+        &TXN_TOTAL,
+        &RANGE_TOTAL,
+    ] {
         LazyLock::force(c);
     }
     LazyLock::force(&WAL_FSYNC);

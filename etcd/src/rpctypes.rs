@@ -137,10 +137,20 @@ impl EtcdError {
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
-            LeaseExist | MemberExist | PeerUrlExist | MemberNotEnoughStarted
-            | MemberNotLearner | LearnerNotReady | TooManyLearners | ClusterIdMismatch
-            | AuthNotEnabled | NotLeader | NotCapable | NotSupportedForLearner
-            | BadLeaderTransferee | NoInflightDowngrade => Code::FailedPrecondition,
+            LeaseExist
+            | MemberExist
+            | PeerUrlExist
+            | MemberNotEnoughStarted
+            | MemberNotLearner
+            | LearnerNotReady
+            | TooManyLearners
+            | ClusterIdMismatch
+            | AuthNotEnabled
+            | NotLeader
+            | NotCapable
+            | NotSupportedForLearner
+            | BadLeaderTransferee
+            | NoInflightDowngrade => Code::FailedPrecondition,
             WatchCanceled | Canceled => Code::Cancelled,
             NoLeader | LeaderChanged | Stopped | Timeout | TimeoutWaitAppliedIndex => {
                 Code::Unavailable
@@ -171,42 +181,170 @@ mod tests {
     fn messages_and_codes_match_etcd() {
         use EtcdError::*;
         let table: &[(EtcdError, Code, &str)] = &[
-            (EmptyKey, Code::InvalidArgument, "etcdserver: key is not provided"),
-            (KeyNotFound, Code::InvalidArgument, "etcdserver: key not found"),
-            (ValueProvided, Code::InvalidArgument, "etcdserver: value is provided"),
-            (LeaseProvided, Code::InvalidArgument, "etcdserver: lease is provided"),
-            (TooManyOps, Code::InvalidArgument, "etcdserver: too many operations in txn request"),
-            (DuplicateKey, Code::InvalidArgument, "etcdserver: duplicate key given in txn request"),
-            (InvalidSortOption, Code::InvalidArgument, "etcdserver: invalid sort option"),
-            (Compacted, Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted"),
-            (FutureRev, Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision"),
-            (NoSpace, Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded"),
-            (LeaseNotFound, Code::NotFound, "etcdserver: requested lease not found"),
-            (LeaseExist, Code::FailedPrecondition, "etcdserver: lease already exists"),
-            (LeaseTtlTooLarge, Code::OutOfRange, "etcdserver: too large lease TTL"),
+            (
+                EmptyKey,
+                Code::InvalidArgument,
+                "etcdserver: key is not provided",
+            ),
+            (
+                KeyNotFound,
+                Code::InvalidArgument,
+                "etcdserver: key not found",
+            ),
+            (
+                ValueProvided,
+                Code::InvalidArgument,
+                "etcdserver: value is provided",
+            ),
+            (
+                LeaseProvided,
+                Code::InvalidArgument,
+                "etcdserver: lease is provided",
+            ),
+            (
+                TooManyOps,
+                Code::InvalidArgument,
+                "etcdserver: too many operations in txn request",
+            ),
+            (
+                DuplicateKey,
+                Code::InvalidArgument,
+                "etcdserver: duplicate key given in txn request",
+            ),
+            (
+                InvalidSortOption,
+                Code::InvalidArgument,
+                "etcdserver: invalid sort option",
+            ),
+            (
+                Compacted,
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision has been compacted",
+            ),
+            (
+                FutureRev,
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision is a future revision",
+            ),
+            (
+                NoSpace,
+                Code::ResourceExhausted,
+                "etcdserver: mvcc: database space exceeded",
+            ),
+            (
+                LeaseNotFound,
+                Code::NotFound,
+                "etcdserver: requested lease not found",
+            ),
+            (
+                LeaseExist,
+                Code::FailedPrecondition,
+                "etcdserver: lease already exists",
+            ),
+            (
+                LeaseTtlTooLarge,
+                Code::OutOfRange,
+                "etcdserver: too large lease TTL",
+            ),
             (WatchCanceled, Code::Cancelled, "etcdserver: watch canceled"),
-            (MemberExist, Code::FailedPrecondition, "etcdserver: member ID already exist"),
-            (PeerUrlExist, Code::FailedPrecondition, "etcdserver: Peer URLs already exists"),
-            (MemberNotEnoughStarted, Code::FailedPrecondition, "etcdserver: re-configuration failed due to not enough started members"),
-            (MemberBadUrls, Code::InvalidArgument, "etcdserver: given member URLs are invalid"),
-            (MemberNotFound, Code::NotFound, "etcdserver: member not found"),
-            (MemberNotLearner, Code::FailedPrecondition, "etcdserver: can only promote a learner member"),
-            (LearnerNotReady, Code::FailedPrecondition, "etcdserver: can only promote a learner member which is in sync with leader"),
-            (TooManyLearners, Code::FailedPrecondition, "etcdserver: too many learner members in cluster"),
-            (ClusterIdMismatch, Code::FailedPrecondition, "etcdserver: cluster ID mismatch"),
-            (RequestTooLarge, Code::InvalidArgument, "etcdserver: request is too large"),
-            (TooManyRequests, Code::ResourceExhausted, "etcdserver: too many requests"),
-            (AuthNotEnabled, Code::FailedPrecondition, "etcdserver: authentication is not enabled"),
+            (
+                MemberExist,
+                Code::FailedPrecondition,
+                "etcdserver: member ID already exist",
+            ),
+            (
+                PeerUrlExist,
+                Code::FailedPrecondition,
+                "etcdserver: Peer URLs already exists",
+            ),
+            (
+                MemberNotEnoughStarted,
+                Code::FailedPrecondition,
+                "etcdserver: re-configuration failed due to not enough started members",
+            ),
+            (
+                MemberBadUrls,
+                Code::InvalidArgument,
+                "etcdserver: given member URLs are invalid",
+            ),
+            (
+                MemberNotFound,
+                Code::NotFound,
+                "etcdserver: member not found",
+            ),
+            (
+                MemberNotLearner,
+                Code::FailedPrecondition,
+                "etcdserver: can only promote a learner member",
+            ),
+            (
+                LearnerNotReady,
+                Code::FailedPrecondition,
+                "etcdserver: can only promote a learner member which is in sync with leader",
+            ),
+            (
+                TooManyLearners,
+                Code::FailedPrecondition,
+                "etcdserver: too many learner members in cluster",
+            ),
+            (
+                ClusterIdMismatch,
+                Code::FailedPrecondition,
+                "etcdserver: cluster ID mismatch",
+            ),
+            (
+                RequestTooLarge,
+                Code::InvalidArgument,
+                "etcdserver: request is too large",
+            ),
+            (
+                TooManyRequests,
+                Code::ResourceExhausted,
+                "etcdserver: too many requests",
+            ),
+            (
+                AuthNotEnabled,
+                Code::FailedPrecondition,
+                "etcdserver: authentication is not enabled",
+            ),
             (NoLeader, Code::Unavailable, "etcdserver: no leader"),
-            (NotLeader, Code::FailedPrecondition, "etcdserver: not leader"),
-            (LeaderChanged, Code::Unavailable, "etcdserver: leader changed"),
-            (NotCapable, Code::FailedPrecondition, "etcdserver: not capable"),
+            (
+                NotLeader,
+                Code::FailedPrecondition,
+                "etcdserver: not leader",
+            ),
+            (
+                LeaderChanged,
+                Code::Unavailable,
+                "etcdserver: leader changed",
+            ),
+            (
+                NotCapable,
+                Code::FailedPrecondition,
+                "etcdserver: not capable",
+            ),
             (Stopped, Code::Unavailable, "etcdserver: server stopped"),
             (Timeout, Code::Unavailable, "etcdserver: request timed out"),
-            (TimeoutWaitAppliedIndex, Code::Unavailable, "etcdserver: request timed out, waiting for the applied index took too long"),
-            (NotSupportedForLearner, Code::FailedPrecondition, "etcdserver: rpc not supported for learner"),
-            (BadLeaderTransferee, Code::FailedPrecondition, "etcdserver: bad leader transferee"),
-            (NoInflightDowngrade, Code::FailedPrecondition, "etcdserver: no inflight downgrade job"),
+            (
+                TimeoutWaitAppliedIndex,
+                Code::Unavailable,
+                "etcdserver: request timed out, waiting for the applied index took too long",
+            ),
+            (
+                NotSupportedForLearner,
+                Code::FailedPrecondition,
+                "etcdserver: rpc not supported for learner",
+            ),
+            (
+                BadLeaderTransferee,
+                Code::FailedPrecondition,
+                "etcdserver: bad leader transferee",
+            ),
+            (
+                NoInflightDowngrade,
+                Code::FailedPrecondition,
+                "etcdserver: no inflight downgrade job",
+            ),
             (Canceled, Code::Cancelled, "etcdserver: request canceled"),
             (Corrupt, Code::DataLoss, "etcdserver: corrupt cluster"),
         ];

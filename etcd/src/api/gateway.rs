@@ -48,7 +48,10 @@ pub fn router(server: Arc<EtcdServer>) -> Router {
             .route(&format!("{prefix}/maintenance/status"), post(status))
             .route(&format!("{prefix}/maintenance/alarm"), post(alarm))
             .route(&format!("{prefix}/maintenance/hashkv"), post(hash_kv))
-            .route(&format!("{prefix}/maintenance/defragment"), post(defragment))
+            .route(
+                &format!("{prefix}/maintenance/defragment"),
+                post(defragment),
+            )
             .route(&format!("{prefix}/cluster/member/list"), post(member_list));
     }
     r.with_state(server)
@@ -66,9 +69,9 @@ fn error(e: &EtcdError) -> Response {
     let st = e.to_status();
     let code = st.code() as i32;
     let http = match st.code() {
-        tonic::Code::InvalidArgument | tonic::Code::OutOfRange | tonic::Code::FailedPrecondition => {
-            StatusCode::BAD_REQUEST
-        }
+        tonic::Code::InvalidArgument
+        | tonic::Code::OutOfRange
+        | tonic::Code::FailedPrecondition => StatusCode::BAD_REQUEST,
         tonic::Code::NotFound => StatusCode::NOT_FOUND,
         tonic::Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
         tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -79,18 +82,19 @@ fn error(e: &EtcdError) -> Response {
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let body = serde_json::json!({"error": st.message(), "code": code, "message": st.message()});
-    (http, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        http,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
-fn parse<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, Response> {
+fn parse<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, Box<Response>> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| {
-        let body = serde_json::json!({"error": e.to_string(), "code": 3, "message": e.to_string()});
-        (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "application/json")], body.to_string())
-            .into_response()
-    })
+    serde_json::from_slice(body).map_err(|e| Box::new(bad_request(&e)))
 }
 
 macro_rules! unary {
@@ -98,7 +102,7 @@ macro_rules! unary {
         async fn $name(State($s): Srv, body: Bytes) -> Response {
             let $r: $req = match parse(&body) {
                 Ok(r) => r,
-                Err(resp) => return resp,
+                Err(resp) => return *resp,
             };
             match $call {
                 Ok(v) => json(&v),
@@ -110,26 +114,39 @@ macro_rules! unary {
 
 unary!(range, RangeRequest, |s, r| s.range(r).await);
 unary!(put, PutRequest, |s, r| s.put(r).await);
-unary!(delete_range, DeleteRangeRequest, |s, r| s.delete_range(r).await);
+unary!(delete_range, DeleteRangeRequest, |s, r| s
+    .delete_range(r)
+    .await);
 unary!(txn, TxnRequest, |s, r| s.txn(r).await);
 unary!(compaction, CompactionRequest, |s, r| s.compact(r).await);
-unary!(lease_grant, LeaseGrantRequest, |s, r| s.lease_grant(r).await);
-unary!(lease_revoke, LeaseRevokeRequest, |s, r| s.lease_revoke(r).await);
+unary!(lease_grant, LeaseGrantRequest, |s, r| s
+    .lease_grant(r)
+    .await);
+unary!(lease_revoke, LeaseRevokeRequest, |s, r| s
+    .lease_revoke(r)
+    .await);
 unary!(lease_ttl, LeaseTimeToLiveRequest, |s, r| s
     .lease_time_to_live(r.id, r.keys)
     .await);
-unary!(lease_leases, crate::proto::etcdserverpb::LeaseLeasesRequest, |s, _r| s
-    .lease_leases()
-    .await);
-unary!(status, crate::proto::etcdserverpb::StatusRequest, |s, _r| Ok::<_, EtcdError>(s.status()));
+unary!(
+    lease_leases,
+    crate::proto::etcdserverpb::LeaseLeasesRequest,
+    |s, _r| s.lease_leases().await
+);
+unary!(
+    status,
+    crate::proto::etcdserverpb::StatusRequest,
+    |s, _r| Ok::<_, EtcdError>(s.status())
+);
 unary!(alarm, AlarmRequest, |s, r| s.alarm(r).await);
 unary!(hash_kv, HashKvRequest, |s, r| s.hash_kv(r.revision).await);
-unary!(defragment, crate::proto::etcdserverpb::DefragmentRequest, |s, _r| s
-    .defragment()
-    .await
-    .map(|_| DefragmentResponse {
+unary!(
+    defragment,
+    crate::proto::etcdserverpb::DefragmentRequest,
+    |s, _r| s.defragment().await.map(|_| DefragmentResponse {
         header: Some(s.header(0))
-    }));
+    })
+);
 unary!(member_list, MemberListRequest, |s, r| s
     .member_list(r.linearizable)
     .await
@@ -140,18 +157,22 @@ unary!(member_list, MemberListRequest, |s, r| s
 
 /// Splits a request body into the JSON messages it holds (one object, or several
 /// objects one after another).
-fn messages<T: DeserializeOwned>(body: &Bytes) -> Result<Vec<T>, Response> {
-    let mut out = Vec::new();
-    for v in serde_json::Deserializer::from_slice(body).into_iter::<T>() {
-        match v {
-            Ok(m) => out.push(m),
-            Err(e) => {
-                let body = serde_json::json!({"error": e.to_string(), "code": 3, "message": e.to_string()});
-                return Err((StatusCode::BAD_REQUEST, body.to_string()).into_response());
-            }
-        }
-    }
-    Ok(out)
+fn messages<T: DeserializeOwned>(body: &Bytes) -> Result<Vec<T>, Box<Response>> {
+    serde_json::Deserializer::from_slice(body)
+        .into_iter::<T>()
+        .collect::<Result<Vec<T>, _>>()
+        .map_err(|e| Box::new(bad_request(&e)))
+}
+
+/// A malformed JSON body: InvalidArgument, as grpc-gateway answers.
+fn bad_request(e: &serde_json::Error) -> Response {
+    let body = serde_json::json!({"error": e.to_string(), "code": 3, "message": e.to_string()});
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn line<T: Serialize>(v: &T) -> Bytes {
@@ -163,7 +184,7 @@ fn line<T: Serialize>(v: &T) -> Bytes {
 async fn watch(State(s): Srv, body: Bytes) -> Response {
     let reqs: Vec<WatchRequest> = match messages(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let input = futures::stream::iter(reqs.into_iter().map(Ok));
     let out = super::watch::session(s, input).map(|r| match r {
@@ -184,7 +205,7 @@ async fn watch(State(s): Srv, body: Bytes) -> Response {
 async fn lease_keepalive(State(s): Srv, body: Bytes) -> Response {
     let reqs: Vec<LeaseKeepAliveRequest> = match messages(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let mut out = Vec::new();
     for r in reqs {

@@ -90,14 +90,29 @@ async fn health(State(server): State<Arc<EtcdServer>>, RawQuery(q): RawQuery) ->
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 type Check = (&'static str, Result<(), String>);
 
-async fn run_checks(server: &EtcdServer, ready: bool, only: Option<&str>, excluded: &[String]) -> Vec<Check> {
+async fn run_checks(
+    server: &EtcdServer,
+    ready: bool,
+    only: Option<&str>,
+    excluded: &[String],
+) -> Vec<Check> {
     let mut names: Vec<&'static str> = if ready {
-        vec!["data_corruption", "serializable_read", "linearizable_read", "non_learner"]
+        vec![
+            "data_corruption",
+            "serializable_read",
+            "linearizable_read",
+            "non_learner",
+        ]
     } else {
         vec!["serializable_read"]
     };
@@ -146,7 +161,12 @@ fn render_checks(kind: &str, checks: Vec<Check>, verbose: bool, excluded: &[Stri
         } else {
             body.push_str("ok\n");
         }
-        (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            body,
+        )
+            .into_response()
     } else {
         body.push_str(&format!("{kind} check failed\n"));
         (
@@ -158,7 +178,12 @@ fn render_checks(kind: &str, checks: Vec<Check>, verbose: bool, excluded: &[Stri
     }
 }
 
-async fn probe(server: Arc<EtcdServer>, ready: bool, only: Option<String>, q: Option<String>) -> Response {
+async fn probe(
+    server: Arc<EtcdServer>,
+    ready: bool,
+    only: Option<String>,
+    q: Option<String>,
+) -> Response {
     let ps = params(&q);
     let verbose = ps.iter().any(|(k, _)| k == "verbose");
     let excluded: Vec<String> = ps
@@ -170,7 +195,12 @@ async fn probe(server: Arc<EtcdServer>, ready: bool, only: Option<String>, q: Op
     if only.is_some() && checks.is_empty() {
         return (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
     }
-    render_checks(if ready { "readyz" } else { "livez" }, checks, verbose, &excluded)
+    render_checks(
+        if ready { "readyz" } else { "livez" },
+        checks,
+        verbose,
+        &excluded,
+    )
 }
 
 async fn livez(State(s): State<Arc<EtcdServer>>, RawQuery(q): RawQuery) -> Response {
@@ -200,7 +230,11 @@ async fn version(_q: Query<HashMap<String, String>>) -> Response {
         "etcdcluster": CLUSTER_VERSION,
         "storage": CLUSTER_VERSION,
     });
-    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn metrics(State(server): State<Arc<EtcdServer>>) -> Response {

@@ -70,7 +70,9 @@ impl Lease for LeaseService {
         r: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let r = r.into_inner();
-        Ok(Response::new(self.0.lease_time_to_live(r.id, r.keys).await?))
+        Ok(Response::new(
+            self.0.lease_time_to_live(r.id, r.keys).await?,
+        ))
     }
 
     async fn lease_leases(

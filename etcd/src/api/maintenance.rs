@@ -54,7 +54,9 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash_kv(&self, r: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        Ok(Response::new(self.0.hash_kv(r.into_inner().revision).await?))
+        Ok(Response::new(
+            self.0.hash_kv(r.into_inner().revision).await?,
+        ))
     }
 
     type SnapshotStream = SnapshotStream;
@@ -91,7 +93,7 @@ impl Maintenance for MaintenanceService {
                 buf.truncate(n);
                 remaining -= n as u64;
                 let resp = SnapshotResponse {
-                    header: Some(header.clone()),
+                    header: Some(header),
                     remaining_bytes: remaining,
                     blob: buf,
                     version: if first {

@@ -32,8 +32,12 @@ pub async fn grpc_routes(server: Arc<EtcdServer>) -> tonic::service::Routes {
         };
     }
     tonic::service::Routes::new(limits!(KvServer::new(kv::KvService(server.clone()))))
-        .add_service(limits!(WatchServer::new(watch::WatchService(server.clone()))))
-        .add_service(limits!(LeaseServer::new(lease::LeaseService(server.clone()))))
+        .add_service(limits!(WatchServer::new(watch::WatchService(
+            server.clone()
+        ))))
+        .add_service(limits!(LeaseServer::new(lease::LeaseService(
+            server.clone()
+        ))))
         .add_service(limits!(ClusterServer::new(cluster::ClusterService(
             server.clone()
         ))))

@@ -57,7 +57,11 @@ fn check_put(txn: &WriteTxn<'_>, lessor: &Lessor, req: &PutRequest) -> Result<()
 }
 
 /// Executes a Put.
-pub fn put(txn: &mut WriteTxn<'_>, lessor: &Lessor, req: &PutRequest) -> Result<PutResponse, EtcdError> {
+pub fn put(
+    txn: &mut WriteTxn<'_>,
+    lessor: &Lessor,
+    req: &PutRequest,
+) -> Result<PutResponse, EtcdError> {
     check_put(txn, lessor, req)?;
     let prev = txn.get(&req.key).map_err(mvcc_err)?;
     let value = match (&prev, req.ignore_value) {
@@ -89,7 +93,9 @@ pub fn delete_range(
     lessor: &Lessor,
     req: &DeleteRangeRequest,
 ) -> Result<DeleteRangeResponse, EtcdError> {
-    let deleted = txn.delete_range(&req.key, &req.range_end).map_err(mvcc_err)?;
+    let deleted = txn
+        .delete_range(&req.key, &req.range_end)
+        .map_err(mvcc_err)?;
     for kv in &deleted {
         if kv.lease != 0 {
             lessor.detach(kv.lease, &kv.key);
@@ -146,7 +152,10 @@ fn union_int(u: &Option<TargetUnion>) -> i64 {
 /// zero KeyValue (except VALUE, which is then false); with a range every key must match.
 fn compare(txn: &WriteTxn<'_>, c: &Compare) -> Result<bool, EtcdError> {
     let kvs = if c.range_end.is_empty() {
-        txn.get(&c.key).map_err(mvcc_err)?.into_iter().collect::<Vec<_>>()
+        txn.get(&c.key)
+            .map_err(mvcc_err)?
+            .into_iter()
+            .collect::<Vec<_>>()
     } else {
         let req = RangeRequest {
             key: c.key.clone(),
@@ -214,9 +223,17 @@ pub fn txn(
     execute(txn, lessor, req)
 }
 
-fn execute(txn: &mut WriteTxn<'_>, lessor: &Lessor, req: &TxnRequest) -> Result<TxnResponse, EtcdError> {
+fn execute(
+    txn: &mut WriteTxn<'_>,
+    lessor: &Lessor,
+    req: &TxnRequest,
+) -> Result<TxnResponse, EtcdError> {
     let succeeded = evaluate(txn, req)?;
-    let ops: &[RequestOp] = if succeeded { &req.success } else { &req.failure };
+    let ops: &[RequestOp] = if succeeded {
+        &req.success
+    } else {
+        &req.failure
+    };
     let mut responses = Vec::with_capacity(ops.len());
     for op in ops {
         let resp = match &op.request {
@@ -241,18 +258,24 @@ fn execute(txn: &mut WriteTxn<'_>, lessor: &Lessor, req: &TxnRequest) -> Result<
 
 /// True when the txn could write (has a Put or DeleteRange anywhere).
 pub fn has_writes(req: &TxnRequest) -> bool {
-    req.success.iter().chain(req.failure.iter()).any(|op| match &op.request {
-        Some(Request::RequestPut(_)) | Some(Request::RequestDeleteRange(_)) => true,
-        Some(Request::RequestTxn(t)) => has_writes(t),
-        _ => false,
-    })
+    req.success
+        .iter()
+        .chain(req.failure.iter())
+        .any(|op| match &op.request {
+            Some(Request::RequestPut(_)) | Some(Request::RequestDeleteRange(_)) => true,
+            Some(Request::RequestTxn(t)) => has_writes(t),
+            _ => false,
+        })
 }
 
 /// True when the txn has a Put anywhere (NOSPACE blocks those).
 pub fn has_puts(req: &TxnRequest) -> bool {
-    req.success.iter().chain(req.failure.iter()).any(|op| match &op.request {
-        Some(Request::RequestPut(_)) => true,
-        Some(Request::RequestTxn(t)) => has_puts(t),
-        _ => false,
-    })
+    req.success
+        .iter()
+        .chain(req.failure.iter())
+        .any(|op| match &op.request {
+            Some(Request::RequestPut(_)) => true,
+            Some(Request::RequestTxn(t)) => has_puts(t),
+            _ => false,
+        })
 }

@@ -131,7 +131,13 @@ impl Membership {
     }
 
     /// Sets a member's published name and client URLs (apply path).
-    pub fn set_attributes(&self, id: u64, name: &str, client_urls: &[String], batch: &mut Batch<'_>) {
+    pub fn set_attributes(
+        &self,
+        id: u64,
+        name: &str,
+        client_urls: &[String],
+        batch: &mut Batch<'_>,
+    ) {
         if let Ok(mut t) = self.members.write() {
             if let Some(m) = t.get_mut(&id) {
                 m.name = name.to_string();

@@ -275,11 +275,17 @@ mod tests {
         assert_eq!(l.grant(5, 1, &mut b), Ok(2));
         assert_eq!(l.grant(6, 100, &mut b), Ok(100));
         assert_eq!(l.grant(5, 10, &mut b), Err(LeaseError::Exists));
-        assert_eq!(l.grant(7, MAX_LEASE_TTL + 1, &mut b), Err(LeaseError::TtlTooLarge));
+        assert_eq!(
+            l.grant(7, MAX_LEASE_TTL + 1, &mut b),
+            Err(LeaseError::TtlTooLarge)
+        );
         st.write(b, true).unwrap();
         l.attach(5, b"k1");
         l.attach(5, b"k0");
-        assert_eq!(l.info(5).unwrap().keys, vec![b"k0".to_vec(), b"k1".to_vec()]);
+        assert_eq!(
+            l.info(5).unwrap().keys,
+            vec![b"k0".to_vec(), b"k1".to_vec()]
+        );
         let mut b = st.batch();
         assert_eq!(l.revoke(5, &mut b).unwrap().len(), 2);
         assert_eq!(l.revoke(5, &mut b), Err(LeaseError::NotFound));

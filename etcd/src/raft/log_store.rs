@@ -5,10 +5,10 @@
 //! Guarantee: when [`LogStore::persist`] returns `Ok`, the entries and hard state it was
 //! given are fsynced (one synced write per call) and visible to raft.
 
-use protobuf::Message as _;
 use ::raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use ::raft::storage::MemStorage;
 use ::raft::Storage as _;
+use protobuf::Message as _;
 
 use crate::storage::{Cf, Storage, StorageError};
 
@@ -81,8 +81,11 @@ impl LogStore {
         }
         let mut entries = Vec::new();
         let mut decode_err = None;
-        storage.for_each(Cf::Raft, &entry_key(0), Some(&[ENTRY_PREFIX + 1]), |_, v| {
-            match Entry::parse_from_bytes(v) {
+        storage.for_each(
+            Cf::Raft,
+            &entry_key(0),
+            Some(&[ENTRY_PREFIX + 1]),
+            |_, v| match Entry::parse_from_bytes(v) {
                 Ok(e) => {
                     entries.push(e);
                     true
@@ -91,8 +94,8 @@ impl LogStore {
                     decode_err = Some(e);
                     false
                 }
-            }
-        })?;
+            },
+        )?;
         if let Some(e) = decode_err {
             return Err(e.into());
         }
@@ -165,9 +168,11 @@ impl LogStore {
             return Ok(());
         }
         let term = self.mem.term(index - 1)?;
-        let mut meta = SnapshotMetadata::default();
-        meta.index = index - 1;
-        meta.term = term;
+        let mut meta = SnapshotMetadata {
+            index: index - 1,
+            term,
+            ..Default::default()
+        };
         meta.set_conf_state(self.conf_state());
         // The state machine must be durable before the log that rebuilds it goes away.
         self.storage.sync_wal()?;

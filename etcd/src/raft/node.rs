@@ -17,10 +17,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use protobuf::Message as _;
 use ::raft::prelude::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
 use ::raft::storage::MemStorage;
 use ::raft::{RawNode, StateRole};
+use protobuf::Message as _;
 use raft_proto::ConfChangeI as _;
 use tokio::sync::{oneshot, watch};
 
@@ -244,7 +244,8 @@ pub fn start<S: StateMachine, T: Transport>(
     let mut node = RawNode::new(&raft_cfg, log.raft_storage(), &logger)
         .map_err(|e| RaftError::Other(e.to_string()))?;
     if campaign {
-        node.campaign().map_err(|e| RaftError::Other(e.to_string()))?;
+        node.campaign()
+            .map_err(|e| RaftError::Other(e.to_string()))?;
     }
     let (tx, rx) = std::sync::mpsc::channel();
     let status = Arc::new(RaftStatus::default());
@@ -463,7 +464,9 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
         let is_leader = r.state == StateRole::Leader;
         self.status.leader.store(r.leader_id, Ordering::Release);
         self.status.term.store(r.term, Ordering::Release);
-        self.status.commit.store(r.raft_log.committed, Ordering::Release);
+        self.status
+            .commit
+            .store(r.raft_log.committed, Ordering::Release);
         self.status
             .last_index
             .store(r.raft_log.last_index(), Ordering::Release);

@@ -263,7 +263,10 @@ impl EtcdServer {
     }
 
     /// KV.DeleteRange.
-    pub async fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse, EtcdError> {
+    pub async fn delete_range(
+        &self,
+        req: DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse, EtcdError> {
         validate::delete_range(&req)?;
         let a = self.propose(Request::DeleteRange(req)).await?;
         match a.result? {
@@ -302,7 +305,10 @@ impl EtcdServer {
     }
 
     /// Lease.LeaseGrant. ID 0 picks a fresh positive id.
-    pub async fn lease_grant(&self, mut req: LeaseGrantRequest) -> Result<LeaseGrantResponse, EtcdError> {
+    pub async fn lease_grant(
+        &self,
+        mut req: LeaseGrantRequest,
+    ) -> Result<LeaseGrantResponse, EtcdError> {
         if req.ttl > MAX_LEASE_TTL {
             return Err(EtcdError::LeaseTtlTooLarge);
         }
@@ -329,7 +335,10 @@ impl EtcdServer {
     }
 
     /// Lease.LeaseRevoke: deletes every attached key.
-    pub async fn lease_revoke(&self, req: LeaseRevokeRequest) -> Result<LeaseRevokeResponse, EtcdError> {
+    pub async fn lease_revoke(
+        &self,
+        req: LeaseRevokeRequest,
+    ) -> Result<LeaseRevokeResponse, EtcdError> {
         let a = self.propose(Request::LeaseRevoke(req)).await?;
         a.result?;
         Ok(LeaseRevokeResponse {
@@ -339,7 +348,9 @@ impl EtcdServer {
 
     /// Revokes an expired lease (leader's expiry loop).
     pub async fn lease_expire(&self, id: i64) -> Result<(), EtcdError> {
-        self.lease_revoke(LeaseRevokeRequest { id }).await.map(|_| ())
+        self.lease_revoke(LeaseRevokeRequest { id })
+            .await
+            .map(|_| ())
     }
 
     /// One keep-alive: renews the lease; returns its TTL, 0 if it does not exist.
@@ -356,7 +367,11 @@ impl EtcdServer {
     }
 
     /// Lease.LeaseTimeToLive: TTL -1 for an unknown lease.
-    pub async fn lease_time_to_live(&self, id: i64, keys: bool) -> Result<LeaseTimeToLiveResponse, EtcdError> {
+    pub async fn lease_time_to_live(
+        &self,
+        id: i64,
+        keys: bool,
+    ) -> Result<LeaseTimeToLiveResponse, EtcdError> {
         self.linearizable_barrier().await?;
         let header = Some(self.header(0));
         Ok(match self.p.lessor.info(id) {
@@ -424,7 +439,10 @@ impl EtcdServer {
     }
 
     /// Cluster.MemberList.
-    pub async fn member_list(&self, linearizable: bool) -> Result<(ResponseHeader, Vec<Member>), EtcdError> {
+    pub async fn member_list(
+        &self,
+        linearizable: bool,
+    ) -> Result<(ResponseHeader, Vec<Member>), EtcdError> {
         if linearizable {
             self.linearizable_barrier().await?;
         }
@@ -506,7 +524,10 @@ impl EtcdServer {
             if w.borrow().leader == target {
                 return Ok(());
             }
-            if tokio::time::timeout_at(deadline, w.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, w.changed())
+                .await
+                .is_err()
+            {
                 return Err(EtcdError::Timeout);
             }
         }
@@ -529,12 +550,12 @@ impl EtcdServer {
 
 fn fill_txn_headers(r: &mut TxnResponse, h: &ResponseHeader) {
     use crate::proto::etcdserverpb::response_op::Response;
-    r.header = Some(h.clone());
+    r.header = Some(*h);
     for op in &mut r.responses {
         match &mut op.response {
-            Some(Response::ResponseRange(x)) => x.header = Some(h.clone()),
-            Some(Response::ResponsePut(x)) => x.header = Some(h.clone()),
-            Some(Response::ResponseDeleteRange(x)) => x.header = Some(h.clone()),
+            Some(Response::ResponseRange(x)) => x.header = Some(*h),
+            Some(Response::ResponsePut(x)) => x.header = Some(*h),
+            Some(Response::ResponseDeleteRange(x)) => x.header = Some(*h),
             Some(Response::ResponseTxn(x)) => fill_txn_headers(x, h),
             None => {}
         }
@@ -563,7 +584,9 @@ impl EtcdServer {
         m::COMPACT_REVISION.set(self.p.store.compact_revision());
         m::WATCHERS.set(self.p.hub.watcher_count() as i64);
         m::LEASES.set(self.p.lessor.ids().len() as i64);
-        m::SERVER_VERSION.with_label_values(&[SERVER_VERSION]).set(1);
+        m::SERVER_VERSION
+            .with_label_values(&[SERVER_VERSION])
+            .set(1);
         m::CLUSTER_VERSION
             .with_label_values(&[&CLUSTER_VERSION[..3]])
             .set(1);

@@ -138,7 +138,8 @@ pub struct Running {
 }
 
 fn prepare_data_dir(dir: &PathBuf) -> Result<(), ServerError> {
-    std::fs::create_dir_all(dir.join("member")).map_err(|e| ServerError::Io(dir.display().to_string(), e))?;
+    std::fs::create_dir_all(dir.join("member"))
+        .map_err(|e| ServerError::Io(dir.display().to_string(), e))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -150,7 +151,11 @@ fn prepare_data_dir(dir: &PathBuf) -> Result<(), ServerError> {
 /// Decides this member's id and the cluster membership: from the data dir if it was
 /// bootstrapped before (the initial-* flags are then ignored, as in etcd), otherwise
 /// from `--initial-cluster`.
-fn bootstrap(opts: &ServerOptions, storage: &Storage, members: &Membership) -> Result<u64, ServerError> {
+fn bootstrap(
+    opts: &ServerOptions,
+    storage: &Storage,
+    members: &Membership,
+) -> Result<u64, ServerError> {
     if let Some(v) = storage.get(Cf::Meta, LOCAL_MEMBER_KEY)? {
         if let Ok(b) = <[u8; 8]>::try_from(v.as_slice()) {
             if !members.is_empty() {
@@ -189,7 +194,11 @@ fn bootstrap(opts: &ServerOptions, storage: &Storage, members: &Membership) -> R
         .iter()
         .map(|(n, urls)| StoredMember {
             id: member_id(urls, &opts.initial_cluster_token, None),
-            name: if *n == opts.name { String::new() } else { n.clone() },
+            name: if *n == opts.name {
+                String::new()
+            } else {
+                n.clone()
+            },
             peer_urls: urls.clone(),
             client_urls: vec![],
             is_learner: false,
@@ -222,8 +231,10 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
     );
 
     let store = Arc::new(Store::open(storage.clone())?);
-    let election_ticks = (opts.election_timeout.as_millis() / opts.heartbeat.as_millis().max(1)) as usize;
-    let min_ttl = ((3 * election_ticks as u64 * opts.heartbeat.as_millis() as u64) / 2).div_ceil(1000) as i64;
+    let election_ticks =
+        (opts.election_timeout.as_millis() / opts.heartbeat.as_millis().max(1)) as usize;
+    let min_ttl =
+        ((3 * election_ticks as u64 * opts.heartbeat.as_millis() as u64) / 2).div_ceil(1000) as i64;
     let lessor = Arc::new(Lessor::new(min_ttl));
     lessor.load(&storage)?;
     store.for_each_current(|kv| {
@@ -286,8 +297,14 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(leadership_task(server.clone(), shutdown_rx.clone())));
-    tasks.push(tokio::spawn(lease_expiry_task(server.clone(), shutdown_rx.clone())));
+    tasks.push(tokio::spawn(leadership_task(
+        server.clone(),
+        shutdown_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(lease_expiry_task(
+        server.clone(),
+        shutdown_rx.clone(),
+    )));
     tasks.push(tokio::spawn(progress_task(
         server.clone(),
         opts.watch_progress_notify_interval,
@@ -347,14 +364,23 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
         }
         bound_all.push((b, client_app.clone()));
     }
-    for u in opts.listen_client_http_urls.iter().chain(opts.listen_metrics_urls.iter()) {
+    for u in opts
+        .listen_client_http_urls
+        .iter()
+        .chain(opts.listen_metrics_urls.iter())
+    {
         let b = listener::bind(u, client_tls.as_ref()).await?;
         bound_all.push((b, http.clone()));
     }
     for (b, app) in bound_all {
         let url = b.local_url();
         tracing::info!(address = %url, "serving client traffic");
-        tasks.push(tokio::spawn(listener::serve(b, app, shutdown_rx.clone(), grace)));
+        tasks.push(tokio::spawn(listener::serve(
+            b,
+            app,
+            shutdown_rx.clone(),
+            grace,
+        )));
     }
 
     // Publish through raft: once applied, linearizable requests work.
@@ -454,7 +480,11 @@ async fn lease_expiry_task(server: Arc<EtcdServer>, mut shutdown: watch::Receive
     }
 }
 
-async fn progress_task(server: Arc<EtcdServer>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+async fn progress_task(
+    server: Arc<EtcdServer>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut t = tokio::time::interval(every.max(Duration::from_millis(100)));
     t.tick().await;
     loop {
@@ -465,7 +495,11 @@ async fn progress_task(server: Arc<EtcdServer>, every: Duration, mut shutdown: w
     }
 }
 
-async fn auto_compaction_task(server: Arc<EtcdServer>, mode: AutoCompaction, mut shutdown: watch::Receiver<bool>) {
+async fn auto_compaction_task(
+    server: Arc<EtcdServer>,
+    mode: AutoCompaction,
+    mut shutdown: watch::Receiver<bool>,
+) {
     // periodic: every min(retention, 1h) compact to the revision seen `retention` ago;
     // revision: every 5 minutes compact to current - retention.
     let (every, retention) = match &mode {
@@ -503,7 +537,13 @@ async fn auto_compaction_task(server: Arc<EtcdServer>, mode: AutoCompaction, mut
         if target <= server.store().compact_revision() || target <= 0 {
             continue;
         }
-        match server.compact(CompactionRequest { revision: target, physical: false }).await {
+        match server
+            .compact(CompactionRequest {
+                revision: target,
+                physical: false,
+            })
+            .await
+        {
             Ok(_) => tracing::info!(revision = target, "completed auto compaction"),
             Err(e) => tracing::warn!(revision = target, error = %e, "auto compaction failed"),
         }

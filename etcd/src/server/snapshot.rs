@@ -31,7 +31,9 @@ pub struct SnapshotFile {
 /// Writes a checkpoint of `storage` into a temporary file under `scratch` and returns it.
 pub fn create(storage: &Storage, scratch: &Path) -> Result<SnapshotFile, SnapshotError> {
     std::fs::create_dir_all(scratch)?;
-    let tmp = tempfile::Builder::new().prefix("snap-").tempdir_in(scratch)?;
+    let tmp = tempfile::Builder::new()
+        .prefix("snap-")
+        .tempdir_in(scratch)?;
     let cp = tmp.path().join("db");
     storage.checkpoint(&cp)?;
     let mut file = tempfile::tempfile_in(scratch)?;

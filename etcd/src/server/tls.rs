@@ -95,9 +95,10 @@ impl TlsFiles {
                         .add(c)
                         .map_err(|e| TlsError::Invalid(format!("{}: {e}", ca.display())))?;
                 }
-                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                    .build()
-                    .map_err(|e| TlsError::Invalid(e.to_string()))?;
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                        .build()
+                        .map_err(|e| TlsError::Invalid(e.to_string()))?;
                 builder.with_client_cert_verifier(verifier)
             }
             (None, true) => {
@@ -115,7 +116,10 @@ impl TlsFiles {
 
 /// Generates a self-signed certificate and key for `hosts` into `dir` (etcd's
 /// `--auto-tls`), returning their paths.
-pub fn self_signed(dir: &std::path::Path, hosts: &[String]) -> Result<(PathBuf, PathBuf), TlsError> {
+pub fn self_signed(
+    dir: &std::path::Path,
+    hosts: &[String],
+) -> Result<(PathBuf, PathBuf), TlsError> {
     let io = |path: &std::path::Path| {
         let path = path.to_path_buf();
         move |source| TlsError::Io { path, source }

@@ -13,8 +13,7 @@ pub fn range(r: &RangeRequest) -> Result<(), EtcdError> {
     if r.key.is_empty() {
         return Err(EtcdError::EmptyKey);
     }
-    if SortOrder::try_from(r.sort_order).is_err() || SortTarget::try_from(r.sort_target).is_err()
-    {
+    if SortOrder::try_from(r.sort_order).is_err() || SortTarget::try_from(r.sort_target).is_err() {
         return Err(EtcdError::InvalidSortOption);
     }
     Ok(())
@@ -195,24 +194,45 @@ mod tests {
 
     #[test]
     fn duplicate_keys() {
-        assert_eq!(txn(&t(vec![put_op("a"), put_op("a")]), 128), Err(EtcdError::DuplicateKey));
-        assert_eq!(txn(&t(vec![del_op("a", "c"), put_op("b")]), 128), Err(EtcdError::DuplicateKey));
+        assert_eq!(
+            txn(&t(vec![put_op("a"), put_op("a")]), 128),
+            Err(EtcdError::DuplicateKey)
+        );
+        assert_eq!(
+            txn(&t(vec![del_op("a", "c"), put_op("b")]), 128),
+            Err(EtcdError::DuplicateKey)
+        );
         assert_eq!(txn(&t(vec![del_op("a", ""), put_op("b")]), 128), Ok(()));
-        assert_eq!(txn(&t(vec![del_op("a", "c"), del_op("b", "d")]), 128), Ok(()));
+        assert_eq!(
+            txn(&t(vec![del_op("a", "c"), del_op("b", "d")]), 128),
+            Ok(())
+        );
         // then/else of a nested txn may share a key
-        assert_eq!(txn(&t(vec![txn_op(vec![put_op("a")], vec![put_op("a")])]), 128), Ok(()));
+        assert_eq!(
+            txn(&t(vec![txn_op(vec![put_op("a")], vec![put_op("a")])]), 128),
+            Ok(())
+        );
         // nested put vs outer put
         assert_eq!(
-            txn(&t(vec![put_op("a"), txn_op(vec![put_op("a")], vec![])]), 128),
+            txn(
+                &t(vec![put_op("a"), txn_op(vec![put_op("a")], vec![])]),
+                128
+            ),
             Err(EtcdError::DuplicateKey)
         );
         // nested delete vs outer put
         assert_eq!(
-            txn(&t(vec![put_op("b"), txn_op(vec![del_op("a", "c")], vec![])]), 128),
+            txn(
+                &t(vec![put_op("b"), txn_op(vec![del_op("a", "c")], vec![])]),
+                128
+            ),
             Err(EtcdError::DuplicateKey)
         );
         // from-key delete covers everything after
-        assert_eq!(txn(&t(vec![del_op("a", "\0"), put_op("zz")]), 128), Err(EtcdError::DuplicateKey));
+        assert_eq!(
+            txn(&t(vec![del_op("a", "\0"), put_op("zz")]), 128),
+            Err(EtcdError::DuplicateKey)
+        );
     }
 
     #[test]
@@ -220,7 +240,10 @@ mod tests {
         let ops: Vec<RequestOp> = (0..3).map(|i| put_op(&format!("k{i}"))).collect();
         assert_eq!(txn(&t(ops.clone()), 2), Err(EtcdError::TooManyOps));
         assert_eq!(txn(&t(ops), 3), Ok(()));
-        assert_eq!(txn(&t(vec![RequestOp { request: None }]), 3), Err(EtcdError::KeyNotFound));
+        assert_eq!(
+            txn(&t(vec![RequestOp { request: None }]), 3),
+            Err(EtcdError::KeyNotFound)
+        );
         assert_eq!(txn(&t(vec![put_op("")]), 3), Err(EtcdError::EmptyKey));
         let bad_sort = RangeRequest {
             key: b"a".to_vec(),

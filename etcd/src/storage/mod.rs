@@ -223,7 +223,10 @@ impl Storage {
     pub fn size_on_disk(&self) -> u64 {
         let mut total = 0u64;
         for cf in Cf::ALL {
-            for prop in ["rocksdb.total-sst-files-size", "rocksdb.cur-size-all-mem-tables"] {
+            for prop in [
+                "rocksdb.total-sst-files-size",
+                "rocksdb.cur-size-all-mem-tables",
+            ] {
                 if let Ok(Some(v)) = self.db.property_int_value_cf(self.cf(cf), prop) {
                     total += v;
                 }
@@ -236,7 +239,10 @@ impl Storage {
     pub fn size_in_use(&self) -> u64 {
         let mut total = 0u64;
         for cf in Cf::ALL {
-            for prop in ["rocksdb.estimate-live-data-size", "rocksdb.cur-size-all-mem-tables"] {
+            for prop in [
+                "rocksdb.estimate-live-data-size",
+                "rocksdb.cur-size-all-mem-tables",
+            ] {
                 if let Ok(Some(v)) = self.db.property_int_value_cf(self.cf(cf), prop) {
                     total += v;
                 }
@@ -257,10 +263,7 @@ impl Snapshot<'_> {
     pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let mut ro = rocksdb::ReadOptions::default();
         ro.set_snapshot(&self.snap);
-        Ok(self
-            .storage
-            .db
-            .get_cf_opt(self.storage.cf(cf), key, &ro)?)
+        Ok(self.storage.db.get_cf_opt(self.storage.cf(cf), key, &ro)?)
     }
 
     /// Visits pairs with `start <= key < end` as of the snapshot until `f` returns `false`.
