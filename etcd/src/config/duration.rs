@@ -31,7 +31,7 @@ pub fn parse_go_duration(input: &str) -> Result<Duration, String> {
     if let Some(rest) = s.strip_prefix('+') {
         s = rest;
     } else if s.starts_with('-') {
-        if s[1..].chars().all(|c| c == '0') && s.len() > 1 {
+        if s.len() > 1 && s.bytes().skip(1).all(|c| c == b'0') {
             return Ok(Duration::ZERO);
         }
         return Err(format!("negative duration {input:?} is not allowed"));
@@ -144,6 +144,7 @@ fn decimal(value: u128, per: u128) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

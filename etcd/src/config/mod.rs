@@ -47,6 +47,7 @@ mod load;
 mod values;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests;
 
 use std::collections::BTreeMap;

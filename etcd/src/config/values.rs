@@ -131,6 +131,7 @@ pub(crate) fn parse_urls(s: &str) -> Result<Vec<Url>, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
