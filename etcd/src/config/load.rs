@@ -159,15 +159,22 @@ fn read_file(path: &Path) -> Result<Vec<Entry>, ConfigError> {
         reason,
     };
     let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
-    let table: toml::Table = toml::from_str(&text).map_err(|e| {
-        let mut reason = format!("not valid TOML: {e}");
-        if path.extension().is_some_and(|x| x == "yml" || x == "yaml") {
-            reason.push_str(
-                " (the config file must be TOML; etcd's YAML keys carry over as `key = value`)",
-            );
+    // etcd's own YAML files (`*.yml`, `*.yaml`) are read with a small YAML subset;
+    // anything else is TOML, falling back to the YAML subset when it is not TOML but
+    // reads as YAML (an etcd config under another name).
+    let is_yaml = path.extension().is_some_and(|x| x == "yml" || x == "yaml");
+    let table: toml::Table = if is_yaml {
+        super::yaml::parse(&text)
+            .map_err(|e| file_err(format!("unsupported or invalid YAML: {e}")))?
+    } else {
+        match toml::from_str(&text) {
+            Ok(t) => t,
+            Err(e) => match super::yaml::parse(&text) {
+                Ok(t) if !t.is_empty() => t,
+                _ => return Err(file_err(format!("not valid TOML: {e}"))),
+            },
         }
-        file_err(reason)
-    })?;
+    };
     let mut entries = Vec::new();
     let mut push =
         |spec: &'static FlagSpec, key: String, value: &toml::Value| -> Result<(), ConfigError> {

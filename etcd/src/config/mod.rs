@@ -21,6 +21,9 @@
 //!
 //! # Config file
 //!
+//! TOML, or etcd's own YAML (files named `*.yml`/`*.yaml`, or any file that is not TOML
+//! but reads as YAML) through a small YAML subset — flat `key: value`, the two nested
+//! transport-security maps, lists — enough for etcd's `etcd.conf.yml.sample`.
 //! Keys are flag names. Lists (URLs, `log-outputs`, `cipher-suites`, ...) may be a
 //! comma-separated string, as in etcd's YAML, or a TOML array. Durations are Go
 //! strings (`"10m"`); a bare integer is read as nanoseconds, which is what etcd's YAML
@@ -45,6 +48,7 @@ mod duration;
 mod flags;
 mod load;
 mod values;
+mod yaml;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

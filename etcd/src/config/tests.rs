@@ -634,11 +634,15 @@ fn toml_unknown_key_and_bad_values() {
     let f = toml_file("version = true\n");
     assert!(load(&["--config-file", f.path().to_str().unwrap()], &[]).is_err());
 
-    let f = toml_file("name: yaml\n");
+    let f = toml_file("name = = x\n");
     assert!(matches!(
         load(&["--config-file", f.path().to_str().unwrap()], &[]),
         Err(ConfigError::File { .. })
     ));
+    // Not TOML but etcd-style YAML: read as YAML.
+    let f = toml_file("name: yaml\n");
+    let (c, _) = load(&["--config-file", f.path().to_str().unwrap()], &[]).unwrap();
+    assert_eq!(c.name, "yaml");
     assert!(matches!(
         load(&["--config-file=/nonexistent/etcd.toml"], &[]),
         Err(ConfigError::File { .. })
@@ -877,4 +881,113 @@ fn url_rendering() {
             .unwrap();
     assert_eq!(m.len(), 2);
     assert_eq!(m[0].1.len(), 2);
+}
+
+#[test]
+fn etcd_yaml_config_file() {
+    let mut f = tempfile::Builder::new()
+        .suffix(".conf.yml")
+        .tempfile()
+        .unwrap();
+    f.write_all(
+        br#"# etcd member configuration
+name: 'infra1'
+data-dir: /var/lib/etcd
+wal-dir:
+snapshot-count: 20000
+heartbeat-interval: 200
+election-timeout: 2000
+quota-backend-bytes: 0
+listen-peer-urls: https://10.0.1.11:2380
+listen-client-urls: https://10.0.1.11:2379,https://127.0.0.1:2379
+max-wals: 5
+cors:
+initial-advertise-peer-urls: https://10.0.1.11:2380
+advertise-client-urls: https://10.0.1.11:2379
+discovery:
+discovery-fallback: 'exit'
+initial-cluster: "infra0=https://10.0.1.10:2380,infra1=https://10.0.1.11:2380"
+initial-cluster-token: 'prod-cluster'
+initial-cluster-state: 'new'
+strict-reconfig-check: true
+enable-pprof: false
+proxy: 'off'
+client-transport-security:
+  cert-file: /etc/etcd/server.crt
+  key-file: /etc/etcd/server.key
+  client-cert-auth: true
+  trusted-ca-file: /etc/etcd/ca.crt
+  auto-tls: false
+peer-transport-security:
+  cert-file: /etc/etcd/peer.crt
+  key-file: /etc/etcd/peer.key
+  client-cert-auth: true
+  trusted-ca-file: /etc/etcd/ca.crt
+  allowed-cn:
+    - infra0
+    - infra1
+self-signed-cert-validity: 1
+log-level: info
+logger: zap
+log-outputs: [stderr]
+auto-compaction-mode: periodic
+auto-compaction-retention: "8"
+experimental-watch-progress-notify-interval: 300000000000
+cipher-suites: [
+  TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+  TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+]
+tls-min-version: 'TLS1.2'
+"#,
+    )
+    .unwrap();
+    let (c, warnings) = load(&["--config-file", f.path().to_str().unwrap()], &[]).unwrap();
+    assert_eq!(c.name, "infra1");
+    assert_eq!(c.data_dir(), PathBuf::from("/var/lib/etcd"));
+    assert_eq!(c.wal_dir, None);
+    assert_eq!(c.snapshot_count, 20_000);
+    assert_eq!(c.election_ticks(), 10);
+    assert_eq!(
+        urls(&c.listen_client_urls),
+        ["https://10.0.1.11:2379", "https://127.0.0.1:2379"]
+    );
+    assert_eq!(c.initial_cluster_members().unwrap().len(), 2);
+    assert_eq!(c.initial_cluster_token, "prod-cluster");
+    assert!(c.client_tls.client_cert_auth && c.peer_tls.client_cert_auth);
+    assert_eq!(
+        c.client_tls.key_file,
+        Some(PathBuf::from("/etc/etcd/server.key"))
+    );
+    assert_eq!(c.peer_tls.allowed_cn, ["infra0", "infra1"]);
+    assert_eq!(c.log_outputs, ["stderr"]);
+    assert_eq!(c.cipher_suites.len(), 2);
+    assert_eq!(
+        c.auto_compaction(),
+        AutoCompaction::Periodic(Duration::from_secs(8 * 3600))
+    );
+    assert_eq!(c.watch_progress_notify_interval, Duration::from_secs(300));
+    let want = format!(
+        "flag --proxy is accepted but has no effect yet (set by config file {})",
+        f.path().display()
+    );
+    assert!(warnings.contains(&want), "{warnings:?}");
+    // Flags still override the YAML file.
+    let (c, _) = load(
+        &[
+            "--config-file",
+            f.path().to_str().unwrap(),
+            "--name=override",
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.name, "override");
+
+    let mut bad = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    bad.write_all(b"name: x\nsnapshot-cout: 1\n").unwrap();
+    let e = load(&["--config-file", bad.path().to_str().unwrap()], &[]).unwrap_err();
+    assert!(
+        matches!(e, ConfigError::UnknownFileKey { ref key, .. } if key == "snapshot-cout"),
+        "{e}"
+    );
 }
