@@ -991,3 +991,50 @@ tls-min-version: 'TLS1.2'
         "{e}"
     );
 }
+
+#[test]
+fn kubeadm_manifest_flags() {
+    // The command line kubeadm writes into /etc/kubernetes/manifests/etcd.yaml (1.30-1.33).
+    let (c, warnings) = load(
+        &[
+            "--advertise-client-urls=https://192.168.1.10:2379",
+            "--cert-file=/etc/kubernetes/pki/etcd/server.crt",
+            "--client-cert-auth=true",
+            "--data-dir=/var/lib/etcd",
+            "--experimental-initial-corrupt-check=true",
+            "--experimental-watch-progress-notify-interval=5s",
+            "--initial-advertise-peer-urls=https://192.168.1.10:2380",
+            "--initial-cluster=cp1=https://192.168.1.10:2380",
+            "--key-file=/etc/kubernetes/pki/etcd/server.key",
+            "--listen-client-urls=https://127.0.0.1:2379,https://192.168.1.10:2379",
+            "--listen-metrics-urls=http://127.0.0.1:2381",
+            "--listen-peer-urls=https://192.168.1.10:2380",
+            "--name=cp1",
+            "--peer-cert-file=/etc/kubernetes/pki/etcd/peer.crt",
+            "--peer-client-cert-auth=true",
+            "--peer-key-file=/etc/kubernetes/pki/etcd/peer.key",
+            "--peer-trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt",
+            "--snapshot-count=10000",
+            "--trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt",
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.name, "cp1");
+    assert!(c.client_tls.has_cert() && c.client_tls.client_cert_auth);
+    assert!(c.peer_tls.has_cert() && c.peer_tls.client_cert_auth);
+    assert!(c.feature_gates.initial_corrupt_check);
+    assert_eq!(c.watch_progress_notify_interval, Duration::from_secs(5));
+    assert_eq!(urls(&c.listen_metrics_urls), ["http://127.0.0.1:2381"]);
+    assert!(
+        !warnings.iter().any(|w| w.contains("no effect")),
+        "{warnings:?}"
+    );
+    // The 3.6 spelling kubeadm uses with etcd 3.6.
+    let c = cfg(&[
+        "--feature-gates=InitialCorruptCheck=true",
+        "--watch-progress-notify-interval=5s",
+    ]);
+    assert!(c.feature_gates.initial_corrupt_check);
+    assert_eq!(c.watch_progress_notify_interval, Duration::from_secs(5));
+}
