@@ -26,6 +26,7 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
             client_cert_auth: tls.client_cert_auth,
             min_version_13: cfg.tls_min_version == Some(TlsVersion::Tls13),
             max_version_12: cfg.tls_max_version == Some(TlsVersion::Tls12),
+            cipher_suites: cfg.cipher_suites.clone(),
         }),
         _ => None,
     };
@@ -51,6 +52,7 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
             .collect(),
         initial_cluster,
         initial_cluster_token: cfg.initial_cluster_token.clone(),
+        join_existing: !cfg.is_new_cluster(),
         listen_metrics_urls: cfg.listen_metrics_urls.clone(),
         heartbeat: cfg.heartbeat_interval(),
         election_timeout: cfg.election_timeout(),
@@ -68,7 +70,54 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
     })
 }
 
+/// Flags the configuration understands but this server does not act on yet: set
+/// explicitly, they are accepted (so existing unit files keep starting) with a warning.
+const NOT_ACTED_ON: &[&str] = &[
+    "listen-peer-urls",
+    "peer-cert-file",
+    "peer-key-file",
+    "peer-trusted-ca-file",
+    "peer-client-cert-auth",
+    "peer-auto-tls",
+    "peer-cert-allowed-cn",
+    "peer-cert-allowed-hostname",
+    "peer-crl-file",
+    "peer-client-cert-file",
+    "peer-client-key-file",
+    "peer-skip-client-san-verification",
+    "client-crl-file",
+    "client-cert-allowed-hostname",
+    "client-cert-file",
+    "client-key-file",
+    "grpc-keepalive-min-time",
+    "grpc-keepalive-interval",
+    "grpc-keepalive-timeout",
+    "max-concurrent-streams",
+    "strict-reconfig-check",
+    "force-new-cluster",
+    "unsafe-no-fsync",
+    "auth-token",
+    "bcrypt-cost",
+    "auth-token-ttl",
+    "metrics",
+    "enable-pprof",
+    "max-learners",
+    "feature-gates",
+    "wal-dir",
+    "initial-election-tick-advance",
+    "self-signed-cert-validity",
+];
+
+fn warn_not_acted_on(cfg: &Config) {
+    for flag in NOT_ACTED_ON {
+        if cfg.source_of(flag) != config::Source::Default {
+            tracing::warn!(flag = %format!("--{flag}"), "flag is accepted but has no effect yet");
+        }
+    }
+}
+
 async fn run(cfg: Config) -> anyhow::Result<()> {
+    warn_not_acted_on(&cfg);
     let opts = options(&cfg)?;
     let running = server::start(opts).await.context("failed to start etcd")?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -27,7 +27,7 @@ use crate::storage::Storage;
 use crate::watch::WatchHub;
 
 /// etcd's server version string reported by Status and `/version`.
-pub const SERVER_VERSION: &str = "3.6.0";
+pub const SERVER_VERSION: &str = crate::config::ETCD_VERSION;
 /// Cluster and storage version reported alongside.
 pub const CLUSTER_VERSION: &str = "3.6.0";
 

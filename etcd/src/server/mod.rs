@@ -59,6 +59,8 @@ pub struct ServerOptions {
     pub initial_cluster: Vec<(String, String)>,
     /// `--initial-cluster-token`.
     pub initial_cluster_token: String,
+    /// `--initial-cluster-state existing`.
+    pub join_existing: bool,
     /// `--listen-metrics-urls`.
     pub listen_metrics_urls: Vec<Url>,
     /// `--heartbeat-interval`.
@@ -162,6 +164,11 @@ fn bootstrap(
                 return Ok(u64::from_be_bytes(b));
             }
         }
+    }
+    if opts.join_existing {
+        return Err(ServerError::Bootstrap(
+            "--initial-cluster-state existing: joining a running cluster is not supported by this build yet (the data dir is empty)".into(),
+        ));
     }
     let mut by_name: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for (n, u) in &opts.initial_cluster {
@@ -339,6 +346,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
             client_cert_auth: false,
             min_version_13: false,
             max_version_12: false,
+            cipher_suites: Vec::new(),
         });
     }
     if let Some(t) = &client_tls {

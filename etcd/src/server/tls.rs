@@ -44,6 +44,52 @@ pub struct TlsFiles {
     pub min_version_13: bool,
     /// Highest TLS version is 1.2 (`--tls-max-version TLS1.2`).
     pub max_version_12: bool,
+    /// `--cipher-suites` in Go's names; limits the TLS 1.2 suites (TLS 1.3 suites are
+    /// not configurable, as in Go). Empty = the library's defaults.
+    pub cipher_suites: Vec<String>,
+}
+
+/// Maps Go's cipher suite names to the TLS 1.2 suites rustls offers. Suites Go knows but
+/// rustls does not implement (CBC, static RSA key exchange) are refused by name.
+fn tls12_suite(name: &str) -> Option<rustls::CipherSuite> {
+    use rustls::CipherSuite as C;
+    Some(match name {
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" => C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384" => C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305"
+        | "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256" => {
+            C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+        }
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" => C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384" => C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305" | "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256" => {
+            C::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+        }
+        _ => return None,
+    })
+}
+
+fn provider(cipher_suites: &[String]) -> Result<rustls::crypto::CryptoProvider, TlsError> {
+    let mut p = rustls::crypto::ring::default_provider();
+    if cipher_suites.is_empty() {
+        return Ok(p);
+    }
+    let mut wanted = Vec::new();
+    for name in cipher_suites {
+        match tls12_suite(name) {
+            Some(s) => wanted.push(s),
+            None => {
+                return Err(TlsError::Invalid(format!(
+                    "unsupported cipher suite {name:?} in --cipher-suites"
+                )))
+            }
+        }
+    }
+    p.cipher_suites.retain(|s| match s {
+        rustls::SupportedCipherSuite::Tls13(_) => true,
+        rustls::SupportedCipherSuite::Tls12(_) => wanted.contains(&s.suite()),
+    });
+    Ok(p)
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, TlsError> {
@@ -77,7 +123,7 @@ fn key(path: &PathBuf) -> Result<PrivateKeyDer<'static>, TlsError> {
 impl TlsFiles {
     /// Builds a rustls server configuration from the files as they are now.
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(provider(&self.cipher_suites)?);
         let versions: Vec<&'static SupportedProtocolVersion> = if self.min_version_13 {
             vec![&rustls::version::TLS13]
         } else if self.max_version_12 {
@@ -135,4 +181,59 @@ pub fn self_signed(
     std::fs::write(&cert_path, ck.cert.pem()).map_err(io(&cert_path))?;
     std::fs::write(&key_path, ck.signing_key.serialize_pem()).map_err(io(&key_path))?;
     Ok((cert_path, key_path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cipher_suites_by_go_name() {
+        let p = provider(&["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into()]).unwrap();
+        let tls12: Vec<_> = p
+            .cipher_suites
+            .iter()
+            .filter(|s| matches!(s, rustls::SupportedCipherSuite::Tls12(_)))
+            .map(|s| s.suite())
+            .collect();
+        assert_eq!(
+            tls12,
+            vec![rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]
+        );
+        let err = provider(&["TLS_RSA_WITH_AES_128_CBC_SHA".into()]).unwrap_err();
+        assert!(
+            err.to_string().contains("TLS_RSA_WITH_AES_128_CBC_SHA"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rereads_files_and_enforces_client_auth_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(dir.path(), &["localhost".into()]).unwrap();
+        let files = TlsFiles {
+            cert_file: cert.clone(),
+            key_file: key,
+            trusted_ca_file: None,
+            client_cert_auth: true,
+            min_version_13: false,
+            max_version_12: false,
+            cipher_suites: vec![],
+        };
+        assert!(
+            files.server_config().is_err(),
+            "client-cert-auth needs a CA"
+        );
+        let ok = TlsFiles {
+            client_cert_auth: false,
+            ..files
+        };
+        let cfg = ok.server_config().unwrap();
+        assert_eq!(cfg.alpn_protocols[0], b"h2".to_vec());
+        std::fs::write(&cert, "garbage").unwrap();
+        assert!(
+            ok.server_config().is_err(),
+            "files are re-read on every call"
+        );
+    }
 }
