@@ -66,7 +66,12 @@ impl Maintenance for MaintenanceService {
         _r: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         let storage = self.0.storage().clone();
-        let scratch = storage.path().join("snapshot-tmp");
+        // Scratch space beside the database directory (never inside it).
+        let scratch = storage
+            .path()
+            .parent()
+            .unwrap_or(storage.path())
+            .join("snapshot-tmp");
         let snap = tokio::task::spawn_blocking(move || snapshot::create(&storage, &scratch))
             .await
             .map_err(|e| EtcdError::Internal(e.to_string()).to_status())?
