@@ -75,6 +75,7 @@ pub fn session(
                     None => break,
                 },
                 _ = out_tx.closed() => break,
+                _ = srv.hub().closed() => break,
             }
         }
     });

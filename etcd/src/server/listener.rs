@@ -4,12 +4,10 @@
 //! open connections finish their in-flight requests (bounded by a grace period).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
@@ -96,22 +94,25 @@ pub async fn bind(url: &Url, tls: Option<&TlsFiles>) -> Result<Bound, ListenErro
     })
 }
 
-/// Serves `app` on `bound` until `shutdown` turns true, then drains connections for at
-/// most `grace`.
+/// Serves `app` on `bound` until `shutdown` turns true; then stops accepting, asks every
+/// open connection to finish (HTTP/2 GOAWAY: in-flight requests are answered, no new
+/// ones start) and waits for them for at most `grace`.
 pub async fn serve(
     bound: Bound,
     app: axum::Router,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) {
-    let graceful = Arc::new(GracefulShutdown::new());
     let url = bound.local_url();
     let tls = bound.tls.clone();
+    let mut conns = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
             _ = shutdown.wait_for(|s| *s) => break,
             a = accept(&bound.socket) => a,
         };
+        // Reap finished connection tasks so the set does not grow without bound.
+        while conns.try_join_next().is_some() {}
         let io = match accepted {
             Ok(io) => io,
             Err(e) => {
@@ -122,10 +123,10 @@ pub async fn serve(
         };
         let app = app.clone();
         let tls = tls.clone();
-        let graceful = graceful.clone();
-        tokio::spawn(async move {
+        let stop = shutdown.clone();
+        conns.spawn(async move {
             match tls {
-                None => serve_conn(io, app, &graceful).await,
+                None => serve_conn(io, app, stop, grace).await,
                 Some(files) => {
                     // Re-read the certificate files for every connection: rotation
                     // needs no restart.
@@ -138,7 +139,7 @@ pub async fn serve(
                     };
                     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
                     match acceptor.accept(io).await {
-                        Ok(s) => serve_conn(s, app, &graceful).await,
+                        Ok(s) => serve_conn(s, app, stop, grace).await,
                         Err(e) => tracing::debug!(error = %e, "rejected TLS connection"),
                     }
                 }
@@ -149,10 +150,12 @@ pub async fn serve(
         let _ = std::fs::remove_file(path);
     }
     drop(bound);
-    if let Ok(g) = Arc::try_unwrap(graceful) {
-        let _ = tokio::time::timeout(grace, g.shutdown()).await;
-    } else {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let drained = tokio::time::timeout(grace + Duration::from_millis(200), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        conns.abort_all();
     }
 }
 
@@ -173,7 +176,7 @@ async fn accept(socket: &Socket) -> std::io::Result<Box<dyn Io>> {
     }
 }
 
-async fn serve_conn<S>(io: S, app: axum::Router, graceful: &GracefulShutdown)
+async fn serve_conn<S>(io: S, app: axum::Router, mut stop: watch::Receiver<bool>, grace: Duration)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -186,8 +189,16 @@ where
         .keep_alive_timeout(Duration::from_secs(20));
     let svc = TowerToHyperService::new(app);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-    let conn = graceful.watch(conn.into_owned());
-    if let Err(e) = conn.await {
-        tracing::debug!(error = %e, "connection ended with error");
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "connection ended with error");
+            }
+            return;
+        }
+        _ = stop.wait_for(|s| *s) => {}
     }
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(grace, conn).await;
 }

@@ -429,6 +429,7 @@ impl Running {
     pub async fn shutdown(mut self) {
         readiness::stopping();
         tracing::info!("received shutdown signal; closing listeners and draining requests");
+        self.server.hub().close();
         let _ = self.shutdown_tx.send(true);
         for t in self.tasks.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(6), t).await;

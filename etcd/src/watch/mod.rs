@@ -115,6 +115,7 @@ pub struct WatchHub {
     inner: Mutex<HubInner>,
     store: Arc<Store>,
     next_stream: AtomicU64,
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 impl WatchHub {
@@ -127,7 +128,20 @@ impl WatchHub {
             }),
             store,
             next_stream: AtomicU64::new(1),
+            closed: tokio::sync::watch::channel(false).0,
         })
+    }
+
+    /// Ends every stream (server shutdown): sessions waiting on [`WatchHub::closed`]
+    /// finish, so connections can drain.
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Resolves once [`WatchHub::close`] was called.
+    pub async fn closed(&self) {
+        let mut rx = self.closed.subscribe();
+        let _ = rx.wait_for(|c| *c).await;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HubInner> {
