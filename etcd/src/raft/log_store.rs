@@ -145,10 +145,31 @@ impl LogStore {
         Ok(())
     }
 
-    /// Records the commit index raft reported in a light ready (durable with the next
-    /// synced write; a lost commit index is recomputed by raft).
-    pub fn set_commit(&self, commit: u64) {
-        self.mem.wl().mut_hard_state().commit = commit;
+    /// Records the commit index raft reported in a light ready. The write is not synced
+    /// on its own, but it precedes (in the shared WAL) the apply writes of the entries it
+    /// commits, so a recovered applied index never exceeds the recovered commit index.
+    pub fn set_commit(&self, commit: u64) -> Result<(), LogStoreError> {
+        let hs = {
+            let mut wl = self.mem.wl();
+            let hs = wl.mut_hard_state();
+            if hs.commit >= commit {
+                return Ok(());
+            }
+            hs.commit = commit;
+            hs.clone()
+        };
+        let mut b = self.storage.batch();
+        b.put(Cf::Raft, HARD_STATE, &hs.write_to_bytes()?);
+        self.storage.write(b, false)?;
+        Ok(())
+    }
+
+    /// Makes sure the commit index is at least `applied` (entries up to the applied index
+    /// were committed: the state machine holds them). Used at startup, before raft reads
+    /// its state.
+    pub fn ensure_commit_covers(&self, applied: u64) -> Result<(), LogStoreError> {
+        let last = self.last_index();
+        self.set_commit(applied.min(last))
     }
 
     /// Records a new configuration.

@@ -240,6 +240,8 @@ pub fn start<S: StateMachine, T: Transport>(
     raft_cfg
         .validate()
         .map_err(|e| RaftError::Other(e.to_string()))?;
+    log.ensure_commit_covers(sm.applied_index())
+        .map_err(|e| RaftError::Other(e.to_string()))?;
     let logger = slog::Logger::root(slog::Discard, slog::o!());
     let mut node = RawNode::new(&raft_cfg, log.raft_storage(), &logger)
         .map_err(|e| RaftError::Other(e.to_string()))?;
@@ -397,7 +399,7 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
         }
         let mut light = self.node.advance(ready);
         if let Some(commit) = light.commit_index() {
-            self.log.set_commit(commit);
+            self.log.set_commit(commit)?;
         }
         self.transport.send(light.take_messages());
         self.apply_entries(light.take_committed_entries());
