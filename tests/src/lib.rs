@@ -19,6 +19,7 @@ pub mod grpc;
 pub mod http;
 pub mod ports;
 pub mod process;
+pub mod util;
 
 pub use bins::{Version, etcd_bin, etcdctl_bin};
 pub use child::EtcdctlChild;
