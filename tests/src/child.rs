@@ -97,7 +97,10 @@ impl EtcdctlChild {
 
     /// Everything the process wrote to stderr so far.
     pub fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// True while the process has not exited.

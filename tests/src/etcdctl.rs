@@ -122,7 +122,8 @@ pub fn run(endpoints: &str, args: &[&str], stdin: Option<&str>) -> Output {
         .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", etcdctl_bin().display()));
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().expect("stdin pipe");
-        pipe.write_all(input.as_bytes()).expect("write etcdctl stdin");
+        pipe.write_all(input.as_bytes())
+            .expect("write etcdctl stdin");
         drop(pipe);
     }
     let out = child.wait_with_output().expect("wait for etcdctl");

@@ -21,7 +21,7 @@ pub mod ports;
 pub mod process;
 pub mod util;
 
-pub use bins::{Version, etcd_bin, etcdctl_bin};
+pub use bins::{etcd_bin, etcdctl_bin, Version};
 pub use child::EtcdctlChild;
 pub use etcdctl::Output;
 pub use process::{EtcdOptions, EtcdProcess};

@@ -177,7 +177,10 @@ impl EtcdProcess {
     }
 
     fn log_path(&self, n: u32, stream: &str) -> PathBuf {
-        self.dir.path().join("logs").join(format!("etcd.{n}.{stream}"))
+        self.dir
+            .path()
+            .join("logs")
+            .join(format!("etcd.{n}.{stream}"))
     }
 
     fn spawn(&mut self) -> Result<()> {
@@ -210,7 +213,10 @@ impl EtcdProcess {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             let all: Vec<&str> = text.lines().collect();
             let from = all.len().saturating_sub(lines);
-            s.push_str(&format!("--- {} (last {lines} lines) ---\n", path.display()));
+            s.push_str(&format!(
+                "--- {} (last {lines} lines) ---\n",
+                path.display()
+            ));
             for l in &all[from..] {
                 s.push_str(l);
                 s.push('\n');
@@ -300,7 +306,10 @@ impl EtcdProcess {
             if Instant::now() >= deadline {
                 let _ = c.kill();
                 let _ = c.wait();
-                bail!("etcd did not exit within 20 s of SIGTERM\n{}", self.log_tail(40));
+                bail!(
+                    "etcd did not exit within 20 s of SIGTERM\n{}",
+                    self.log_tail(40)
+                );
             }
             thread::sleep(Duration::from_millis(20));
         }

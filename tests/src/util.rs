@@ -26,7 +26,9 @@ pub fn key_of(kv: &KeyValue) -> String {
 /// The header revision of a `Range` on a key nobody uses: the store's current revision.
 pub async fn current_revision(client: &mut Client) -> Result<i64> {
     let r = client.get("\u{1}e2e-revision-probe", None).await?;
-    Ok(r.header().context("range response without header")?.revision())
+    Ok(r.header()
+        .context("range response without header")?
+        .revision())
 }
 
 /// The next message on a watch stream, failing after `timeout` or when the

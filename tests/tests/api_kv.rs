@@ -1,8 +1,10 @@
 //! KV API through etcd-client: range semantics (count/limit/more, sort,
 //! revision filters), revisions, and error codes/messages.
 
-use etcd_client::{CompactionOptions, DeleteOptions, GetOptions, PutOptions, SortOrder, SortTarget};
-use etcd_tests::grpc::{Code, assert_status};
+use etcd_client::{
+    CompactionOptions, DeleteOptions, GetOptions, PutOptions, SortOrder, SortTarget,
+};
+use etcd_tests::grpc::{assert_status, Code};
 use etcd_tests::util::{current_revision, keys, pairs};
 use etcd_tests::EtcdProcess;
 
@@ -26,13 +28,17 @@ async fn count_limit_more_and_count_only() -> anyhow::Result<()> {
     let mut c = etcd.client().await?;
     seed(&mut c).await?;
 
-    let r = c.get("r/", Some(GetOptions::new().with_prefix().with_limit(2))).await?;
+    let r = c
+        .get("r/", Some(GetOptions::new().with_prefix().with_limit(2)))
+        .await?;
     assert_eq!(keys(&r), ["r/k0", "r/k1"]);
     assert!(r.more());
     assert_eq!(r.count(), 5, "count is the size of the whole range");
     assert_eq!(r.header().map(|h| h.revision()), Some(8));
 
-    let r = c.get("r/", Some(GetOptions::new().with_prefix().with_limit(5))).await?;
+    let r = c
+        .get("r/", Some(GetOptions::new().with_prefix().with_limit(5)))
+        .await?;
     assert_eq!(r.kvs().len(), 5);
     assert!(!r.more());
     assert_eq!(r.count(), 5);
@@ -41,15 +47,25 @@ async fn count_limit_more_and_count_only() -> anyhow::Result<()> {
     assert_eq!(r.kvs().len(), 5);
     assert!(!r.more());
 
-    let r = c.get("r/", Some(GetOptions::new().with_prefix().with_count_only())).await?;
+    let r = c
+        .get(
+            "r/",
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        )
+        .await?;
     assert!(r.kvs().is_empty());
     assert_eq!(r.count(), 5);
     assert!(!r.more());
 
-    let r = c.get("r/", Some(GetOptions::new().with_prefix().with_keys_only())).await?;
+    let r = c
+        .get("r/", Some(GetOptions::new().with_prefix().with_keys_only()))
+        .await?;
     assert_eq!(keys(&r), ["r/k0", "r/k1", "r/k2", "r/k3", "r/k4"]);
     assert!(r.kvs().iter().all(|kv| kv.value().is_empty()));
-    assert!(r.kvs().iter().all(|kv| kv.mod_revision() > 0 && kv.version() > 0));
+    assert!(r
+        .kvs()
+        .iter()
+        .all(|kv| kv.mod_revision() > 0 && kv.version() > 0));
 
     // "Continue" paging as kube-apiserver does: next key = last key + "\0".
     let r = c
@@ -65,7 +81,9 @@ async fn count_limit_more_and_count_only() -> anyhow::Result<()> {
     // All keys / from-key.
     let r = c.get("", Some(GetOptions::new().with_all_keys())).await?;
     assert_eq!(r.count(), 6);
-    let r = c.get("r/k3", Some(GetOptions::new().with_from_key())).await?;
+    let r = c
+        .get("r/k3", Some(GetOptions::new().with_from_key()))
+        .await?;
     assert_eq!(keys(&r), ["r/k3", "r/k4", "s/x"]);
     Ok(())
 }
@@ -77,25 +95,40 @@ async fn sort_targets_and_orders() -> anyhow::Result<()> {
     seed(&mut c).await?;
     let sorted = |t: SortTarget, o: SortOrder| GetOptions::new().with_prefix().with_sort(t, o);
 
-    let r = c.get("r/", Some(sorted(SortTarget::Key, SortOrder::Descend))).await?;
+    let r = c
+        .get("r/", Some(sorted(SortTarget::Key, SortOrder::Descend)))
+        .await?;
     assert_eq!(keys(&r), ["r/k4", "r/k3", "r/k2", "r/k1", "r/k0"]);
     // Values: k0=e k1=z k2=a k3=d k4=b.
-    let r = c.get("r/", Some(sorted(SortTarget::Value, SortOrder::Ascend))).await?;
+    let r = c
+        .get("r/", Some(sorted(SortTarget::Value, SortOrder::Ascend)))
+        .await?;
     assert_eq!(keys(&r), ["r/k2", "r/k4", "r/k3", "r/k0", "r/k1"]);
     // A non-key target with order NONE sorts ascending by that target.
-    let r = c.get("r/", Some(sorted(SortTarget::Value, SortOrder::None))).await?;
+    let r = c
+        .get("r/", Some(sorted(SortTarget::Value, SortOrder::None)))
+        .await?;
     assert_eq!(keys(&r), ["r/k2", "r/k4", "r/k3", "r/k0", "r/k1"]);
     // Mod revisions: k0=2 k2=4 k3=5 k4=6 k1=7.
-    let r = c.get("r/", Some(sorted(SortTarget::Mod, SortOrder::Descend))).await?;
+    let r = c
+        .get("r/", Some(sorted(SortTarget::Mod, SortOrder::Descend)))
+        .await?;
     assert_eq!(keys(&r), ["r/k1", "r/k4", "r/k3", "r/k2", "r/k0"]);
     // Create revisions follow key order here.
-    let r = c.get("r/", Some(sorted(SortTarget::Create, SortOrder::Descend))).await?;
+    let r = c
+        .get("r/", Some(sorted(SortTarget::Create, SortOrder::Descend)))
+        .await?;
     assert_eq!(keys(&r), ["r/k4", "r/k3", "r/k2", "r/k1", "r/k0"]);
-    let r = c.get("r/", Some(sorted(SortTarget::Version, SortOrder::Descend))).await?;
+    let r = c
+        .get("r/", Some(sorted(SortTarget::Version, SortOrder::Descend)))
+        .await?;
     assert_eq!(keys(&r)[0], "r/k1");
     // Sorting happens before limiting; count still covers the range.
     let r = c
-        .get("r/", Some(sorted(SortTarget::Mod, SortOrder::Descend).with_limit(2)))
+        .get(
+            "r/",
+            Some(sorted(SortTarget::Mod, SortOrder::Descend).with_limit(2)),
+        )
         .await?;
     assert_eq!(keys(&r), ["r/k1", "r/k4"]);
     assert!(r.more());
@@ -133,20 +166,34 @@ async fn min_max_revision_filters() -> anyhow::Result<()> {
 async fn revisions_put_delete_and_history() -> anyhow::Result<()> {
     let etcd = EtcdProcess::start_default()?;
     let mut c = etcd.client().await?;
-    assert_eq!(current_revision(&mut c).await?, 1, "a fresh store is at revision 1");
+    assert_eq!(
+        current_revision(&mut c).await?,
+        1,
+        "a fresh store is at revision 1"
+    );
 
     let r = c.put("a", "1", None).await?;
     assert_eq!(r.header().map(|h| h.revision()), Some(2));
     assert!(r.prev_key().is_none());
-    let r = c.put("a", "2", Some(PutOptions::new().with_prev_key())).await?;
+    let r = c
+        .put("a", "2", Some(PutOptions::new().with_prev_key()))
+        .await?;
     assert_eq!(r.header().map(|h| h.revision()), Some(3));
     let prev = r.prev_key().expect("prev kv");
-    assert_eq!((prev.value(), prev.mod_revision(), prev.version()), (&b"1"[..], 2, 1));
+    assert_eq!(
+        (prev.value(), prev.mod_revision(), prev.version()),
+        (&b"1"[..], 2, 1)
+    );
 
     let r = c.get("a", None).await?;
     let kv = &r.kvs()[0];
     assert_eq!(
-        (kv.create_revision(), kv.mod_revision(), kv.version(), kv.lease()),
+        (
+            kv.create_revision(),
+            kv.mod_revision(),
+            kv.version(),
+            kv.lease()
+        ),
         (2, 3, 2, 0)
     );
     // Reads at an old revision; the header still has the current revision.
@@ -158,7 +205,9 @@ async fn revisions_put_delete_and_history() -> anyhow::Result<()> {
     let r = c.delete("nothing", None).await?;
     assert_eq!(r.deleted(), 0);
     assert_eq!(r.header().map(|h| h.revision()), Some(3));
-    let r = c.delete("a", Some(DeleteOptions::new().with_prev_key())).await?;
+    let r = c
+        .delete("a", Some(DeleteOptions::new().with_prev_key()))
+        .await?;
     assert_eq!(r.deleted(), 1);
     assert_eq!(r.header().map(|h| h.revision()), Some(4));
     assert_eq!(r.prev_kvs().len(), 1);
@@ -168,7 +217,10 @@ async fn revisions_put_delete_and_history() -> anyhow::Result<()> {
     c.put("a", "3", None).await?;
     let r = c.get("a", None).await?;
     let kv = &r.kvs()[0];
-    assert_eq!((kv.create_revision(), kv.mod_revision(), kv.version()), (5, 5, 1));
+    assert_eq!(
+        (kv.create_revision(), kv.mod_revision(), kv.version()),
+        (5, 5, 1)
+    );
     // The deleted generation is still visible in history.
     let r = c.get("a", Some(GetOptions::new().with_revision(4))).await?;
     assert!(r.kvs().is_empty());
@@ -195,7 +247,9 @@ async fn key_not_provided_and_revision_errors() -> anyhow::Result<()> {
     );
     assert_status(c.compact(6, None).await, Code::OutOfRange, FUTURE);
 
-    let r = c.compact(4, Some(CompactionOptions::new().with_physical())).await?;
+    let r = c
+        .compact(4, Some(CompactionOptions::new().with_physical()))
+        .await?;
     assert_eq!(r.header().map(|h| h.revision()), Some(5));
     assert_status(
         c.get("k", Some(GetOptions::new().with_revision(3))).await,
@@ -210,19 +264,22 @@ async fn key_not_provided_and_revision_errors() -> anyhow::Result<()> {
 
     // ignore_value on an absent key.
     assert_status(
-        c.put("absent", "", Some(PutOptions::new().with_ignore_value())).await,
+        c.put("absent", "", Some(PutOptions::new().with_ignore_value()))
+            .await,
         Code::InvalidArgument,
         "etcdserver: key not found",
     );
     // ignore_value keeps the value, replaces nothing else.
-    c.put("k", "", Some(PutOptions::new().with_ignore_value())).await?;
+    c.put("k", "", Some(PutOptions::new().with_ignore_value()))
+        .await?;
     let r = c.get("k", None).await?;
     assert_eq!(r.kvs()[0].value(), b"4");
     assert_eq!(r.kvs()[0].version(), 5);
 
     // Unknown lease on put.
     assert_status(
-        c.put("k", "v", Some(PutOptions::new().with_lease(0x1234))).await,
+        c.put("k", "v", Some(PutOptions::new().with_lease(0x1234)))
+            .await,
         Code::NotFound,
         "etcdserver: requested lease not found",
     );

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use etcd_client::{LeaseGrantOptions, LeaseTimeToLiveOptions, PutOptions};
+use etcd_tests::grpc::{assert_status, Code};
 use etcd_tests::EtcdProcess;
-use etcd_tests::grpc::{Code, assert_status};
 
 const NOT_FOUND: &str = "etcdserver: requested lease not found";
 
@@ -16,7 +16,11 @@ async fn grant_ttl_list_revoke() -> anyhow::Result<()> {
     let g = c.lease_grant(60, None).await?;
     assert!(g.id() > 0);
     assert_eq!(g.ttl(), 60);
-    assert_eq!(g.header().map(|h| h.revision()), Some(1), "grant does not write a revision");
+    assert_eq!(
+        g.header().map(|h| h.revision()),
+        Some(1),
+        "grant does not write a revision"
+    );
 
     // Explicit ID, and the same ID again.
     let g2 = c
@@ -41,8 +45,10 @@ async fn grant_ttl_list_revoke() -> anyhow::Result<()> {
     expected.sort_unstable();
     assert_eq!(ids, expected);
 
-    c.put("a", "1", Some(PutOptions::new().with_lease(g.id()))).await?;
-    c.put("b", "1", Some(PutOptions::new().with_lease(g.id()))).await?;
+    c.put("a", "1", Some(PutOptions::new().with_lease(g.id())))
+        .await?;
+    c.put("b", "1", Some(PutOptions::new().with_lease(g.id())))
+        .await?;
     let t = c
         .lease_time_to_live(g.id(), Some(LeaseTimeToLiveOptions::new().with_keys()))
         .await?;
@@ -57,7 +63,8 @@ async fn grant_ttl_list_revoke() -> anyhow::Result<()> {
     assert!(t.keys().is_empty());
 
     // Re-attaching a key to another lease moves it.
-    c.put("b", "2", Some(PutOptions::new().with_lease(0x1234))).await?;
+    c.put("b", "2", Some(PutOptions::new().with_lease(0x1234)))
+        .await?;
     let t = c
         .lease_time_to_live(g.id(), Some(LeaseTimeToLiveOptions::new().with_keys()))
         .await?;
@@ -68,14 +75,19 @@ async fn grant_ttl_list_revoke() -> anyhow::Result<()> {
     let r = c.get("a", None).await?;
     assert_eq!(r.count(), 0, "revocation deletes attached keys");
     assert_eq!(r.header().map(|h| h.revision()), rev_before.map(|r| r + 1));
-    assert_eq!(c.get("b", None).await?.count(), 1, "b moved to the other lease");
+    assert_eq!(
+        c.get("b", None).await?.count(),
+        1,
+        "b moved to the other lease"
+    );
 
     // Unknown leases.
     assert_status(c.lease_revoke(g.id()).await, Code::NotFound, NOT_FOUND);
     let t = c.lease_time_to_live(g.id(), None).await?;
     assert_eq!(t.ttl(), -1, "TimeToLive of an unknown lease is TTL -1");
     assert_status(
-        c.put("z", "1", Some(PutOptions::new().with_lease(g.id()))).await,
+        c.put("z", "1", Some(PutOptions::new().with_lease(g.id())))
+            .await,
         Code::NotFound,
         NOT_FOUND,
     );
@@ -135,17 +147,24 @@ async fn slow_expiry_removes_lease_and_keys() -> anyhow::Result<()> {
     let etcd = EtcdProcess::start_default()?;
     let mut c = etcd.client().await?;
     let g = c.lease_grant(2, None).await?;
-    c.put("tmp", "1", Some(PutOptions::new().with_lease(g.id()))).await?;
+    c.put("tmp", "1", Some(PutOptions::new().with_lease(g.id())))
+        .await?;
     c.put("perm", "1", None).await?;
     let start = std::time::Instant::now();
     loop {
         if c.get("tmp", None).await?.count() == 0 {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(12), "lease never expired");
+        assert!(
+            start.elapsed() < Duration::from_secs(12),
+            "lease never expired"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(start.elapsed() >= Duration::from_millis(1500), "expired too early");
+    assert!(
+        start.elapsed() >= Duration::from_millis(1500),
+        "expired too early"
+    );
     assert_eq!(c.get("perm", None).await?.count(), 1);
     assert_eq!(c.lease_time_to_live(g.id(), None).await?.ttl(), -1);
     assert!(c.leases().await?.leases().is_empty());

@@ -4,7 +4,7 @@
 use etcd_client::{
     Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
 };
-use etcd_tests::grpc::{Code, assert_status};
+use etcd_tests::grpc::{assert_status, Code};
 use etcd_tests::util::{current_revision, pairs};
 use etcd_tests::{EtcdOptions, EtcdProcess};
 
@@ -20,7 +20,11 @@ async fn check(c: &mut etcd_client::Client, cmp: Compare) -> anyhow::Result<bool
         .or_else([TxnOp::put("branch", "else", None)]);
     let r = c.txn(t).await?;
     let got = c.get("branch", None).await?;
-    let v = got.kvs().first().map(|kv| kv.value().to_vec()).unwrap_or_default();
+    let v = got
+        .kvs()
+        .first()
+        .map(|kv| kv.value().to_vec())
+        .unwrap_or_default();
     let expected: &[u8] = if r.succeeded() { b"then" } else { b"else" };
     assert_eq!(v, expected, "the executed branch matches `succeeded`");
     Ok(r.succeeded())
@@ -33,7 +37,8 @@ async fn compare_targets_both_outcomes() -> anyhow::Result<()> {
     c.put("k", "v1", None).await?; // rev 2
     c.put("k", "v2", None).await?; // rev 3: create 2, mod 3, version 2
     let lease = c.lease_grant(100, None).await?.id();
-    c.put("l", "x", Some(PutOptions::new().with_lease(lease))).await?; // rev 4
+    c.put("l", "x", Some(PutOptions::new().with_lease(lease)))
+        .await?; // rev 4
 
     use CompareOp::*;
     // version
@@ -178,7 +183,11 @@ async fn nested_txn() -> anyhow::Result<()> {
         ]);
     let r = c.txn(outer).await?;
     assert!(r.succeeded());
-    assert_eq!(r.header().map(|h| h.revision()), Some(3), "one revision for all levels");
+    assert_eq!(
+        r.header().map(|h| h.revision()),
+        Some(3),
+        "one revision for all levels"
+    );
     let ops = r.op_responses();
     assert_eq!(ops.len(), 3);
     match (&ops[1], &ops[2]) {
@@ -201,7 +210,11 @@ async fn nested_txn() -> anyhow::Result<()> {
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()))
     );
-    assert!(r.kvs().iter().filter(|kv| kv.key() != b"n").all(|kv| kv.mod_revision() == 3));
+    assert!(r
+        .kvs()
+        .iter()
+        .filter(|kv| kv.key() != b"n")
+        .all(|kv| kv.mod_revision() == 3));
     Ok(())
 }
 
@@ -214,7 +227,10 @@ async fn duplicate_key_rules() -> anyhow::Result<()> {
     // Two puts of one key in the same branch.
     let t = Txn::new().and_then([put("d"), put("d")]);
     assert_status(c.txn(t).await, Code::InvalidArgument, DUP);
-    let t = Txn::new().when([]).and_then([]).or_else([put("d"), put("d")]);
+    let t = Txn::new()
+        .when([])
+        .and_then([])
+        .or_else([put("d"), put("d")]);
     assert_status(c.txn(t).await, Code::InvalidArgument, DUP);
     // A put inside a range deleted in the same branch.
     let t = Txn::new().and_then([
@@ -228,7 +244,11 @@ async fn duplicate_key_rules() -> anyhow::Result<()> {
         TxnOp::txn(Txn::new().and_then([put("d/x")])),
     ]);
     assert_status(c.txn(t).await, Code::InvalidArgument, DUP);
-    assert_eq!(current_revision(&mut c).await?, 1, "rejected txns wrote nothing");
+    assert_eq!(
+        current_revision(&mut c).await?,
+        1,
+        "rejected txns wrote nothing"
+    );
 
     // Allowed: overlapping deletes, the same key in then/else, reads.
     let t = Txn::new().and_then([
@@ -256,7 +276,11 @@ async fn duplicate_key_rules() -> anyhow::Result<()> {
 async fn too_many_ops_default_limit() -> anyhow::Result<()> {
     let etcd = EtcdProcess::start_default()?;
     let mut c = etcd.client().await?;
-    let puts = |n: usize| (0..n).map(|i| TxnOp::put(format!("m{i}"), "v", None)).collect::<Vec<_>>();
+    let puts = |n: usize| {
+        (0..n)
+            .map(|i| TxnOp::put(format!("m{i}"), "v", None))
+            .collect::<Vec<_>>()
+    };
     // Default --max-txn-ops is 128.
     assert!(c.txn(Txn::new().and_then(puts(128))).await?.succeeded());
     assert_status(
@@ -279,7 +303,11 @@ async fn too_many_ops_default_limit() -> anyhow::Result<()> {
 async fn too_many_ops_configured_limit() -> anyhow::Result<()> {
     let etcd = EtcdProcess::start(EtcdOptions::default().arg("--max-txn-ops=3"))?;
     let mut c = etcd.client().await?;
-    let puts = |n: usize| (0..n).map(|i| TxnOp::put(format!("m{i}"), "v", None)).collect::<Vec<_>>();
+    let puts = |n: usize| {
+        (0..n)
+            .map(|i| TxnOp::put(format!("m{i}"), "v", None))
+            .collect::<Vec<_>>()
+    };
     assert!(c.txn(Txn::new().and_then(puts(3))).await?.succeeded());
     assert_status(
         c.txn(Txn::new().and_then(puts(4))).await,
@@ -299,7 +327,7 @@ async fn txn_errors_apply_nothing() -> anyhow::Result<()> {
     let etcd = EtcdProcess::start_default()?;
     let mut c = etcd.client().await?;
     c.put("x", "1", None).await?; // rev 2
-    // A put with an unknown lease rejects the whole txn.
+                                  // A put with an unknown lease rejects the whole txn.
     let t = Txn::new().and_then([
         TxnOp::put("y", "1", None),
         TxnOp::put("z", "1", Some(PutOptions::new().with_lease(0x7777))),

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use etcd_client::{EventType, WatchFilterType, WatchOptions, WatchResponse};
-use etcd_tests::EtcdProcess;
 use etcd_tests::util::{current_revision, expect_no_watch, key_of, next_watch};
+use etcd_tests::EtcdProcess;
 
 const T: Duration = Duration::from_secs(10);
 const QUIET: Duration = Duration::from_millis(400);
@@ -46,11 +46,13 @@ async fn many_watchers_on_one_stream() -> anyhow::Result<()> {
     assert_eq!(rev(&created), 2, "created header = current revision");
     assert!(created.events().is_empty());
 
-    s.watch("b", Some(WatchOptions::new().with_prefix())).await?;
+    s.watch("b", Some(WatchOptions::new().with_prefix()))
+        .await?;
     let created = next_watch(&mut s, T).await?;
     assert!(created.created());
     assert_eq!(created.watch_id(), 1);
-    s.watch("", Some(WatchOptions::new().with_all_keys())).await?;
+    s.watch("", Some(WatchOptions::new().with_all_keys()))
+        .await?;
     let created = next_watch(&mut s, T).await?;
     assert!(created.created());
     assert_eq!(created.watch_id(), 2);
@@ -120,7 +122,10 @@ async fn replay_from_start_revision_with_prev_kv() -> anyhow::Result<()> {
     // Live events keep carrying prev_kv.
     c.put("k", "4", None).await?; // 7
     let r = next_watch(&mut s, T).await?;
-    assert_eq!(events(&r), [(Put, "k".into(), "4".into(), 7, Some("3".into()))]);
+    assert_eq!(
+        events(&r),
+        [(Put, "k".into(), "4".into(), 7, Some("3".into()))]
+    );
     assert_eq!(rev(&r), 7);
     let ev = &r.events()[0];
     let kv = ev.kv().expect("kv");
@@ -132,7 +137,12 @@ async fn replay_from_start_revision_with_prev_kv() -> anyhow::Result<()> {
     let kv = r.events()[0].kv().expect("kv");
     assert_eq!(r.events()[0].event_type(), Delete);
     assert_eq!(
-        (kv.mod_revision(), kv.create_revision(), kv.version(), kv.value()),
+        (
+            kv.mod_revision(),
+            kv.create_revision(),
+            kv.version(),
+            kv.value()
+        ),
         (8, 0, 0, &b""[..])
     );
     Ok(())
@@ -199,7 +209,11 @@ async fn progress_request() -> anyhow::Result<()> {
     // current revision.
     s.request_progress().await?;
     let r = next_watch(&mut s, T).await?;
-    assert_eq!(r.watch_id(), -1, "progress response uses watch_id -1: {r:?}");
+    assert_eq!(
+        r.watch_id(),
+        -1,
+        "progress response uses watch_id -1: {r:?}"
+    );
     assert!(r.events().is_empty());
     assert!(!r.created() && !r.canceled());
     assert_eq!(r.compact_revision(), 0);
@@ -216,8 +230,11 @@ async fn compacted_start_revision_cancels_watcher() -> anyhow::Result<()> {
     for v in ["1", "2", "3", "4"] {
         c.put("c", v, None).await?; // 2..=5
     }
-    c.compact(4, Some(etcd_client::CompactionOptions::new().with_physical()))
-        .await?;
+    c.compact(
+        4,
+        Some(etcd_client::CompactionOptions::new().with_physical()),
+    )
+    .await?;
 
     let mut s = c
         .watch("c", Some(WatchOptions::new().with_start_revision(2)))
@@ -288,10 +305,7 @@ async fn lease_expiry_produces_delete_events() -> anyhow::Result<()> {
         evs.iter()
             .map(|e| (e.0, e.1.as_str(), e.3))
             .collect::<Vec<_>>(),
-        [
-            (EventType::Delete, "e/1", 4),
-            (EventType::Delete, "e/2", 4)
-        ],
+        [(EventType::Delete, "e/1", 4), (EventType::Delete, "e/2", 4)],
         "one revision, keys in order, one response"
     );
     Ok(())
@@ -314,15 +328,22 @@ async fn create_errors_and_explicit_ids() -> anyhow::Result<()> {
     assert_eq!(rev(&r), 1, "error responses carry a header too");
 
     // An explicit watch ID is used as given.
-    s.watch("k", Some(WatchOptions::new().with_watch_id(7))).await?;
+    s.watch("k", Some(WatchOptions::new().with_watch_id(7)))
+        .await?;
     let r = next_watch(&mut s, T).await?;
     assert_eq!((r.watch_id(), r.created(), r.canceled()), (7, true, false));
     // Reusing it fails.
-    s.watch("k", Some(WatchOptions::new().with_watch_id(7))).await?;
+    s.watch("k", Some(WatchOptions::new().with_watch_id(7)))
+        .await?;
     let r = next_watch(&mut s, T).await?;
     assert_eq!(
         (r.watch_id(), r.created(), r.canceled(), r.cancel_reason()),
-        (-1, true, true, "mvcc: duplicate watch ID provided on the WatchStream")
+        (
+            -1,
+            true,
+            true,
+            "mvcc: duplicate watch ID provided on the WatchStream"
+        )
     );
     // Auto-assigned IDs still start at 0.
     s.watch("k", None).await?;

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{Client, GetOptions};
-use etcd_tests::EtcdProcess;
 use etcd_tests::util::key_of;
+use etcd_tests::EtcdProcess;
 
 const WRITERS: usize = 4;
 const ROUNDS: usize = 2;
@@ -161,16 +161,16 @@ async fn slow_kill9_keeps_acknowledged_writes_and_revisions() -> anyhow::Result<
         }
         etcd.restart()?;
         let mut client = etcd.client().await?;
-        let current = {
+        // All writers have finished; verify against a copy of the ledger so
+        // no lock is held across an await.
+        let snapshot = {
             let l = ledger.lock().unwrap_or_else(|e| e.into_inner());
-            // verify() holds no await on the lock beyond this scope's data.
-            let snapshot = Ledger {
+            Ledger {
                 acked: l.acked.clone(),
                 maybe: l.maybe.clone(),
-            };
-            drop(l);
-            verify(&mut client, &snapshot).await?
+            }
         };
+        let current = verify(&mut client, &snapshot).await?;
         eprintln!("round {round}: store at revision {current} after restart");
         // The next write continues the sequence directly.
         let marker = format!("{PREFIX}marker/{round}");
@@ -198,8 +198,12 @@ async fn sigterm_restart_keeps_everything() -> anyhow::Result<()> {
     }
     c.delete("g/000", None).await?; // rev 52
     let lease = c.lease_grant(600, None).await?.id();
-    c.put("g/leased", "x", Some(etcd_client::PutOptions::new().with_lease(lease)))
-        .await?; // rev 53
+    c.put(
+        "g/leased",
+        "x",
+        Some(etcd_client::PutOptions::new().with_lease(lease)),
+    )
+    .await?; // rev 53
     c.compact(10, None).await?;
     drop(c);
 
@@ -210,16 +214,22 @@ async fn sigterm_restart_keeps_everything() -> anyhow::Result<()> {
     assert_eq!(r.count(), 50);
     assert_eq!(r.header().map(|h| h.revision()), Some(53));
     // History after the compaction point survives; before it is gone.
-    let old = c.get("g/000", Some(GetOptions::new().with_revision(51))).await?;
+    let old = c
+        .get("g/000", Some(GetOptions::new().with_revision(51)))
+        .await?;
     assert_eq!(old.kvs().len(), 1);
     etcd_tests::grpc::assert_status(
-        c.get("g/000", Some(GetOptions::new().with_revision(9))).await,
+        c.get("g/000", Some(GetOptions::new().with_revision(9)))
+            .await,
         etcd_tests::grpc::Code::OutOfRange,
         "etcdserver: mvcc: required revision has been compacted",
     );
     // Leases survive a restart with their keys attached.
     let t = c
-        .lease_time_to_live(lease, Some(etcd_client::LeaseTimeToLiveOptions::new().with_keys()))
+        .lease_time_to_live(
+            lease,
+            Some(etcd_client::LeaseTimeToLiveOptions::new().with_keys()),
+        )
         .await?;
     assert_eq!(t.granted_ttl(), 600);
     assert!(t.ttl() > 0);

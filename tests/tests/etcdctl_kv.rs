@@ -1,7 +1,7 @@
 //! etcdctl put / get / del: exact output of the simple and JSON printers.
 
-use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
 use etcd_tests::{EtcdProcess, Harness};
 use serde_json::Value;
 
@@ -45,12 +45,21 @@ fn put_get_simple_and_json() -> anyhow::Result<()> {
     assert_eq!(etcd.etcdctl_ok(&["put", "foo", "bar"]), "OK\n");
     assert_eq!(etcd.etcdctl_ok(&["get", "foo"]), "foo\nbar\n");
     assert_eq!(etcd.etcdctl_ok(&["get", "missing"]), "");
-    assert_eq!(etcd.etcdctl_ok(&["get", "foo", "--print-value-only"]), "bar\n");
+    assert_eq!(
+        etcd.etcdctl_ok(&["get", "foo", "--print-value-only"]),
+        "bar\n"
+    );
 
     let j = etcd.etcdctl_json(&["get", "foo", "-w", "json"]);
     assert_eq!(int(&j, &["header", "revision"]), 2);
-    assert!(j["header"]["cluster_id"].as_u64().is_some_and(|c| c != 0), "{j}");
-    assert!(j["header"]["member_id"].as_u64().is_some_and(|m| m != 0), "{j}");
+    assert!(
+        j["header"]["cluster_id"].as_u64().is_some_and(|c| c != 0),
+        "{j}"
+    );
+    assert!(
+        j["header"]["member_id"].as_u64().is_some_and(|m| m != 0),
+        "{j}"
+    );
     assert!(int(&j, &["header", "raft_term"]) >= 1, "{j}");
     assert_eq!(int(&j, &["count"]), 1);
     let kv = &j["kvs"][0];
@@ -59,7 +68,10 @@ fn put_get_simple_and_json() -> anyhow::Result<()> {
     assert_eq!(int(kv, &["create_revision"]), 2);
     assert_eq!(int(kv, &["mod_revision"]), 2);
     assert_eq!(int(kv, &["version"]), 1);
-    assert!(kv.get("lease").is_none(), "no lease field for lease 0: {kv}");
+    assert!(
+        kv.get("lease").is_none(),
+        "no lease field for lease 0: {kv}"
+    );
     assert!(j.get("more").is_none(), "more=false is omitted: {j}");
 
     // Overwrite: version 2, same create revision, new mod revision; --prev-kv
@@ -129,7 +141,11 @@ fn get_prefix_from_key_range_limit() -> anyhow::Result<()> {
     );
     // Explicit [key, range_end).
     assert_eq!(etcd.etcdctl_ok(&["get", "a1", "a3"]), "a1\n3\na2\nz\n");
-    assert_eq!(etcd.etcdctl_ok(&["get", "a3", "a1"]), "", "range_end <= key is empty");
+    assert_eq!(
+        etcd.etcdctl_ok(&["get", "a3", "a1"]),
+        "",
+        "range_end <= key is empty"
+    );
     // Limit truncates; JSON shows more=true and count = the whole range.
     assert_eq!(
         etcd.etcdctl_ok(&["get", "a", "--prefix", "--limit", "2"]),
@@ -188,28 +204,61 @@ fn get_sort_by_and_order() -> anyhow::Result<()> {
             .collect()
     };
     assert_eq!(keys(&["--order", "DESCEND"]), ["a3", "a2", "a1"]);
-    assert_eq!(keys(&["--sort-by", "KEY", "--order", "ASCEND"]), ["a1", "a2", "a3"]);
+    assert_eq!(
+        keys(&["--sort-by", "KEY", "--order", "ASCEND"]),
+        ["a1", "a2", "a3"]
+    );
     // Values: a1=3, a2=z, a3=2.
     assert_eq!(keys(&["--sort-by", "VALUE"]), ["a3", "a1", "a2"]);
-    assert_eq!(keys(&["--sort-by", "VALUE", "--order", "DESCEND"]), ["a2", "a1", "a3"]);
+    assert_eq!(
+        keys(&["--sort-by", "VALUE", "--order", "DESCEND"]),
+        ["a2", "a1", "a3"]
+    );
     // Mod revisions: a1=2, a3=4, a2=6.
     assert_eq!(keys(&["--sort-by", "MODIFY"]), ["a1", "a3", "a2"]);
-    assert_eq!(keys(&["--sort-by", "MODIFY", "--order", "DESCEND"]), ["a2", "a3", "a1"]);
+    assert_eq!(
+        keys(&["--sort-by", "MODIFY", "--order", "DESCEND"]),
+        ["a2", "a3", "a1"]
+    );
     // Create revisions: a1=2, a2=3, a3=4.
-    assert_eq!(keys(&["--sort-by", "CREATE", "--order", "DESCEND"]), ["a3", "a2", "a1"]);
+    assert_eq!(
+        keys(&["--sort-by", "CREATE", "--order", "DESCEND"]),
+        ["a3", "a2", "a1"]
+    );
     // Versions: a2=2, others 1; ties keep key order.
-    assert_eq!(keys(&["--sort-by", "VERSION", "--order", "DESCEND"])[0], "a2");
-    assert_eq!(keys(&["--sort-by", "VERSION", "--order", "ASCEND"])[2], "a2");
+    assert_eq!(
+        keys(&["--sort-by", "VERSION", "--order", "DESCEND"])[0],
+        "a2"
+    );
+    assert_eq!(
+        keys(&["--sort-by", "VERSION", "--order", "ASCEND"])[2],
+        "a2"
+    );
     // Sorting happens before the limit.
     assert_eq!(
         etcd.etcdctl_ok(&[
-            "get", "a", "--prefix", "--sort-by", "MODIFY", "--order", "DESCEND", "--limit", "1"
+            "get",
+            "a",
+            "--prefix",
+            "--sort-by",
+            "MODIFY",
+            "--order",
+            "DESCEND",
+            "--limit",
+            "1"
         ]),
         "a2\nz\n"
     );
     // Simple output follows the sort order too.
     assert_eq!(
-        etcd.etcdctl_ok(&["get", "a", "--prefix", "--order", "DESCEND", "--print-value-only"]),
+        etcd.etcdctl_ok(&[
+            "get",
+            "a",
+            "--prefix",
+            "--order",
+            "DESCEND",
+            "--print-value-only"
+        ]),
         "2\nz\n3\n"
     );
     Ok(())
@@ -222,7 +271,11 @@ fn get_at_revision() -> anyhow::Result<()> {
     // a2 was "1" at revision 3..5 and "z" from 6.
     assert_eq!(etcd.etcdctl_ok(&["get", "a2", "--rev", "5"]), "a2\n1\n");
     assert_eq!(etcd.etcdctl_ok(&["get", "a2", "--rev", "6"]), "a2\nz\n");
-    assert_eq!(etcd.etcdctl_ok(&["get", "a2", "--rev", "2"]), "", "a2 did not exist yet");
+    assert_eq!(
+        etcd.etcdctl_ok(&["get", "a2", "--rev", "2"]),
+        "",
+        "a2 did not exist yet"
+    );
     assert_eq!(
         etcd.etcdctl_ok(&["get", "a", "--prefix", "--rev", "3", "--keys-only"]),
         "a1\n\na2\n\n"
@@ -254,11 +307,17 @@ fn del_simple_prefix_prev_kv_and_count() -> anyhow::Result<()> {
         "3\na1\n3\na2\nz\na3\n2\n"
     );
     assert_eq!(etcd.etcdctl_ok(&["get", "a", "--prefix"]), "");
-    assert_eq!(etcd.etcdctl_ok(&["get", "", "--prefix", "--keys-only"]), "b1\n\n");
+    assert_eq!(
+        etcd.etcdctl_ok(&["get", "", "--prefix", "--keys-only"]),
+        "b1\n\n"
+    );
 
     // del -w json: deleted count and revision; deleting nothing does not
     // create a revision.
-    let before = int(&etcd.etcdctl_json(&["get", "x", "-w", "json"]), &["header", "revision"]);
+    let before = int(
+        &etcd.etcdctl_json(&["get", "x", "-w", "json"]),
+        &["header", "revision"],
+    );
     let j = etcd.etcdctl_json(&["del", "nothing", "-w", "json"]);
     assert!(j.get("deleted").is_none(), "deleted=0 omitted: {j}");
     assert_eq!(int(&j, &["header", "revision"]), before);

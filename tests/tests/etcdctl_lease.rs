@@ -18,7 +18,8 @@ fn parse_grant(out: &str) -> (String, i64) {
         .unwrap_or_else(|| panic!("unexpected grant output {out:?}"));
     assert_eq!(id.len(), 16, "lease ID printed as %016x: {out:?}");
     assert!(
-        id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+        id.chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
         "lowercase hex: {out:?}"
     );
     let ttl = rest
@@ -50,8 +51,14 @@ fn lease_lifecycle() -> anyhow::Result<()> {
     expected.sort_unstable();
     assert_eq!(lines, expected);
 
-    assert_eq!(etcd.etcdctl_ok(&["put", "lk1", "v1", "--lease", &id]), "OK\n");
-    assert_eq!(etcd.etcdctl_ok(&["put", "lk2", "v2", "--lease", &id]), "OK\n");
+    assert_eq!(
+        etcd.etcdctl_ok(&["put", "lk1", "v1", "--lease", &id]),
+        "OK\n"
+    );
+    assert_eq!(
+        etcd.etcdctl_ok(&["put", "lk2", "v2", "--lease", &id]),
+        "OK\n"
+    );
     let j = etcd.etcdctl_json(&["get", "lk1", "-w", "json"]);
     assert_eq!(
         j["kvs"][0]["lease"].as_i64().map(|l| format!("{l:016x}")),
@@ -165,7 +172,11 @@ fn slow_lease_expiry_deletes_keys() -> anyhow::Result<()> {
     let rev_after = etcd.etcdctl_json(&["get", "keep", "-w", "json"])["header"]["revision"]
         .as_i64()
         .expect("revision");
-    assert_eq!(rev_after, rev_before + 1, "expiry deletes all keys in one revision");
+    assert_eq!(
+        rev_after,
+        rev_before + 1,
+        "expiry deletes all keys in one revision"
+    );
     assert_eq!(
         etcd.etcdctl_ok(&["lease", "timetolive", &id]),
         format!("lease {id} already expired\n")

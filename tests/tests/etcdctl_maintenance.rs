@@ -1,7 +1,7 @@
 //! etcdctl member list, endpoint health/status/hashkv, alarm list, defrag,
 //! snapshot save.
 
-use etcd_tests::{EtcdProcess, Harness, only_36};
+use etcd_tests::{only_36, EtcdProcess, Harness};
 
 #[test]
 fn member_list() -> anyhow::Result<()> {
@@ -57,10 +57,16 @@ fn endpoint_health() -> anyhow::Result<()> {
     // A dead endpoint is reported unhealthy with a non-zero exit.
     let mut etcd = etcd;
     etcd.kill9()?;
-    let o = etcd.etcdctl(&["endpoint", "health", "--dial-timeout=1s", "--command-timeout=2s"]);
+    let o = etcd.etcdctl(&[
+        "endpoint",
+        "health",
+        "--dial-timeout=1s",
+        "--command-timeout=2s",
+    ]);
     o.assert_failure();
     assert!(
-        o.combined().contains(&format!("{} is unhealthy", etcd.endpoint())),
+        o.combined()
+            .contains(&format!("{} is unhealthy", etcd.endpoint())),
         "{}",
         o.combined()
     );
@@ -77,12 +83,21 @@ fn endpoint_status() -> anyhow::Result<()> {
     let st = &entry["Status"];
     let member_id = st["header"]["member_id"].as_u64().expect("member_id");
     assert_eq!(st["header"]["revision"].as_i64(), Some(2));
-    assert_eq!(st["leader"].as_u64(), Some(member_id), "single member leads: {j}");
+    assert_eq!(
+        st["leader"].as_u64(),
+        Some(member_id),
+        "single member leads: {j}"
+    );
     assert!(st["dbSize"].as_i64().is_some_and(|s| s > 0), "{j}");
     assert!(st["raftTerm"].as_u64().is_some_and(|t| t >= 1), "{j}");
     let index = st["raftIndex"].as_u64().expect("raftIndex");
     assert!(index >= 2, "{j}");
-    assert!(st["raftAppliedIndex"].as_u64().is_some_and(|a| a >= 1 && a <= index), "{j}");
+    assert!(
+        st["raftAppliedIndex"]
+            .as_u64()
+            .is_some_and(|a| a >= 1 && a <= index),
+        "{j}"
+    );
     assert!(st.get("errors").is_none(), "no errors: {j}");
     let version = st["version"].as_str().expect("version").to_string();
     only_36!("Status.version is 3.6.x", {

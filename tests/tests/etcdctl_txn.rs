@@ -71,7 +71,10 @@ fn compaction_then_old_revision_fails() -> anyhow::Result<()> {
         etcd.etcdctl_ok(&["put", "c", v]); // revisions 2..=5
     }
     assert_eq!(etcd.etcdctl_ok(&["get", "c", "--rev", "3"]), "c\n2\n");
-    assert_eq!(etcd.etcdctl_ok(&["compaction", "4"]), "compacted revision 4\n");
+    assert_eq!(
+        etcd.etcdctl_ok(&["compaction", "4"]),
+        "compacted revision 4\n"
+    );
 
     let o = etcd.etcdctl(&["get", "c", "--rev", "3"]);
     o.assert_failure();

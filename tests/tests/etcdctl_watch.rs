@@ -20,7 +20,11 @@ fn sync_watch(etcd: &EtcdProcess, w: &EtcdctlChild, probe_key: &str, sync_key: &
             break;
         }
     }
-    assert!(seen, "watch never delivered a probe event; stderr: {}", w.stderr_text());
+    assert!(
+        seen,
+        "watch never delivered a probe event; stderr: {}",
+        w.stderr_text()
+    );
     etcd.etcdctl_ok(&["put", sync_key, "sync"]);
     // Skip lines until "<sync_key>\nsync".
     let mut prev = String::new();
@@ -89,7 +93,10 @@ fn watch_from_past_revision_replays_history() -> anyhow::Result<()> {
     assert_eq!(events[0]["kv"]["create_revision"].as_i64(), Some(2));
     assert_eq!(events[0]["kv"]["mod_revision"].as_i64(), Some(2));
     assert_eq!(events[0]["kv"]["version"].as_i64(), Some(1));
-    assert!(events[0].get("type").is_none(), "PUT is type 0, omitted: {j}");
+    assert!(
+        events[0].get("type").is_none(),
+        "PUT is type 0, omitted: {j}"
+    );
     // Third event: the delete at revision 4 carries only key and mod_revision.
     assert_eq!(events[2]["type"].as_i64(), Some(1));
     assert_eq!(events[2]["kv"]["mod_revision"].as_i64(), Some(4));

@@ -6,11 +6,11 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use etcd_tests::{EtcdProcess, only_36};
+use base64::Engine as _;
+use etcd_tests::{only_36, EtcdProcess};
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 fn b64(s: &str) -> String {
     B64.encode(s)
@@ -120,7 +120,10 @@ async fn kv_put_range_delete() -> anyhow::Result<()> {
     assert!(v["kvs"][0].get("value").is_none(), "keys_only: {v}");
     // int64 request fields are accepted as strings too.
     let v = gw
-        .ok("/v3/kv/range", json!({"key": "Zm9v", "revision": "2", "count_only": true}))
+        .ok(
+            "/v3/kv/range",
+            json!({"key": "Zm9v", "revision": "2", "count_only": true}),
+        )
         .await?;
     assert_eq!(v["count"], "1");
     assert!(v.get("kvs").is_none());
@@ -162,7 +165,10 @@ async fn kv_txn_and_errors() -> anyhow::Result<()> {
         .await?;
     assert_header(&v["header"], 3);
     assert_eq!(v["succeeded"], json!(true));
-    assert_eq!(v["responses"], json!([{"response_put": {"header": {"revision": "3"}}}]));
+    assert_eq!(
+        v["responses"],
+        json!([{"response_put": {"header": {"revision": "3"}}}])
+    );
 
     // Same compare again now fails; the range in the failure branch runs.
     let v = gw
@@ -177,7 +183,10 @@ async fn kv_txn_and_errors() -> anyhow::Result<()> {
         )
         .await?;
     assert!(v.get("succeeded").is_none(), "false is omitted: {v}");
-    assert_eq!(v["responses"][0]["response_range"]["kvs"][0]["value"], b64("baz"));
+    assert_eq!(
+        v["responses"][0]["response_range"]["kvs"][0]["value"],
+        b64("baz")
+    );
     assert_eq!(v["responses"][0]["response_range"]["count"], "1");
 
     // Errors: HTTP 400 with the gRPC code and message (3.4 adds "error",
@@ -191,7 +200,10 @@ async fn kv_txn_and_errors() -> anyhow::Result<()> {
         .await?;
     assert_eq!(status, 400);
     assert_eq!(v["code"], json!(11));
-    assert_eq!(v["message"], "etcdserver: mvcc: required revision is a future revision");
+    assert_eq!(
+        v["message"],
+        "etcdserver: mvcc: required revision is a future revision"
+    );
     let (status, v) = gw.post("/v3/lease/revoke", json!({"ID": "12345"})).await?;
     assert_eq!(status, 404);
     assert_eq!(v["code"], json!(5));
@@ -205,7 +217,10 @@ async fn kv_txn_and_errors() -> anyhow::Result<()> {
         .await?;
     assert_eq!(status, 400);
     assert_eq!(v["code"], json!(11));
-    assert_eq!(v["message"], "etcdserver: mvcc: required revision has been compacted");
+    assert_eq!(
+        v["message"],
+        "etcdserver: mvcc: required revision has been compacted"
+    );
     Ok(())
 }
 
@@ -257,7 +272,10 @@ async fn lease_maintenance_cluster() -> anyhow::Result<()> {
         json!([{"ID": member_id, "name": "e2e", "peerURLs": [etcd.peer_url()],
                 "clientURLs": [etcd.client_url()]}])
     );
-    assert!(v["header"].get("revision").is_none(), "member responses have no revision");
+    assert!(
+        v["header"].get("revision").is_none(),
+        "member responses have no revision"
+    );
 
     let v = gw.ok("/v3/maintenance/alarm", json!({})).await?;
     assert!(v.get("alarms").is_none(), "no alarms: {v}");
@@ -316,7 +334,10 @@ async fn watch_stream() -> anyhow::Result<()> {
     let created = &lines[0]["result"];
     assert_header(&created["header"], 2);
     assert_eq!(created["created"], json!(true));
-    assert!(created.get("watch_id").is_none(), "watch id 0 is omitted: {created}");
+    assert!(
+        created.get("watch_id").is_none(),
+        "watch id 0 is omitted: {created}"
+    );
     let ev = &lines[1]["result"];
     assert_header(&ev["header"], 3);
     assert_eq!(
@@ -343,11 +364,7 @@ async fn health_version_metrics() -> anyhow::Result<()> {
     only_36!("/health includes an empty reason", {
         assert_eq!(v, json!({"health": "true", "reason": ""}));
     });
-    let r = gw
-        .http
-        .post(format!("{}/health", gw.base))
-        .send()
-        .await?;
+    let r = gw.http.post(format!("{}/health", gw.base)).send().await?;
     assert_eq!(r.status().as_u16(), 405, "/health only allows GET");
 
     let (status, body) = gw.get("/version").await?;

@@ -22,15 +22,26 @@ fn starts_serves_and_restarts_on_same_data_dir() -> anyhow::Result<()> {
     // SIGKILL, then start again.
     etcd.kill9()?;
     assert!(!etcd.is_running());
-    let refused = etcd.etcdctl(&["get", "persist", "--dial-timeout=1s", "--command-timeout=2s"]);
+    let refused = etcd.etcdctl(&[
+        "get",
+        "persist",
+        "--dial-timeout=1s",
+        "--command-timeout=2s",
+    ]);
     refused.assert_failure();
     etcd.restart()?;
     assert_eq!(etcd.etcdctl_ok(&["get", "persist"]), "persist\nyes\n");
 
     // Restart of a running server (SIGTERM + start).
     etcd.restart()?;
-    assert_eq!(etcd.etcdctl_ok(&["get", "persist", "--print-value-only"]), "yes\n");
-    assert!(etcd.data_dir().join("member").is_dir(), "data dir has a member/ directory");
+    assert_eq!(
+        etcd.etcdctl_ok(&["get", "persist", "--print-value-only"]),
+        "yes\n"
+    );
+    assert!(
+        etcd.data_dir().join("member").is_dir(),
+        "data dir has a member/ directory"
+    );
     Ok(())
 }
 
@@ -49,7 +60,10 @@ fn failing_server_reports_log_tail() {
         Err(e) => format!("{e:#}"),
     };
     assert!(err.contains("exited"), "error names the early exit: {err}");
-    assert!(err.contains("this-flag-does-not-exist"), "log tail names the flag: {err}");
+    assert!(
+        err.contains("this-flag-does-not-exist"),
+        "log tail names the flag: {err}"
+    );
     assert!(started.elapsed() < Duration::from_secs(15));
 }
 
@@ -58,7 +72,10 @@ fn versions_are_detected() {
     let v = Harness::server_version();
     assert!(v.major == 3, "server reports etcd 3.x, got {v}");
     if Harness::is_reference() {
-        assert!(v.minor < 6, "reference mode means a pre-3.6 server, got {v}");
+        assert!(
+            v.minor < 6,
+            "reference mode means a pre-3.6 server, got {v}"
+        );
     }
     let c = Harness::etcdctl_version();
     assert_eq!(c.major, 3, "etcdctl 3.x, got {c}");
