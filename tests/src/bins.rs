@@ -146,17 +146,23 @@ fn command_stdout(bin: &Path, args: &[&str]) -> String {
     }
 }
 
-/// Version the server binary reports in `etcd --version` ("etcd Version: X.Y.Z").
-pub fn server_version() -> Version {
-    static V: OnceLock<Version> = OnceLock::new();
+/// The version in `etcd --version` ("etcd Version: X.Y.Z"), if it parses.
+fn try_server_version() -> Option<Version> {
+    static V: OnceLock<Option<Version>> = OnceLock::new();
     *V.get_or_init(|| {
         let out = command_stdout(&etcd_bin(), &["--version"]);
-        Version::parse_after(&out, "etcd Version:").unwrap_or_else(|| {
-            panic!(
-                "cannot parse `etcd --version` output of {:?}: {out:?}",
-                etcd_bin()
-            )
-        })
+        Version::parse_after(&out, "etcd Version:")
+    })
+}
+
+/// Version the server binary reports in `etcd --version` ("etcd Version: X.Y.Z").
+/// Panics if the output has no parsable version line.
+pub fn server_version() -> Version {
+    try_server_version().unwrap_or_else(|| {
+        panic!(
+            "cannot parse an `etcd Version: X.Y.Z` line from `{} --version`",
+            etcd_bin().display()
+        )
     })
 }
 

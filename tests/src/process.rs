@@ -101,9 +101,28 @@ impl EtcdProcess {
             child: None,
             starts: 0,
         };
-        p.spawn()?;
-        p.wait_ready()?;
-        Ok(p)
+        // A port picked by free_port() can be taken by another process
+        // before etcd binds it; retry with fresh ports in that case.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            p.spawn()?;
+            match p.wait_ready() {
+                Ok(()) => return Ok(p),
+                Err(e)
+                    if attempt < 3
+                        && format!("{e:#}")
+                            .to_lowercase()
+                            .contains("address already in use") =>
+                {
+                    p.kill9()?;
+                    let _ = std::fs::remove_dir_all(p.data_dir());
+                    p.client_port = free_port();
+                    p.peer_port = free_port();
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Starts a server with default options.
