@@ -11,6 +11,8 @@
 //!   etcd (3.4/3.5) rather than the etcd 3.6 re-implementation, so that
 //!   assertions about 3.6-only behaviour can be skipped there.
 
+#![warn(missing_docs)]
+
 pub mod bins;
 pub mod child;
 pub mod env;

@@ -258,11 +258,12 @@ impl EtcdProcess {
     }
 
     /// Polls until the server answers `GET /health` with `"health":"true"`
-    /// (or, if the server has no `/health` yet, until `etcdctl endpoint
-    /// health` succeeds). Fails early if the process exits, and with the log
-    /// tail after `ready_timeout`.
+    /// (or, if the port is open but `/health` is missing or not served over
+    /// HTTP/1.1, until `etcdctl endpoint health` succeeds). Fails early if the
+    /// process exits, and with the log tail after `ready_timeout`.
     pub fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + self.opts.ready_timeout;
+        let mut last_etcdctl: Option<Instant> = None;
         loop {
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
@@ -277,18 +278,28 @@ impl EtcdProcess {
             } else {
                 bail!("etcd is not running");
             }
-            let last = match crate::http::get(self.client_port, "/health", Duration::from_secs(2)) {
-                Ok(r) if r.status == 200 && r.body.contains("\"health\":\"true\"") => return Ok(()),
-                Ok(r) if r.status == 404 => {
-                    let o = self.etcdctl(&["endpoint", "health", "--command-timeout=2s"]);
-                    if o.success() {
-                        return Ok(());
-                    }
-                    format!("/health is 404; etcdctl endpoint health: {}", o.combined())
+            let probe = crate::http::get(self.client_port, "/health", Duration::from_secs(2));
+            let mut last = match &probe {
+                Ok(r) if r.status == 200 && r.body.contains("\"health\":\"true\"") => {
+                    return Ok(());
                 }
                 Ok(r) => format!("/health -> {} {}", r.status, r.body.trim()),
                 Err(e) => format!("/health: {e}"),
             };
+            // The port accepts connections but /health is missing (404) or
+            // not spoken (no HTTP/1.1): ask etcdctl instead, at most every 500 ms.
+            let port_open = match &probe {
+                Ok(r) => r.status == 404,
+                Err(e) => e.kind() != std::io::ErrorKind::ConnectionRefused,
+            };
+            if port_open && last_etcdctl.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
+                last_etcdctl = Some(Instant::now());
+                let o = self.etcdctl(&["endpoint", "health", "--command-timeout=2s"]);
+                if o.success() {
+                    return Ok(());
+                }
+                last = format!("{last}; etcdctl endpoint health: {}", o.combined().trim());
+            }
             if Instant::now() >= deadline {
                 bail!(
                     "etcd not ready after {:?} (last probe: {last})\n{}",
