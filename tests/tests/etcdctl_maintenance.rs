@@ -103,9 +103,8 @@ fn endpoint_status() -> anyhow::Result<()> {
     only_36!("Status.version is 3.6.x", {
         assert!(version.starts_with("3.6."), "version {version}");
     });
-    only_36!("Status.storageVersion is 3.6.0", {
-        assert_eq!(st["storageVersion"], "3.6.0", "{j}");
-    });
+    // storageVersion (field 11) is unknown to etcdctl 3.4's protobuf types; the gateway
+    // test checks it.
 
     // Simple format: endpoint, member id, version, ..., leader flag, learner flag.
     let out = etcd.etcdctl_ok(&["endpoint", "status"]);

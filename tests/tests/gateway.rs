@@ -265,6 +265,9 @@ async fn lease_maintenance_cluster() -> anyhow::Result<()> {
     only_36!("gateway Status.version is 3.6.x", {
         assert!(version.starts_with("3.6."), "{v}");
     });
+    only_36!("gateway Status.storageVersion is 3.6.0", {
+        assert_eq!(v["storageVersion"], "3.6.0", "{v}");
+    });
 
     let v = gw.ok("/v3/cluster/member/list", json!({})).await?;
     assert_eq!(

@@ -548,15 +548,34 @@ impl EtcdServer {
     }
 }
 
+/// The top-level txn response carries the full header; sub-responses carry only the
+/// revision, as etcd fills them.
 fn fill_txn_headers(r: &mut TxnResponse, h: &ResponseHeader) {
-    use crate::proto::etcdserverpb::response_op::Response;
     r.header = Some(*h);
+    fill_sub_headers(r, h.revision);
+}
+
+fn fill_sub_headers(r: &mut TxnResponse, revision: i64) {
+    use crate::proto::etcdserverpb::response_op::Response;
+    let only_rev = || {
+        Some(ResponseHeader {
+            revision,
+            ..Default::default()
+        })
+    };
     for op in &mut r.responses {
         match &mut op.response {
-            Some(Response::ResponseRange(x)) => x.header = Some(*h),
-            Some(Response::ResponsePut(x)) => x.header = Some(*h),
-            Some(Response::ResponseDeleteRange(x)) => x.header = Some(*h),
-            Some(Response::ResponseTxn(x)) => fill_txn_headers(x, h),
+            Some(Response::ResponseRange(x)) => {
+                if x.header.is_none() {
+                    x.header = only_rev();
+                }
+            }
+            Some(Response::ResponsePut(x)) => x.header = only_rev(),
+            Some(Response::ResponseDeleteRange(x)) => x.header = only_rev(),
+            Some(Response::ResponseTxn(x)) => {
+                x.header = only_rev();
+                fill_sub_headers(x, revision);
+            }
             None => {}
         }
     }
