@@ -565,11 +565,8 @@ fn fill_sub_headers(r: &mut TxnResponse, revision: i64) {
     };
     for op in &mut r.responses {
         match &mut op.response {
-            Some(Response::ResponseRange(x)) => {
-                if x.header.is_none() {
-                    x.header = only_rev();
-                }
-            }
+            Some(Response::ResponseRange(x)) if x.header.is_none() => x.header = only_rev(),
+            Some(Response::ResponseRange(_)) => {}
             Some(Response::ResponsePut(x)) => x.header = only_rev(),
             Some(Response::ResponseDeleteRange(x)) => x.header = only_rev(),
             Some(Response::ResponseTxn(x)) => {
