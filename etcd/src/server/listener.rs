@@ -73,8 +73,14 @@ pub async fn bind(url: &Url, tls: Option<&TlsFiles>) -> Result<Bound, ListenErro
             Socket::Tcp(l)
         }
         "unix" | "unixs" => {
-            // etcd: unix://<path> (host and path together form the socket path).
-            let path = format!("{}{}", url.host_str().unwrap_or(""), url.path());
+            // etcd: the socket path is the URL's host (with port) followed by its path:
+            // `unix://localhost:2379` is the file `localhost:2379` in the working
+            // directory, `unix:///run/etcd.sock` is `/run/etcd.sock`.
+            let mut path = url.host_str().unwrap_or("").to_string();
+            if let Some(port) = url.port() {
+                path.push_str(&format!(":{port}"));
+            }
+            path.push_str(url.path());
             let path = PathBuf::from(path);
             let _ = std::fs::remove_file(&path);
             let l = UnixListener::bind(&path).map_err(|e| ListenError::Bind(url.to_string(), e))?;

@@ -2,6 +2,7 @@
 //! tasks and the listeners, reports readiness, and shuts everything down in order.
 //! The only module that sees every other one.
 
+pub mod auto_compaction;
 pub mod facade;
 pub mod listener;
 pub mod readiness;
@@ -509,41 +510,23 @@ async fn auto_compaction_task(
     mode: AutoCompaction,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    // periodic: every min(retention, 1h) compact to the revision seen `retention` ago;
-    // revision: every 5 minutes compact to current - retention.
-    let (every, retention) = match &mode {
-        AutoCompaction::Periodic(d) => (std::cmp::min(*d, Duration::from_secs(3600)), *d),
-        AutoCompaction::Revision(_) => (Duration::from_secs(300), Duration::ZERO),
-        AutoCompaction::Off => return,
+    let Some(mut schedule) = auto_compaction::Schedule::new(mode, std::time::Instant::now()) else {
+        return;
     };
-    let sample = (every / 10).max(Duration::from_millis(100));
-    let mut samples: std::collections::VecDeque<(tokio::time::Instant, i64)> = Default::default();
-    let mut t = tokio::time::interval(sample);
-    let mut last_run = tokio::time::Instant::now();
+    let mut t = tokio::time::interval(schedule.sample_interval());
     loop {
         tokio::select! {
             _ = t.tick() => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        let now = tokio::time::Instant::now();
-        samples.push_back((now, server.store().current_revision()));
-        if now.duration_since(last_run) < every || !server.raft().status().is_leader() {
-            continue;
-        }
-        let target = match &mode {
-            AutoCompaction::Revision(keep) => server.store().current_revision() - keep,
-            _ => {
-                while samples.len() > 1 && now.duration_since(samples[1].0) >= retention {
-                    samples.pop_front();
-                }
-                match samples.front() {
-                    Some((at, rev)) if now.duration_since(*at) >= retention => *rev,
-                    _ => continue,
-                }
-            }
-        };
-        last_run = now;
-        if target <= server.store().compact_revision() || target <= 0 {
+        let store = server.store();
+        let target = schedule.observe(
+            std::time::Instant::now(),
+            store.current_revision(),
+            store.compact_revision(),
+        );
+        let Some(target) = target else { continue };
+        if !server.raft().status().is_leader() {
             continue;
         }
         match server
