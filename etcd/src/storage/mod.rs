@@ -127,19 +127,10 @@ impl Storage {
     /// All pairs with `start <= key < end` (`end = None`: to the end), in key order.
     pub fn scan(&self, cf: Cf, start: &[u8], end: Option<&[u8]>) -> Result<Vec<KvPair>> {
         let mut out = Vec::new();
-        let iter = self.db.iterator_cf(
-            self.cf(cf),
-            rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward),
-        );
-        for item in iter {
-            let (k, v) = item?;
-            if let Some(end) = end {
-                if &*k >= end {
-                    break;
-                }
-            }
-            out.push((k, v));
-        }
+        self.for_each(cf, start, end, |k, v| {
+            out.push((k.into(), v.into()));
+            true
+        })?;
         Ok(out)
     }
 
@@ -149,24 +140,13 @@ impl Storage {
         cf: Cf,
         start: &[u8],
         end: Option<&[u8]>,
-        mut f: impl FnMut(&[u8], &[u8]) -> bool,
+        f: impl FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()> {
         let iter = self.db.iterator_cf(
             self.cf(cf),
             rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward),
         );
-        for item in iter {
-            let (k, v) = item?;
-            if let Some(end) = end {
-                if &*k >= end {
-                    break;
-                }
-            }
-            if !f(&k, &v) {
-                break;
-            }
-        }
-        Ok(())
+        walk(iter, end, f)
     }
 
     /// A consistent point-in-time view for reads.
@@ -272,7 +252,7 @@ impl Snapshot<'_> {
         cf: Cf,
         start: &[u8],
         end: Option<&[u8]>,
-        mut f: impl FnMut(&[u8], &[u8]) -> bool,
+        f: impl FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()> {
         let mut ro = rocksdb::ReadOptions::default();
         ro.set_snapshot(&self.snap);
@@ -281,19 +261,25 @@ impl Snapshot<'_> {
             ro,
             rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward),
         );
-        for item in iter {
-            let (k, v) = item?;
-            if let Some(end) = end {
-                if &*k >= end {
-                    break;
-                }
-            }
-            if !f(&k, &v) {
-                break;
-            }
-        }
-        Ok(())
+        walk(iter, end, f)
     }
+}
+
+/// Feeds iterator items to `f` until `end` (exclusive) is reached or `f` says stop.
+fn walk<I>(iter: I, end: Option<&[u8]>, mut f: impl FnMut(&[u8], &[u8]) -> bool) -> Result<()>
+where
+    I: Iterator<Item = std::result::Result<KvPair, rocksdb::Error>>,
+{
+    for item in iter {
+        let (k, v) = item?;
+        if end.is_some_and(|end| &*k >= end) {
+            break;
+        }
+        if !f(&k, &v) {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// An atomic group of writes, applied by [`Storage::write`].
