@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use etcd_client::WatchOptions;
 use etcd_tests::util::next_watch;
-use etcd_tests::{EtcdOptions, EtcdProcess};
+use etcd_tests::{EtcdOptions, EtcdProcess, Harness};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
@@ -128,8 +128,13 @@ async fn fragment_splits_large_replay_only_when_asked() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_notify_every_interval_while_idle() -> anyhow::Result<()> {
-    let etcd =
-        EtcdProcess::start(EtcdOptions::default().arg("--watch-progress-notify-interval=500ms"))?;
+    // etcd 3.6 name; the 3.4 reference only knows the experimental one.
+    let flag = if Harness::is_reference() {
+        "--experimental-watch-progress-notify-interval=500ms"
+    } else {
+        "--watch-progress-notify-interval=500ms"
+    };
+    let etcd = EtcdProcess::start(EtcdOptions::default().arg(flag))?;
     let mut c = etcd.client().await?;
     c.put("p", "1", None).await?; // rev 2
     let mut plain = c.watch("q", None).await?;
