@@ -1,0 +1,357 @@
+//! Watch through etcd-client on raw watch streams: several watchers per
+//! stream, historical replay with prev_kv, filters, progress requests,
+//! compaction cancel and explicit cancel.
+
+use std::time::Duration;
+
+use etcd_client::{EventType, WatchFilterType, WatchOptions, WatchResponse};
+use etcd_tests::EtcdProcess;
+use etcd_tests::util::{current_revision, expect_no_watch, key_of, next_watch};
+
+const T: Duration = Duration::from_secs(10);
+const QUIET: Duration = Duration::from_millis(400);
+
+fn rev(r: &WatchResponse) -> i64 {
+    r.header().map(|h| h.revision()).unwrap_or(-999)
+}
+
+/// `(type, key, value, mod_revision, prev value)` of every event.
+fn events(r: &WatchResponse) -> Vec<(EventType, String, String, i64, Option<String>)> {
+    r.events()
+        .iter()
+        .map(|e| {
+            let kv = e.kv().expect("event kv");
+            (
+                e.event_type(),
+                key_of(kv),
+                String::from_utf8_lossy(kv.value()).into_owned(),
+                kv.mod_revision(),
+                e.prev_kv()
+                    .map(|p| String::from_utf8_lossy(p.value()).into_owned()),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_watchers_on_one_stream() -> anyhow::Result<()> {
+    let etcd = EtcdProcess::start_default()?;
+    let mut c = etcd.client().await?;
+    c.put("seed", "x", None).await?; // rev 2
+
+    let mut s = c.watch("a", None).await?;
+    let created = next_watch(&mut s, T).await?;
+    assert!(created.created() && !created.canceled());
+    assert_eq!(created.watch_id(), 0, "IDs are assigned per stream from 0");
+    assert_eq!(rev(&created), 2, "created header = current revision");
+    assert!(created.events().is_empty());
+
+    s.watch("b", Some(WatchOptions::new().with_prefix())).await?;
+    let created = next_watch(&mut s, T).await?;
+    assert!(created.created());
+    assert_eq!(created.watch_id(), 1);
+    s.watch("", Some(WatchOptions::new().with_all_keys())).await?;
+    let created = next_watch(&mut s, T).await?;
+    assert!(created.created());
+    assert_eq!(created.watch_id(), 2);
+
+    c.put("a", "1", None).await?; // rev 3: watchers 0 and 2
+    c.put("b/1", "2", None).await?; // rev 4: watchers 1 and 2
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let r = next_watch(&mut s, T).await?;
+        assert!(!r.created() && !r.canceled());
+        for e in events(&r) {
+            got.push((r.watch_id(), e.1, e.3));
+        }
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (0, "a".to_string(), 3),
+            (1, "b/1".to_string(), 4),
+            (2, "a".to_string(), 3),
+            (2, "b/1".to_string(), 4),
+        ]
+    );
+    expect_no_watch(&mut s, QUIET).await?;
+
+    // A second stream numbers its watchers from 0 again.
+    let mut s2 = c.watch("z", None).await?;
+    let created = next_watch(&mut s2, T).await?;
+    assert_eq!((created.created(), created.watch_id()), (true, 0));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_from_start_revision_with_prev_kv() -> anyhow::Result<()> {
+    let etcd = EtcdProcess::start_default()?;
+    let mut c = etcd.client().await?;
+    c.put("k", "1", None).await?; // 2
+    c.put("k", "2", None).await?; // 3
+    c.delete("k", None).await?; // 4
+    c.put("k", "3", None).await?; // 5
+    c.put("other", "x", None).await?; // 6
+
+    let opts = WatchOptions::new().with_start_revision(2).with_prev_key();
+    let mut s = c.watch("k", Some(opts)).await?;
+    let created = next_watch(&mut s, T).await?;
+    assert!(created.created());
+    assert_eq!(rev(&created), 6);
+
+    // Historical events may come in one or several responses; collect 4.
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        let r = next_watch(&mut s, T).await?;
+        assert_eq!(r.watch_id(), 0);
+        got.extend(events(&r));
+    }
+    use EventType::{Delete, Put};
+    assert_eq!(
+        got,
+        [
+            (Put, "k".into(), "1".into(), 2, None),
+            (Put, "k".into(), "2".into(), 3, Some("1".into())),
+            (Delete, "k".into(), "".into(), 4, Some("2".into())),
+            (Put, "k".into(), "3".into(), 5, None),
+        ]
+    );
+    // Live events keep carrying prev_kv.
+    c.put("k", "4", None).await?; // 7
+    let r = next_watch(&mut s, T).await?;
+    assert_eq!(events(&r), [(Put, "k".into(), "4".into(), 7, Some("3".into()))]);
+    assert_eq!(rev(&r), 7);
+    let ev = &r.events()[0];
+    let kv = ev.kv().expect("kv");
+    assert_eq!((kv.create_revision(), kv.version()), (5, 2));
+
+    // Delete events carry only key and mod_revision.
+    c.delete("k", None).await?; // 8
+    let r = next_watch(&mut s, T).await?;
+    let kv = r.events()[0].kv().expect("kv");
+    assert_eq!(r.events()[0].event_type(), Delete);
+    assert_eq!(
+        (kv.mod_revision(), kv.create_revision(), kv.version(), kv.value()),
+        (8, 0, 0, &b""[..])
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_noput_nodelete() -> anyhow::Result<()> {
+    let etcd = EtcdProcess::start_default()?;
+    let mut c = etcd.client().await?;
+    let mut s = c
+        .watch(
+            "f/",
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_filters([WatchFilterType::NoPut]),
+            ),
+        )
+        .await?;
+    assert!(next_watch(&mut s, T).await?.created());
+    s.watch(
+        "f/",
+        Some(
+            WatchOptions::new()
+                .with_prefix()
+                .with_filters([WatchFilterType::NoDelete]),
+        ),
+    )
+    .await?;
+    let created = next_watch(&mut s, T).await?;
+    assert_eq!((created.created(), created.watch_id()), (true, 1));
+
+    c.put("f/a", "1", None).await?; // 2
+    c.delete("f/a", None).await?; // 3
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let r = next_watch(&mut s, T).await?;
+        for e in events(&r) {
+            got.push((r.watch_id(), e.0, e.3));
+        }
+    }
+    got.sort_by_key(|g| g.0);
+    assert_eq!(got, [(0, EventType::Delete, 3), (1, EventType::Put, 2)]);
+    expect_no_watch(&mut s, QUIET).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_request() -> anyhow::Result<()> {
+    let etcd = EtcdProcess::start_default()?;
+    let mut c = etcd.client().await?;
+    c.put("p", "1", None).await?; // 2
+    let mut s = c.watch("p", None).await?;
+    assert!(next_watch(&mut s, T).await?.created());
+    s.watch("q", None).await?;
+    assert!(next_watch(&mut s, T).await?.created());
+    c.put("p", "2", None).await?; // 3
+    let r = next_watch(&mut s, T).await?;
+    assert_eq!(events(&r).len(), 1);
+    c.put("unwatched", "x", None).await?; // 4
+
+    // All watchers are caught up: the server answers with one response
+    // that is not tied to a watcher (watch_id -1), no events, and the
+    // current revision.
+    s.request_progress().await?;
+    let r = next_watch(&mut s, T).await?;
+    assert_eq!(r.watch_id(), -1, "progress response uses watch_id -1: {r:?}");
+    assert!(r.events().is_empty());
+    assert!(!r.created() && !r.canceled());
+    assert_eq!(r.compact_revision(), 0);
+    assert_eq!(rev(&r), 4);
+    assert_eq!(rev(&r), current_revision(&mut c).await?);
+    expect_no_watch(&mut s, QUIET).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compacted_start_revision_cancels_watcher() -> anyhow::Result<()> {
+    let etcd = EtcdProcess::start_default()?;
+    let mut c = etcd.client().await?;
+    for v in ["1", "2", "3", "4"] {
+        c.put("c", v, None).await?; // 2..=5
+    }
+    c.compact(4, Some(etcd_client::CompactionOptions::new().with_physical()))
+        .await?;
+
+    let mut s = c
+        .watch("c", Some(WatchOptions::new().with_start_revision(2)))
+        .await?;
+    let first = next_watch(&mut s, T).await?;
+    assert!(first.created(), "created response comes first: {first:?}");
+    let r = next_watch(&mut s, T).await?;
+    assert!(r.canceled(), "{r:?}");
+    assert_eq!(r.compact_revision(), 4);
+    assert_eq!(r.watch_id(), first.watch_id());
+    assert!(r.events().is_empty());
+
+    // Starting exactly at the compaction revision works and replays it.
+    s.watch("c", Some(WatchOptions::new().with_start_revision(4)))
+        .await?;
+    let created = next_watch(&mut s, T).await?;
+    assert!(created.created() && !created.canceled());
+    let mut revs = Vec::new();
+    while revs.len() < 2 {
+        let r = next_watch(&mut s, T).await?;
+        assert_eq!(r.watch_id(), created.watch_id());
+        revs.extend(events(&r).into_iter().map(|e| e.3));
+    }
+    assert_eq!(revs, [4, 5]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_events() -> anyhow::Result<()> {
+    let etcd = EtcdProcess::start_default()?;
+    let mut c = etcd.client().await?;
+    let mut s = c.watch("x", None).await?;
+    assert!(next_watch(&mut s, T).await?.created());
+    s.watch("y", None).await?;
+    assert!(next_watch(&mut s, T).await?.created());
+
+    s.cancel(0).await?;
+    let r = next_watch(&mut s, T).await?;
+    assert!(r.canceled(), "{r:?}");
+    assert_eq!(r.watch_id(), 0);
+    assert!(r.events().is_empty());
+
+    c.put("x", "1", None).await?;
+    c.put("y", "1", None).await?;
+    let r = next_watch(&mut s, T).await?;
+    assert_eq!(r.watch_id(), 1, "only the remaining watcher reports");
+    assert_eq!(events(&r)[0].1, "y");
+    expect_no_watch(&mut s, QUIET).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_expiry_produces_delete_events() -> anyhow::Result<()> {
+    let etcd = EtcdProcess::start_default()?;
+    let mut c = etcd.client().await?;
+    let lease = c.lease_grant(2, None).await?.id();
+    let with_lease = etcd_client::PutOptions::new().with_lease(lease);
+    c.put("e/1", "a", Some(with_lease.clone())).await?; // 2
+    c.put("e/2", "b", Some(with_lease)).await?; // 3
+    let mut s = c
+        .watch("e/", Some(WatchOptions::new().with_prefix()))
+        .await?;
+    assert!(next_watch(&mut s, T).await?.created());
+    c.lease_revoke(lease).await?; // 4
+    let r = next_watch(&mut s, T).await?;
+    let evs = events(&r);
+    assert_eq!(
+        evs.iter()
+            .map(|e| (e.0, e.1.as_str(), e.3))
+            .collect::<Vec<_>>(),
+        [
+            (EventType::Delete, "e/1", 4),
+            (EventType::Delete, "e/2", 4)
+        ],
+        "one revision, keys in order, one response"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_errors_and_explicit_ids() -> anyhow::Result<()> {
+    let etcd = EtcdProcess::start_default()?;
+    let mut c = etcd.client().await?;
+    // range_end <= key: the create fails inside a created+canceled response
+    // with watch_id -1; the stream stays usable.
+    let mut s = c
+        .watch("b", Some(WatchOptions::new().with_range("a")))
+        .await?;
+    let r = next_watch(&mut s, T).await?;
+    assert_eq!(
+        (r.watch_id(), r.created(), r.canceled(), r.cancel_reason()),
+        (-1, true, true, "mvcc: watcher range is empty")
+    );
+    assert_eq!(rev(&r), 1, "error responses carry a header too");
+
+    // An explicit watch ID is used as given.
+    s.watch("k", Some(WatchOptions::new().with_watch_id(7))).await?;
+    let r = next_watch(&mut s, T).await?;
+    assert_eq!((r.watch_id(), r.created(), r.canceled()), (7, true, false));
+    // Reusing it fails.
+    s.watch("k", Some(WatchOptions::new().with_watch_id(7))).await?;
+    let r = next_watch(&mut s, T).await?;
+    assert_eq!(
+        (r.watch_id(), r.created(), r.canceled(), r.cancel_reason()),
+        (-1, true, true, "mvcc: duplicate watch ID provided on the WatchStream")
+    );
+    // Auto-assigned IDs still start at 0.
+    s.watch("k", None).await?;
+    let r = next_watch(&mut s, T).await?;
+    assert_eq!((r.watch_id(), r.created(), r.canceled()), (0, true, false));
+
+    c.put("k", "v", None).await?;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        ids.push(next_watch(&mut s, T).await?.watch_id());
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, [0, 7], "both live watchers on k report the put");
+
+    // etcd 3.6 rejects a negative start revision (3.4 accepts it and
+    // replays from the beginning).
+    etcd_tests::only_36!("negative start_revision is rejected as compacted", {
+        s.watch("k", Some(WatchOptions::new().with_start_revision(-1)))
+            .await?;
+        let r = next_watch(&mut s, T).await?;
+        assert_eq!(
+            (r.watch_id(), r.created(), r.canceled(), r.cancel_reason()),
+            (
+                -1,
+                true,
+                true,
+                "etcdserver: mvcc: required revision has been compacted"
+            )
+        );
+    });
+    Ok(())
+}
