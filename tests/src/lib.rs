@@ -20,6 +20,7 @@ pub mod http;
 pub mod ports;
 pub mod process;
 pub mod util;
+pub mod extra;
 
 pub use bins::{Version, etcd_bin, etcdctl_bin};
 pub use child::EtcdctlChild;
