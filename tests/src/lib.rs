@@ -22,6 +22,7 @@ pub mod http;
 pub mod ports;
 pub mod process;
 pub mod util;
+pub mod extra;
 
 pub use bins::{etcd_bin, etcdctl_bin, Version};
 pub use child::EtcdctlChild;
