@@ -108,14 +108,19 @@ impl RawEtcd {
     }
 
     fn log_path(&self, n: u32, stream: &str) -> PathBuf {
-        self.dir.path().join("logs").join(format!("etcd.{n}.{stream}"))
+        self.dir
+            .path()
+            .join("logs")
+            .join(format!("etcd.{n}.{stream}"))
     }
 
     /// Full stdout followed by stderr of the current (latest) run.
     pub fn logs(&self) -> String {
         let mut s = String::new();
         for stream in ["stdout", "stderr"] {
-            s.push_str(&std::fs::read_to_string(self.log_path(self.starts, stream)).unwrap_or_default());
+            s.push_str(
+                &std::fs::read_to_string(self.log_path(self.starts, stream)).unwrap_or_default(),
+            );
         }
         s
     }
@@ -125,7 +130,11 @@ impl RawEtcd {
         let all = self.logs();
         let v: Vec<&str> = all.lines().collect();
         let from = v.len().saturating_sub(lines);
-        format!("command: {}\n--- log (last {lines} lines) ---\n{}", self.command, v[from..].join("\n"))
+        format!(
+            "command: {}\n--- log (last {lines} lines) ---\n{}",
+            self.command,
+            v[from..].join("\n")
+        )
     }
 
     /// The process ID of the running server.
@@ -162,7 +171,10 @@ impl RawEtcd {
                 }
             }
             if Instant::now() >= deadline {
-                bail!("etcd did not log {needle:?} within {timeout:?}\n{}", self.log_tail(40));
+                bail!(
+                    "etcd did not log {needle:?} within {timeout:?}\n{}",
+                    self.log_tail(40)
+                );
             }
             thread::sleep(Duration::from_millis(50));
         }
@@ -196,7 +208,10 @@ impl RawEtcd {
             if Instant::now() >= deadline {
                 let _ = c.kill();
                 let _ = c.wait();
-                bail!("etcd did not exit within {timeout:?}\n{}", self.log_tail(40));
+                bail!(
+                    "etcd did not exit within {timeout:?}\n{}",
+                    self.log_tail(40)
+                );
             }
             thread::sleep(Duration::from_millis(20));
         }

@@ -17,12 +17,12 @@ pub mod bins;
 pub mod child;
 pub mod env;
 pub mod etcdctl;
+pub mod extra;
 pub mod grpc;
 pub mod http;
 pub mod ports;
 pub mod process;
 pub mod util;
-pub mod extra;
 
 pub use bins::{etcd_bin, etcdctl_bin, Version};
 pub use child::EtcdctlChild;

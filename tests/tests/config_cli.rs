@@ -46,7 +46,11 @@ fn entries(dir: &Path) -> Vec<String> {
 /// Starts a server in a fresh directory with the name given (or not) by flag,
 /// environment and config file; returns the name `member list` reports and the
 /// `*.etcd` directories created in the working directory.
-fn name_from(flag: Option<&str>, env: Option<&str>, file: Option<&str>) -> Result<(String, Vec<String>)> {
+fn name_from(
+    flag: Option<&str>,
+    env: Option<&str>,
+    file: Option<&str>,
+) -> Result<(String, Vec<String>)> {
     let mut etcd = RawEtcd::new()?;
     let port = free_port();
     let mut args = url_flags(port);
@@ -72,7 +76,11 @@ fn name_from(flag: Option<&str>, env: Option<&str>, file: Option<&str>) -> Resul
 fn name_flag_beats_env_and_file() -> Result<()> {
     let (name, dirs) = name_from(Some("from-flag"), Some("from-env"), Some("from-file"))?;
     assert_eq!(name, "from-flag");
-    assert_eq!(dirs, vec!["from-flag.etcd"], "default data dir follows the winning name");
+    assert_eq!(
+        dirs,
+        vec!["from-flag.etcd"],
+        "default data dir follows the winning name"
+    );
     Ok(())
 }
 
@@ -111,8 +119,15 @@ fn data_dir_precedence() -> Result<()> {
     args.push(format!("--config-file={}", cfg.display()));
     let env_dir = etcd.path("env-dir");
     etcd.start(&args, &[("ETCD_DATA_DIR", env_dir.as_str())])?;
-    assert!(Path::new(&env_dir).join("member").is_dir(), "env data dir used");
-    assert!(!etcd.dir().join("file-dir").exists(), "file data dir unused: {:?}", entries(etcd.dir()));
+    assert!(
+        Path::new(&env_dir).join("member").is_dir(),
+        "env data dir used"
+    );
+    assert!(
+        !etcd.dir().join("file-dir").exists(),
+        "file data dir unused: {:?}",
+        entries(etcd.dir())
+    );
     assert!(!etcd.dir().join("default.etcd").exists());
     etcd.sigterm()?;
 
@@ -127,9 +142,15 @@ fn data_dir_precedence() -> Result<()> {
     let cfg_s = cfg.display().to_string();
     etcd.start(
         &args,
-        &[("ETCD_DATA_DIR", env_dir.as_str()), ("ETCD_CONFIG_FILE", cfg_s.as_str())],
+        &[
+            ("ETCD_DATA_DIR", env_dir.as_str()),
+            ("ETCD_CONFIG_FILE", cfg_s.as_str()),
+        ],
     )?;
-    assert!(etcd.dir().join("flag-dir").join("member").is_dir(), "flag data dir used");
+    assert!(
+        etcd.dir().join("flag-dir").join("member").is_dir(),
+        "flag data dir used"
+    );
     assert_eq!(
         entries(etcd.dir())
             .into_iter()
@@ -146,7 +167,10 @@ fn data_dir_precedence() -> Result<()> {
     let mut args = url_flags(port);
     args.push(format!("--config-file={}", cfg.display()));
     etcd.start(&args, &[])?;
-    assert!(etcd.dir().join("file-dir").join("member").is_dir(), "file data dir used");
+    assert!(
+        etcd.dir().join("file-dir").join("member").is_dir(),
+        "file data dir used"
+    );
     assert!(!etcd.dir().join("default.etcd").exists());
     Ok(())
 }
@@ -181,16 +205,42 @@ fn scratch() -> tempfile::TempDir {
 #[test]
 fn bad_value_names_the_flag() {
     let d = scratch();
-    let o = run_etcd(&["--snapshot-count", "abc"], &[], d.path(), Duration::from_secs(10));
+    let o = run_etcd(
+        &["--snapshot-count", "abc"],
+        &[],
+        d.path(),
+        Duration::from_secs(10),
+    );
     o.assert_failure();
-    assert!(o.stderr.contains("--snapshot-count"), "stderr must name --snapshot-count: {}", o.stderr);
-    assert!(o.stderr.contains("abc"), "stderr shows the bad value: {}", o.stderr);
-    assert!(entries(d.path()).is_empty(), "nothing created: {:?}", entries(d.path()));
+    assert!(
+        o.stderr.contains("--snapshot-count"),
+        "stderr must name --snapshot-count: {}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains("abc"),
+        "stderr shows the bad value: {}",
+        o.stderr
+    );
+    assert!(
+        entries(d.path()).is_empty(),
+        "nothing created: {:?}",
+        entries(d.path())
+    );
 
     // The same through the environment names the variable.
-    let o = run_etcd(&[], &[("ETCD_SNAPSHOT_COUNT", "abc")], d.path(), Duration::from_secs(10));
+    let o = run_etcd(
+        &[],
+        &[("ETCD_SNAPSHOT_COUNT", "abc")],
+        d.path(),
+        Duration::from_secs(10),
+    );
     o.assert_failure();
-    assert!(o.stderr.contains("ETCD_SNAPSHOT_COUNT"), "stderr must name ETCD_SNAPSHOT_COUNT: {}", o.stderr);
+    assert!(
+        o.stderr.contains("ETCD_SNAPSHOT_COUNT"),
+        "stderr must name ETCD_SNAPSHOT_COUNT: {}",
+        o.stderr
+    );
 }
 
 #[test]
@@ -198,8 +248,16 @@ fn misspelled_flag_is_refused() {
     let d = scratch();
     let o = run_etcd(&["--nmae", "x"], &[], d.path(), Duration::from_secs(10));
     o.assert_failure();
-    assert!(o.stderr.contains("nmae"), "stderr must name the flag: {}", o.stderr);
-    assert!(entries(d.path()).is_empty(), "nothing created: {:?}", entries(d.path()));
+    assert!(
+        o.stderr.contains("nmae"),
+        "stderr must name the flag: {}",
+        o.stderr
+    );
+    assert!(
+        entries(d.path()).is_empty(),
+        "nothing created: {:?}",
+        entries(d.path())
+    );
 }
 
 #[test]
@@ -208,9 +266,18 @@ fn unknown_config_file_key_is_refused() {
     let cfg = d.path().join("etcd.toml");
     std::fs::write(&cfg, "name = \"x\"\nsnapshot-cuont = 5\n").expect("write config");
     let cfg_s = cfg.display().to_string();
-    let o = run_etcd(&["--config-file", &cfg_s], &[], d.path(), Duration::from_secs(10));
+    let o = run_etcd(
+        &["--config-file", &cfg_s],
+        &[],
+        d.path(),
+        Duration::from_secs(10),
+    );
     o.assert_failure();
-    assert!(o.stderr.contains("snapshot-cuont"), "stderr must name the key: {}", o.stderr);
+    assert!(
+        o.stderr.contains("snapshot-cuont"),
+        "stderr must name the key: {}",
+        o.stderr
+    );
     assert!(!d.path().join("x.etcd").exists());
 }
 
@@ -220,9 +287,21 @@ fn version_flag() {
     let o = run_etcd(&["--version"], &[], d.path(), Duration::from_secs(10));
     o.assert_success();
     let first = o.stdout.lines().next().unwrap_or_default();
-    assert!(first.starts_with("etcd Version: 3.6."), "first line: {first:?}\n{}", o.stdout);
-    assert!(o.stdout.lines().any(|l| l.starts_with("Git SHA:")), "{}", o.stdout);
-    assert!(o.stdout.lines().any(|l| l.starts_with("Go OS/Arch:")), "{}", o.stdout);
+    assert!(
+        first.starts_with("etcd Version: 3.6."),
+        "first line: {first:?}\n{}",
+        o.stdout
+    );
+    assert!(
+        o.stdout.lines().any(|l| l.starts_with("Git SHA:")),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stdout.lines().any(|l| l.starts_with("Go OS/Arch:")),
+        "{}",
+        o.stdout
+    );
     assert!(entries(d.path()).is_empty(), "--version starts nothing");
 }
 

@@ -87,7 +87,11 @@ fn ready_then_stopping_and_clean_exit() -> Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}\n{}", etcd.log_tail(30)))?;
     assert!(!msgs.is_empty());
     let status = etcd.wait_exit(Duration::from_secs(8))?;
-    assert!(status.success(), "exit status after SIGTERM: {status}\n{}", etcd.log_tail(20));
+    assert!(
+        status.success(),
+        "exit status after SIGTERM: {status}\n{}",
+        etcd.log_tail(20)
+    );
     assert!(
         t0.elapsed() < Duration::from_secs(8),
         "shutdown took {:?}",
@@ -145,7 +149,10 @@ fn watchdog_pings() -> Result<()> {
         }
     }
     assert!(pings >= 6, "only {pings} WATCHDOG=1 in 1.2 s");
-    assert!(max_gap < Duration::from_millis(200), "gap of {max_gap:?} between pings");
+    assert!(
+        max_gap < Duration::from_millis(200),
+        "gap of {max_gap:?} between pings"
+    );
 
     // A WATCHDOG_PID naming another process means the watchdog is not ours.
     drop(sock);
@@ -164,6 +171,9 @@ fn watchdog_pings() -> Result<()> {
     )?;
     recv_until(&sock, "READY=1", Duration::from_secs(20))?;
     let r = recv_until(&sock, "WATCHDOG=1", Duration::from_millis(800));
-    assert!(r.is_err(), "WATCHDOG_PID=1 is not us, yet pings arrived: {r:?}");
+    assert!(
+        r.is_err(),
+        "WATCHDOG_PID=1 is not us, yet pings arrived: {r:?}"
+    );
     Ok(())
 }
