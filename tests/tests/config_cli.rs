@@ -1,7 +1,7 @@
 //! Configuration from the command line, `ETCD_*` environment variables and a
-//! TOML `--config-file`, observed on running servers: precedence (flag > env
-//! > file > default), error messages naming the flag/key at fault, flags that
-//! are accepted with a warning, and `--version`.
+//! TOML `--config-file`, observed on running servers: precedence (flag, then
+//! env, then file, then default), error messages naming the flag/key at fault,
+//! flags that are accepted with a warning, and `--version`.
 
 use std::path::Path;
 use std::time::Duration;
