@@ -112,6 +112,12 @@ impl GrpcTransport {
         if id == self.shared.local_id {
             return Err(TransportError::SelfPeer(id));
         }
+        if urls.is_empty() {
+            return Err(TransportError::BadUrl(
+                String::new(),
+                format!("no peer URLs for member {id:x}"),
+            ));
+        }
         let urls = urls
             .iter()
             .map(|u| parse_peer_url(u))

@@ -90,11 +90,10 @@ pub(super) async fn run(
         // Lazy: connect only once there is something to send.
         let Some(first) = rx.recv().await else { return };
         let list = urls.borrow_and_update().clone();
-        if list.is_empty() {
+        let Some(url) = list.get(next_url % list.len().max(1)) else {
             drop_queued(&ctx, id, first, &mut rx, &counters);
             continue;
-        }
-        let url = &list[next_url % list.len()];
+        };
         let channel = match connect(url, ctx.tls.as_ref(), &ctx.opts).await {
             Ok(c) => c,
             Err(e) => {

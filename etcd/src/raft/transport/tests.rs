@@ -267,6 +267,8 @@ async fn peers_can_be_updated_and_removed() {
         "not itself"
     );
     assert!(t.add_peer(2, &["unix:///x".to_string()]).is_err());
+    assert!(t.add_peer(2, &[]).is_err(), "needs a URL");
+    assert!(t.peers().is_empty());
     t.add_peer(2, &[dead_url().await]).unwrap();
     t.send(vec![numbered(1, 2, 1)]);
     expect_report(&mut reports, Report::Unreachable(2)).await;
