@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use ::raft::prelude::{Message, MessageType};
 use tokio::sync::{mpsc, watch};
@@ -74,6 +75,39 @@ enum End {
     Failed(tonic::Status),
 }
 
+/// A stream that stays up this long makes the peer "active" (logged once).
+const SETTLE: Duration = Duration::from_secs(1);
+/// Repeated failures of an inactive peer are logged loudly at most this often.
+const QUIET: Duration = Duration::from_secs(30);
+
+/// What has been logged about one peer: state changes are logged, repeated
+/// failures of an inactive peer at most every [`QUIET`].
+struct Health {
+    id: u64,
+    active: bool,
+    last_loud: Option<Instant>,
+}
+
+impl Health {
+    fn up(&mut self, url: &Url) {
+        if !self.active {
+            tracing::info!(peer = %hex(self.id), url = %url, "peer became active");
+            self.active = true;
+            self.last_loud = None;
+        }
+    }
+
+    /// Records a failure; true if it should be logged loudly.
+    fn down(&mut self) -> bool {
+        let loud = self.active || self.last_loud.is_none_or(|t| t.elapsed() >= QUIET);
+        self.active = false;
+        if loud {
+            self.last_loud = Some(Instant::now());
+        }
+        loud
+    }
+}
+
 /// Runs until the peer's queue closes.
 pub(super) async fn run(
     ctx: Arc<TaskCtx>,
@@ -84,7 +118,11 @@ pub(super) async fn run(
 ) {
     let mut backoff = ctx.opts.backoff_min;
     let mut next_url = 0usize;
-    let mut active = false;
+    let mut health = Health {
+        id,
+        active: false,
+        last_loud: None,
+    };
     let mut snapshots = JoinSet::new();
     loop {
         // Lazy: connect only once there is something to send.
@@ -94,76 +132,80 @@ pub(super) async fn run(
             drop_queued(&ctx, id, first, &mut rx, &counters);
             continue;
         };
-        let channel = match connect(url, ctx.tls.as_ref(), &ctx.opts).await {
-            Ok(c) => c,
+        let failed = match connect(url, ctx.tls.as_ref(), &ctx.opts).await {
             Err(e) => {
-                counters.failures.fetch_add(1, Ordering::Relaxed);
-                if active || counters.failures.load(Ordering::Relaxed) == 1 {
-                    tracing::warn!(peer = %hex(id), url = %url, error = %e, "peer became inactive: cannot connect");
+                drop_queued(&ctx, id, first, &mut rx, &counters);
+                if health.down() {
+                    tracing::warn!(peer = %hex(id), url = %url, error = %e, "peer is unreachable: cannot connect");
                 } else {
                     tracing::debug!(peer = %hex(id), url = %url, error = %e, "cannot connect to peer");
                 }
-                active = false;
-                next_url = next_url.wrapping_add(1);
-                drop_queued(&ctx, id, first, &mut rx, &counters);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(ctx.opts.backoff_max);
-                continue;
+                true
+            }
+            Ok(channel) => {
+                counters.connected.store(true, Ordering::Release);
+                let end = session(
+                    &ctx,
+                    id,
+                    channel,
+                    first,
+                    Streams {
+                        rx: &mut rx,
+                        urls: &mut urls,
+                        snapshots: &mut snapshots,
+                    },
+                    &counters,
+                    &mut health,
+                    url,
+                )
+                .await;
+                counters.connected.store(false, Ordering::Release);
+                match end {
+                    End::QueueClosed => return,
+                    End::UrlsChanged => {
+                        tracing::info!(peer = %hex(id), "peer URLs changed; reconnecting");
+                        next_url = 0;
+                        false
+                    }
+                    End::Failed(status) => {
+                        ctx.unreachable(id);
+                        log_stream_failure(&ctx, id, url, &status, health.down());
+                        true
+                    }
+                }
             }
         };
-        backoff = ctx.opts.backoff_min;
-        if !active {
-            tracing::info!(peer = %hex(id), url = %url, "peer became active");
-            active = true;
-        }
-        counters.connected.store(true, Ordering::Release);
-        let end = session(
-            &ctx,
-            id,
-            channel,
-            first,
-            &mut rx,
-            &mut urls,
-            &counters,
-            &mut snapshots,
-        )
-        .await;
-        counters.connected.store(false, Ordering::Release);
-        match end {
-            End::QueueClosed => return,
-            End::UrlsChanged => {
-                tracing::info!(peer = %hex(id), "peer URLs changed; reconnecting");
-                next_url = 0;
-            }
-            End::Failed(status) => {
-                counters.failures.fetch_add(1, Ordering::Relaxed);
-                ctx.unreachable(id);
-                log_stream_failure(&ctx, id, url, &status);
-                active = false;
-                next_url = next_url.wrapping_add(1);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(ctx.opts.backoff_max);
-            }
+        if failed {
+            counters.failures.fetch_add(1, Ordering::Relaxed);
+            next_url = next_url.wrapping_add(1);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(ctx.opts.backoff_max);
+        } else {
+            backoff = ctx.opts.backoff_min;
         }
     }
 }
 
-fn log_stream_failure(ctx: &TaskCtx, id: u64, url: &Url, status: &tonic::Status) {
+fn log_stream_failure(ctx: &TaskCtx, id: u64, url: &Url, status: &tonic::Status, loud: bool) {
     if status.code() == tonic::Code::FailedPrecondition {
         let remote = status
             .metadata()
             .get(super::service::CLUSTER_ID_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("unknown");
-        tracing::error!(
-            peer = %hex(id),
-            url = %url,
-            local_cluster_id = %hex(ctx.cluster_id),
-            remote_cluster_id = %remote,
-            "peer refused our raft messages: {}",
-            status.message()
-        );
-    } else {
+        if loud {
+            tracing::error!(
+                peer = %hex(id),
+                url = %url,
+                local_cluster_id = %hex(ctx.cluster_id),
+                remote_cluster_id = %remote,
+                "peer refused our raft messages: {}",
+                status.message()
+            );
+        } else {
+            tracing::debug!(peer = %hex(id), url = %url, remote_cluster_id = %remote, "peer refused our raft messages: {}", status.message());
+        }
+    } else if loud {
         tracing::warn!(
             peer = %hex(id),
             url = %url,
@@ -171,6 +213,8 @@ fn log_stream_failure(ctx: &TaskCtx, id: u64, url: &Url, status: &tonic::Status)
             error = %status_detail(status),
             "peer became inactive: lost the raft stream"
         );
+    } else {
+        tracing::debug!(peer = %hex(id), url = %url, error = %status_detail(status), "raft stream to peer failed");
     }
 }
 
@@ -204,19 +248,32 @@ fn drop_queued(
     ctx.unreachable(id);
 }
 
+/// The receivers a session listens on.
+struct Streams<'a> {
+    rx: &'a mut mpsc::Receiver<Message>,
+    urls: &'a mut watch::Receiver<Vec<Url>>,
+    snapshots: &'a mut JoinSet<()>,
+}
+
 /// Delivers messages over one connection until it fails, the URLs change or the
-/// queue closes.
+/// queue closes. The peer counts as active once the stream has stayed up for
+/// [`SETTLE`].
 #[allow(clippy::too_many_arguments)]
 async fn session(
     ctx: &Arc<TaskCtx>,
     id: u64,
     channel: Channel,
     first: Message,
-    rx: &mut mpsc::Receiver<Message>,
-    urls: &mut watch::Receiver<Vec<Url>>,
+    io: Streams<'_>,
     counters: &Arc<PeerCounters>,
-    snapshots: &mut JoinSet<()>,
+    health: &mut Health,
+    url: &Url,
 ) -> End {
+    let Streams {
+        rx,
+        urls,
+        snapshots,
+    } = io;
     let (stx, srx) = mpsc::channel::<PeerEnvelope>(STREAM_BUFFER);
     let mut client = PeerClient::new(channel.clone()).max_encoding_message_size(usize::MAX);
     let call = client.raft(ReceiverStream::new(srx));
@@ -225,6 +282,9 @@ async fn session(
         Ok(_) => End::Failed(tonic::Status::unavailable("peer closed the stream")),
         Err(s) => End::Failed(s),
     };
+    let settle = tokio::time::sleep(SETTLE);
+    tokio::pin!(settle);
+    let mut settled = false;
     let mut next = Some(first);
     loop {
         while snapshots.try_join_next().is_some() {}
@@ -238,6 +298,11 @@ async fn session(
                 r = &mut call => return stream_ended(r),
                 r = urls.changed() => {
                     return if r.is_err() { End::QueueClosed } else { End::UrlsChanged };
+                }
+                _ = &mut settle, if !settled => {
+                    settled = true;
+                    health.up(url);
+                    continue;
                 }
             },
         };

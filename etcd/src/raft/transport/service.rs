@@ -93,13 +93,12 @@ impl PeerService {
 
     /// Whether `env` may be delivered: `Err` for another cluster (ends the stream),
     /// `Ok(false)` for another member.
-    fn admit(&self, env: &PeerEnvelope, remote: &str) -> Result<bool, Status> {
+    fn admit(&self, env: &PeerEnvelope) -> Result<bool, Status> {
         if env.cluster_id != self.cluster_id {
             tracing::warn!(
                 local_cluster_id = %hex(self.cluster_id),
                 remote_cluster_id = %hex(env.cluster_id),
                 remote_member_id = %hex(env.from),
-                remote_addr = %remote,
                 "refused raft messages from a peer: cluster ID mismatch"
             );
             let mut md = MetadataMap::new();
@@ -120,12 +119,6 @@ impl PeerService {
             .step(msg)
             .map_err(|_| Status::unavailable("etcdserver: server stopped"))
     }
-}
-
-fn remote_addr<T>(req: &Request<T>) -> String {
-    req.remote_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| "unknown".into())
 }
 
 fn undecodable(e: protobuf::ProtobufError) -> Status {
@@ -150,7 +143,6 @@ impl Peer for PeerService {
         &self,
         req: Request<Streaming<PeerEnvelope>>,
     ) -> Result<Response<PeerAck>, Status> {
-        let remote = remote_addr(&req);
         let mut stream = req.into_inner();
         let stop = stopped(self.shutdown.clone());
         tokio::pin!(stop);
@@ -161,13 +153,12 @@ impl Peer for PeerService {
                 _ = &mut stop => return Err(Status::unavailable("etcdserver: server stopped")),
             };
             let Some(env) = env else { break };
-            if !self.admit(&env, &remote)? {
+            if !self.admit(&env)? {
                 if !warned_to {
                     tracing::warn!(
                         local_member_id = %hex(self.local_id),
                         to = %hex(env.to),
                         from = %hex(env.from),
-                        remote_addr = %remote,
                         "ignored raft messages addressed to another member"
                     );
                     warned_to = true;
@@ -187,7 +178,6 @@ impl Peer for PeerService {
         &self,
         req: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<PeerAck>, Status> {
-        let remote = remote_addr(&req);
         let mut stream = req.into_inner();
         let Some(Chunk::Header(header)) = stream.message().await?.and_then(|c| c.chunk) else {
             return Err(Status::invalid_argument(
@@ -197,7 +187,7 @@ impl Peer for PeerService {
         let env = header
             .envelope
             .ok_or_else(|| Status::invalid_argument("snapshot header without envelope"))?;
-        let deliver = self.admit(&env, &remote)?;
+        let deliver = self.admit(&env)?;
         let mut msg = codec::decode(&env).map_err(undecodable)?;
         if msg.get_msg_type() != MessageType::MsgSnapshot {
             return Err(Status::invalid_argument(
@@ -216,7 +206,6 @@ impl Peer for PeerService {
                 local_member_id = %hex(self.local_id),
                 to = %hex(env.to),
                 from = %hex(env.from),
-                remote_addr = %remote,
                 "ignored a snapshot addressed to another member"
             );
             return Ok(Response::new(PeerAck {}));
