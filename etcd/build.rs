@@ -7,12 +7,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptor = out.join("etcd_descriptor.bin");
     tonic_prost_build::configure()
         .file_descriptor_set_path(&descriptor)
+        // Peer traffic carries raft messages and snapshot data: zero-copy slices.
+        .bytes(".etcdpeer")
         .compile_protos(
             &[
                 "proto/rpc.proto",
                 "proto/kv.proto",
                 "proto/auth.proto",
                 "proto/internal.proto",
+                "proto/peer.proto",
             ],
             &["proto"],
         )?;

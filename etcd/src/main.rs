@@ -27,6 +27,7 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
             min_version_13: cfg.tls_min_version == Some(TlsVersion::Tls13),
             max_version_12: cfg.tls_max_version == Some(TlsVersion::Tls12),
             cipher_suites: cfg.cipher_suites.clone(),
+            allowed_cn: tls.allowed_cn.clone(),
         }),
         _ => None,
     };

@@ -23,3 +23,8 @@ pub mod etcdserverpb {
 pub mod etcdinternal {
     tonic::include_proto!("etcdinternal");
 }
+
+/// `etcdpeer`: member-to-member raft transport.
+pub mod etcdpeer {
+    tonic::include_proto!("etcdpeer");
+}

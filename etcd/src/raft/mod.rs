@@ -1,8 +1,10 @@
 //! Raft replication: the Ready loop, the durable log and the wait registry. Knows
 //! nothing of the key-value store: it moves opaque entries into a [`StateMachine`].
+//! [`transport`] carries raft messages between members.
 
 pub mod log_store;
 pub mod node;
+pub mod transport;
 pub mod wait;
 
 pub use log_store::{LogStore, LogStoreError};
@@ -10,4 +12,5 @@ pub use node::{
     start, LeaderInfo, NoPeers, RaftConfig, RaftError, RaftHandle, RaftStatus, StateMachine,
     Transport,
 };
+pub use transport::{GrpcTransport, PeerService};
 pub use wait::WaitRegistry;

@@ -133,6 +133,11 @@ enum Command {
     ReadIndex(oneshot::Sender<Result<u64, RaftError>>),
     TransferLeader(u64),
     Step(Message),
+    ReportUnreachable(u64),
+    ReportSnapshot {
+        id: u64,
+        success: bool,
+    },
 }
 
 /// Handle to the raft loop. Cheap to clone.
@@ -191,6 +196,24 @@ impl RaftHandle {
     pub fn step(&self, msg: Message) -> Result<(), RaftError> {
         self.tx
             .send(Command::Step(msg))
+            .map_err(|_| RaftError::Stopped)
+    }
+
+    /// Tells raft that the last message to peer `id` may not have arrived (the
+    /// transport could not connect or send): raft stops optimistic replication to it
+    /// and probes again. Never blocks.
+    pub fn report_unreachable(&self, id: u64) -> Result<(), RaftError> {
+        self.tx
+            .send(Command::ReportUnreachable(id))
+            .map_err(|_| RaftError::Stopped)
+    }
+
+    /// Tells raft whether the snapshot it sent to peer `id` was delivered
+    /// (`success`) or lost; until one of these arrives raft keeps that peer paused
+    /// waiting for the snapshot. Never blocks.
+    pub fn report_snapshot(&self, id: u64, success: bool) -> Result<(), RaftError> {
+        self.tx
+            .send(Command::ReportSnapshot { id, success })
             .map_err(|_| RaftError::Stopped)
     }
 
@@ -350,6 +373,15 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
                 if let Err(e) = self.node.step(msg) {
                     tracing::debug!(error = %e, "raft: dropped peer message");
                 }
+            }
+            Command::ReportUnreachable(id) => self.node.report_unreachable(id),
+            Command::ReportSnapshot { id, success } => {
+                let status = if success {
+                    ::raft::SnapshotStatus::Finish
+                } else {
+                    ::raft::SnapshotStatus::Failure
+                };
+                self.node.report_snapshot(id, status);
             }
         }
     }

@@ -348,6 +348,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
             min_version_13: false,
             max_version_12: false,
             cipher_suites: Vec::new(),
+            allowed_cn: Vec::new(),
         });
     }
     if let Some(t) = &client_tls {

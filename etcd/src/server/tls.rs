@@ -1,14 +1,20 @@
 //! TLS for listeners: certificates and keys are read from disk for every new
 //! connection, so replacing the files rotates them without a restart. ALPN offers `h2`
 //! and `http/1.1` (gRPC clients require `h2`). With client-cert-auth, clients must
-//! present a certificate signed by the trusted CA.
+//! present a certificate signed by the trusted CA (and, with an allowed-CN list, whose
+//! subject common name is on it).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme, SupportedProtocolVersion,
+};
 
 /// Errors loading TLS material.
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +36,7 @@ pub enum TlsError {
 }
 
 /// Where a listener's TLS material lives and how clients are checked.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TlsFiles {
     /// Server certificate chain (PEM).
     pub cert_file: PathBuf,
@@ -47,6 +53,10 @@ pub struct TlsFiles {
     /// `--cipher-suites` in Go's names; limits the TLS 1.2 suites (TLS 1.3 suites are
     /// not configurable, as in Go). Empty = the library's defaults.
     pub cipher_suites: Vec<String>,
+    /// With `client_cert_auth`: the client certificate's subject common name must be
+    /// one of these (`--peer-cert-allowed-cn`, the config file's `allowed-cn`).
+    /// Empty = any CN.
+    pub allowed_cn: Vec<String>,
 }
 
 /// Maps Go's cipher suite names to the TLS 1.2 suites rustls offers. Suites Go knows but
@@ -145,7 +155,14 @@ impl TlsFiles {
                     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                         .build()
                         .map_err(|e| TlsError::Invalid(e.to_string()))?;
-                builder.with_client_cert_verifier(verifier)
+                if self.allowed_cn.is_empty() {
+                    builder.with_client_cert_verifier(verifier)
+                } else {
+                    builder.with_client_cert_verifier(Arc::new(AllowedCn {
+                        inner: verifier,
+                        allowed: self.allowed_cn.clone(),
+                    }))
+                }
             }
             (None, true) => {
                 return Err(TlsError::Invalid(
@@ -158,6 +175,120 @@ impl TlsFiles {
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(cfg))
     }
+}
+
+/// A client verifier that also requires the certificate's subject CN to be allowed.
+#[derive(Debug)]
+struct AllowedCn {
+    inner: Arc<dyn ClientCertVerifier>,
+    allowed: Vec<String>,
+}
+
+impl ClientCertVerifier for AllowedCn {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let cn = subject_common_name(end_entity);
+        match &cn {
+            Some(cn) if self.allowed.iter().any(|a| a == cn) => Ok(verified),
+            _ => {
+                tracing::warn!(
+                    common_name = ?cn,
+                    allowed = ?self.allowed,
+                    "rejected client certificate: its CN is not allowed"
+                );
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::ApplicationVerificationFailure,
+                ))
+            }
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Splits one DER TLV off the front of `buf`: (tag, contents, rest).
+fn der_tlv(buf: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = buf.split_first()?;
+    let (&len0, rest) = rest.split_first()?;
+    let (len, rest) = if len0 < 0x80 {
+        (usize::from(len0), rest)
+    } else {
+        let n = usize::from(len0 & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |l, &b| (l << 8) | usize::from(b));
+        (len, &rest[n..])
+    };
+    if rest.len() < len {
+        return None;
+    }
+    Some((tag, &rest[..len], &rest[len..]))
+}
+
+/// The subject common name of a DER certificate (the last CN attribute, as Go's
+/// `Subject.CommonName`), if it has one.
+fn subject_common_name(cert: &[u8]) -> Option<String> {
+    const CN_OID: &[u8] = &[0x55, 0x04, 0x03];
+    let (_, cert, _) = der_tlv(cert)?;
+    let (_, mut tbs, _) = der_tlv(cert)?;
+    if tbs.first() == Some(&0xa0) {
+        tbs = der_tlv(tbs)?.2; // [0] version
+    }
+    for _ in 0..4 {
+        tbs = der_tlv(tbs)?.2; // serial, signature, issuer, validity
+    }
+    let (_, mut rdns, _) = der_tlv(tbs)?;
+    let mut cn = None;
+    while !rdns.is_empty() {
+        let (_, mut set, rest) = der_tlv(rdns)?;
+        rdns = rest;
+        while !set.is_empty() {
+            let (_, atv, rest) = der_tlv(set)?;
+            set = rest;
+            let (_, oid, value) = der_tlv(atv)?;
+            if oid == CN_OID {
+                let (_, value, _) = der_tlv(value)?;
+                cn = Some(String::from_utf8_lossy(value).into_owned());
+            }
+        }
+    }
+    cn
 }
 
 /// Generates a self-signed certificate and key for `hosts` into `dir` (etcd's
@@ -186,6 +317,26 @@ pub fn self_signed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_subject_common_name() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["m1".to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "etcd");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "member-1");
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(subject_common_name(cert.der()).as_deref(), Some("member-1"));
+        let params = rcgen::CertificateParams::new(vec!["m1".to_string()]).unwrap();
+        let mut params = params;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(subject_common_name(cert.der()), None);
+        assert_eq!(subject_common_name(b"\x30\x82"), None);
+    }
 
     #[test]
     fn cipher_suites_by_go_name() {
@@ -219,6 +370,7 @@ mod tests {
             min_version_13: false,
             max_version_12: false,
             cipher_suites: vec![],
+            allowed_cn: vec![],
         };
         assert!(
             files.server_config().is_err(),

@@ -1,0 +1,232 @@
+//! [`PeerService`]: the receiving side of the peer transport.
+
+use std::sync::Arc;
+
+use ::raft::prelude::{Message, MessageType};
+use tokio::sync::watch;
+use tonic::metadata::MetadataMap;
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use super::codec::{self, SnapshotAssembler};
+use super::{hex, MemberDirectory, PeerInbox};
+use crate::proto::etcdpeer::peer_server::{Peer, PeerServer};
+use crate::proto::etcdpeer::snapshot_chunk::Chunk;
+use crate::proto::etcdpeer::{
+    MembersRequest, MembersResponse, PeerAck, PeerEnvelope, SnapshotChunk,
+};
+
+/// Metadata key of the receiver's cluster ID (hex) on a cluster-ID refusal.
+pub(super) const CLUSTER_ID_HEADER: &str = "x-etcd-cluster-id";
+
+/// The largest peer message accepted by default (one raft message, or one snapshot
+/// chunk).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Serves `etcdpeer.Peer` for the local member.
+///
+/// Guarantees:
+/// - An envelope whose cluster ID differs from ours ends its stream with
+///   `FailedPrecondition` "etcdserver: cluster ID mismatch" (our cluster ID in the
+///   `x-etcd-cluster-id` metadata) and a log line naming both IDs and the sender;
+///   nothing from that stream after it is stepped.
+/// - A message addressed to another member is ignored (logged once per stream).
+/// - Every other message is stepped into the [`PeerInbox`] in the order it arrived on
+///   its stream; a snapshot is stepped only once all its data arrived intact.
+/// - With a shutdown signal ([`with_shutdown`](Self::with_shutdown)), open streams
+///   end (`Unavailable`) as soon as it fires, so a graceful listener shutdown does
+///   not wait for them.
+#[derive(Clone)]
+pub struct PeerService {
+    local_id: u64,
+    cluster_id: u64,
+    inbox: Arc<dyn PeerInbox>,
+    members: Arc<dyn MemberDirectory>,
+    shutdown: Option<watch::Receiver<bool>>,
+    max_message_bytes: usize,
+}
+
+impl PeerService {
+    /// A service for member `local_id` of cluster `cluster_id`, stepping messages into
+    /// `inbox` (the raft handle) and answering `Members` from `members`.
+    pub fn new(
+        local_id: u64,
+        cluster_id: u64,
+        inbox: impl PeerInbox,
+        members: impl MemberDirectory,
+    ) -> Self {
+        PeerService {
+            local_id,
+            cluster_id,
+            inbox: Arc::new(inbox),
+            members: Arc::new(members),
+            shutdown: None,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+
+    /// Ends open streams once `shutdown` turns true.
+    pub fn with_shutdown(mut self, shutdown: watch::Receiver<bool>) -> Self {
+        self.shutdown = Some(shutdown);
+        self
+    }
+
+    /// Accepts peer messages up to `bytes` (default [`DEFAULT_MAX_MESSAGE_BYTES`]).
+    pub fn with_max_message_bytes(mut self, bytes: usize) -> Self {
+        self.max_message_bytes = bytes;
+        self
+    }
+
+    /// The gRPC routes to serve on the peer listener.
+    pub fn routes(self) -> tonic::service::Routes {
+        let max = self.max_message_bytes;
+        tonic::service::Routes::new(
+            PeerServer::new(self)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(usize::MAX),
+        )
+    }
+
+    /// The routes as an axum router (what `server::listener::serve` takes).
+    pub fn into_router(self) -> axum::Router {
+        self.routes().into_axum_router()
+    }
+
+    /// Whether `env` may be delivered: `Err` for another cluster (ends the stream),
+    /// `Ok(false)` for another member.
+    fn admit(&self, env: &PeerEnvelope) -> Result<bool, Status> {
+        if env.cluster_id != self.cluster_id {
+            tracing::warn!(
+                local_cluster_id = %hex(self.cluster_id),
+                remote_cluster_id = %hex(env.cluster_id),
+                remote_member_id = %hex(env.from),
+                "refused raft messages from a peer: cluster ID mismatch"
+            );
+            let mut md = MetadataMap::new();
+            if let Ok(v) = hex(self.cluster_id).parse() {
+                md.insert(CLUSTER_ID_HEADER, v);
+            }
+            return Err(Status::with_metadata(
+                Code::FailedPrecondition,
+                "etcdserver: cluster ID mismatch",
+                md,
+            ));
+        }
+        Ok(env.to == self.local_id)
+    }
+
+    fn deliver(&self, msg: Message) -> Result<(), Status> {
+        self.inbox
+            .step(msg)
+            .map_err(|_| Status::unavailable("etcdserver: server stopped"))
+    }
+}
+
+fn undecodable(e: protobuf::ProtobufError) -> Status {
+    Status::invalid_argument(format!("undecodable raft message: {e}"))
+}
+
+/// Waits for `shutdown` to turn true; never resolves without a signal.
+async fn stopped(shutdown: Option<watch::Receiver<bool>>) {
+    match shutdown {
+        Some(mut rx) => {
+            if rx.wait_for(|s| *s).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn raft(
+        &self,
+        req: Request<Streaming<PeerEnvelope>>,
+    ) -> Result<Response<PeerAck>, Status> {
+        let mut stream = req.into_inner();
+        let stop = stopped(self.shutdown.clone());
+        tokio::pin!(stop);
+        let mut warned_to = false;
+        loop {
+            let env = tokio::select! {
+                m = stream.message() => m?,
+                _ = &mut stop => return Err(Status::unavailable("etcdserver: server stopped")),
+            };
+            let Some(env) = env else { break };
+            if !self.admit(&env)? {
+                if !warned_to {
+                    tracing::warn!(
+                        local_member_id = %hex(self.local_id),
+                        to = %hex(env.to),
+                        from = %hex(env.from),
+                        "ignored raft messages addressed to another member"
+                    );
+                    warned_to = true;
+                }
+                continue;
+            }
+            let msg = codec::decode(&env).map_err(undecodable)?;
+            if msg.to != self.local_id {
+                continue;
+            }
+            self.deliver(msg)?;
+        }
+        Ok(Response::new(PeerAck {}))
+    }
+
+    async fn snapshot(
+        &self,
+        req: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<PeerAck>, Status> {
+        let mut stream = req.into_inner();
+        let Some(Chunk::Header(header)) = stream.message().await?.and_then(|c| c.chunk) else {
+            return Err(Status::invalid_argument(
+                "a snapshot stream must start with its header",
+            ));
+        };
+        let env = header
+            .envelope
+            .ok_or_else(|| Status::invalid_argument("snapshot header without envelope"))?;
+        let deliver = self.admit(&env)?;
+        let mut msg = codec::decode(&env).map_err(undecodable)?;
+        if msg.get_msg_type() != MessageType::MsgSnapshot {
+            return Err(Status::invalid_argument(
+                "the Snapshot RPC carries MsgSnapshot only",
+            ));
+        }
+        let mut asm = SnapshotAssembler::new(header.data_size);
+        while let Some(chunk) = stream.message().await? {
+            asm.push(chunk)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        }
+        asm.finish(&mut msg)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if !deliver || msg.to != self.local_id {
+            tracing::warn!(
+                local_member_id = %hex(self.local_id),
+                to = %hex(env.to),
+                from = %hex(env.from),
+                "ignored a snapshot addressed to another member"
+            );
+            return Ok(Response::new(PeerAck {}));
+        }
+        tracing::info!(
+            from = %hex(msg.from),
+            index = msg.get_snapshot().get_metadata().index,
+            size = header.data_size,
+            "received database snapshot from peer"
+        );
+        self.deliver(msg)?;
+        Ok(Response::new(PeerAck {}))
+    }
+
+    async fn members(
+        &self,
+        _req: Request<MembersRequest>,
+    ) -> Result<Response<MembersResponse>, Status> {
+        Ok(Response::new(MembersResponse {
+            cluster_id: self.cluster_id,
+            members: self.members.members(),
+        }))
+    }
+}
