@@ -73,6 +73,37 @@ pub struct Parts {
 /// The etcd server as seen by its API edge.
 pub struct EtcdServer {
     p: Parts,
+    db_size: SizeCache,
+}
+
+/// The database size for quota checks, refreshed at most every [`SizeCache::TTL`]: the
+/// RocksDB size properties are too costly to read on every write.
+#[derive(Default)]
+struct SizeCache {
+    bytes: std::sync::atomic::AtomicU64,
+    read_at_ms: std::sync::atomic::AtomicU64,
+}
+
+impl SizeCache {
+    const TTL: Duration = Duration::from_millis(100);
+
+    fn get(&self, storage: &Storage) -> u64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let now = EPOCH
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_millis() as u64
+            + 1;
+        let at = self.read_at_ms.load(Relaxed);
+        if at == 0 || now.saturating_sub(at) >= Self::TTL.as_millis() as u64 {
+            let size = storage.size_on_disk();
+            self.bytes.store(size, Relaxed);
+            self.read_at_ms.store(now, Relaxed);
+            return size;
+        }
+        self.bytes.load(Relaxed)
+    }
 }
 
 fn mvcc_err(e: MvccError) -> EtcdError {
@@ -96,7 +127,10 @@ fn raft_err(e: RaftError) -> EtcdError {
 impl EtcdServer {
     /// A facade over `parts`.
     pub fn new(parts: Parts) -> Arc<Self> {
-        Arc::new(EtcdServer { p: parts })
+        Arc::new(EtcdServer {
+            p: parts,
+            db_size: SizeCache::default(),
+        })
     }
 
     /// Settings in force.
@@ -200,7 +234,7 @@ impl EtcdServer {
         if self.p.alarms.is_active(AlarmType::Nospace) {
             return Err(EtcdError::NoSpace);
         }
-        let size = self.p.storage.size_on_disk();
+        let size = self.db_size.get(&self.p.storage);
         if size + cost as u64 > self.p.settings.quota_bytes {
             Err(EtcdError::NoSpace)
         } else {
