@@ -1,0 +1,262 @@
+//! The HTTP endpoints etcd serves next to gRPC on the client port (and on
+//! `--listen-metrics-urls`): `/health`, `/livez`, `/readyz`, `/version`,
+//! `/metrics`; plus the gRPC health service (checked with curl over h2c,
+//! since the test crate has no generated health client).
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use etcd_tests::ports::free_port;
+use etcd_tests::{EtcdOptions, EtcdProcess};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// GET `url`: (status, content-type, body).
+fn get(url: &str) -> Result<(u16, String, String)> {
+    rt().block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let resp = client
+            .get(url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        let status = resp.status().as_u16();
+        let ct = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        Ok((status, ct, resp.text().await?))
+    })
+}
+
+/// The value of an unlabelled sample line `name <value>` in a Prometheus text page.
+fn sample(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn check_metrics(page: &str) {
+    assert_eq!(
+        sample(page, "etcd_server_has_leader"),
+        Some(1.0),
+        "etcd_server_has_leader 1"
+    );
+    assert_eq!(
+        sample(page, "etcd_server_is_leader"),
+        Some(1.0),
+        "etcd_server_is_leader 1"
+    );
+    let db =
+        sample(page, "etcd_mvcc_db_total_size_in_bytes").expect("etcd_mvcc_db_total_size_in_bytes");
+    assert!(db > 0.0, "db size {db}");
+    assert!(
+        page.lines()
+            .any(|l| l.starts_with("etcd_disk_wal_fsync_duration_seconds_bucket{le=")),
+        "etcd_disk_wal_fsync_duration_seconds_bucket missing"
+    );
+    let committed = sample(page, "etcd_server_proposals_committed_total")
+        .expect("etcd_server_proposals_committed_total");
+    assert!(
+        committed >= 2.0,
+        "proposals committed after a put: {committed}"
+    );
+    let rss = sample(page, "process_resident_memory_bytes").expect("process_resident_memory_bytes");
+    assert!(rss > 1e6, "rss {rss}");
+    assert!(
+        page.contains("# TYPE etcd_server_has_leader gauge"),
+        "TYPE lines present"
+    );
+}
+
+#[test]
+fn health_livez_readyz_version() -> Result<()> {
+    let etcd = EtcdProcess::start_default()?;
+
+    let (status, ct, body) = get(&etcd.http_url("/health"))?;
+    assert_eq!(status, 200, "{body}");
+    assert!(ct.starts_with("application/json"), "content-type {ct}");
+    let j: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(j["health"], "true", "{body}");
+    assert_eq!(j["reason"], "", "{body}");
+    let (status, _, body) = get(&etcd.http_url("/health?serializable=true"))?;
+    assert_eq!(
+        (status, body.contains(r#""health":"true""#)),
+        (200, true),
+        "{body}"
+    );
+
+    for path in ["/livez", "/readyz"] {
+        let (status, _, body) = get(&etcd.http_url(path))?;
+        assert_eq!((status, body.as_str()), (200, "ok\n"), "{path}");
+    }
+    let (status, _, body) = get(&etcd.http_url("/livez?verbose"))?;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.lines().any(|l| l == "[+]serializable_read ok"),
+        "{body}"
+    );
+    assert_eq!(body.lines().last(), Some("livez check passed"), "{body}");
+    let (status, _, body) = get(&etcd.http_url("/readyz?verbose"))?;
+    assert_eq!(status, 200, "{body}");
+    for check in ["data_corruption", "serializable_read", "linearizable_read"] {
+        assert!(
+            body.lines().any(|l| l == format!("[+]{check} ok")),
+            "{check}: {body}"
+        );
+    }
+    assert_eq!(body.lines().last(), Some("readyz check passed"), "{body}");
+    // One check by name, and excluding a check.
+    let (status, _, body) = get(&etcd.http_url("/readyz/linearizable_read"))?;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let (status, _, body) = get(&etcd.http_url("/readyz?verbose&exclude=linearizable_read"))?;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.lines()
+            .any(|l| l == "[+]linearizable_read excluded: ok"),
+        "{body}"
+    );
+    assert!(
+        !body.lines().any(|l| l == "[+]linearizable_read ok"),
+        "{body}"
+    );
+    let (status, _, _) = get(&etcd.http_url("/readyz/no_such_check"))?;
+    assert_eq!(status, 404);
+
+    let (status, _, body) = get(&etcd.http_url("/version"))?;
+    assert_eq!(status, 200);
+    let j: serde_json::Value = serde_json::from_str(&body)?;
+    let server = j["etcdserver"].as_str().unwrap_or_default();
+    assert!(server.starts_with("3.6."), "etcdserver {server:?}: {body}");
+    let cluster = j["etcdcluster"].as_str().unwrap_or_default();
+    assert!(
+        cluster.starts_with("3.6"),
+        "etcdcluster {cluster:?}: {body}"
+    );
+    Ok(())
+}
+
+#[test]
+fn metrics_on_client_and_metrics_urls() -> Result<()> {
+    let port = free_port();
+    let metrics_url = format!("http://127.0.0.1:{port}");
+    let etcd = EtcdProcess::start(
+        EtcdOptions::default().arg(format!("--listen-metrics-urls={metrics_url}")),
+    )?;
+    assert_eq!(etcd.etcdctl_ok(&["put", "k", "v"]), "OK\n");
+
+    let (status, ct, page) = get(&etcd.http_url("/metrics"))?;
+    assert_eq!(status, 200);
+    assert!(ct.starts_with("text/plain"), "content-type {ct}");
+    check_metrics(&page);
+
+    let (status, _, page) = get(&format!("{metrics_url}/metrics"))?;
+    assert_eq!(status, 200);
+    check_metrics(&page);
+    // etcd serves /health on the metrics listener too.
+    let (status, _, body) = get(&format!("{metrics_url}/health"))?;
+    assert_eq!(
+        (status, body.contains(r#""health":"true""#)),
+        (200, true),
+        "{body}"
+    );
+    // The metrics listener is HTTP only: no etcd gRPC API there.
+    let o = etcd_tests::etcdctl::run(
+        &format!("127.0.0.1:{port}"),
+        &["get", "k", "--dial-timeout=2s", "--command-timeout=2s"],
+        None,
+    );
+    o.assert_failure();
+    Ok(())
+}
+
+/// One unary gRPC call with curl over h2c: returns (grpc-status, response
+/// message bytes without the 5-byte frame header).
+fn grpc_call(
+    port: u16,
+    path: &str,
+    message: &[u8],
+    dir: &std::path::Path,
+) -> Result<(String, Vec<u8>)> {
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&u32::try_from(message.len())?.to_be_bytes());
+    frame.extend_from_slice(message);
+    let req = dir.join("req.bin");
+    let resp = dir.join("resp.bin");
+    let hdr = dir.join("hdr.txt");
+    std::fs::write(&req, &frame)?;
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "5",
+            "--http2-prior-knowledge",
+            "-X",
+            "POST",
+        ])
+        .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
+        .arg("--data-binary")
+        .arg(format!("@{}", req.display()))
+        .arg("-D")
+        .arg(&hdr)
+        .arg("-o")
+        .arg(&resp)
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .context("run curl")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // -D writes the headers and, for HTTP/2, the trailers.
+    let headers = std::fs::read_to_string(&hdr)?;
+    let status = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("grpc-status:"))
+        .map(|s| s.trim().to_string())
+        .with_context(|| format!("no grpc-status in {headers}"))?;
+    let body = std::fs::read(&resp)?;
+    let msg = if body.len() >= 5 {
+        body[5..].to_vec()
+    } else {
+        Vec::new()
+    };
+    Ok((status, msg))
+}
+
+#[test]
+fn grpc_health_service() -> Result<()> {
+    let etcd = EtcdProcess::start_default()?;
+    let dir = tempfile::tempdir()?;
+    // HealthCheckRequest{service: ""} -> HealthCheckResponse{status: SERVING (1)}.
+    let (status, msg) = grpc_call(
+        etcd.client_port(),
+        "/grpc.health.v1.Health/Check",
+        &[],
+        dir.path(),
+    )?;
+    assert_eq!(status, "0");
+    assert_eq!(msg, vec![0x08, 0x01], "status SERVING");
+    // An unknown service name: NOT_FOUND (5), as grpc-go's health server.
+    let mut req = vec![0x0a, 4];
+    req.extend_from_slice(b"nope");
+    let (status, _) = grpc_call(
+        etcd.client_port(),
+        "/grpc.health.v1.Health/Check",
+        &req,
+        dir.path(),
+    )?;
+    assert_eq!(status, "5");
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! Recovery across restarts: leases (and their attached keys and expiry),
+//! the exact revision and compaction point after `kill -9`, and periodic
+//! auto-compaction.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use etcd_tests::{EtcdOptions, EtcdProcess};
+
+const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
+
+/// `lease grant` output "lease <hex> granted with TTL(<n>s)" -> hex id.
+fn grant(etcd: &EtcdProcess, ttl: u32) -> String {
+    let out = etcd.etcdctl_ok(&["lease", "grant", &ttl.to_string()]);
+    let id = out
+        .strip_prefix("lease ")
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected lease grant output: {out:?}"))
+        .to_string();
+    assert_eq!(out, format!("lease {id} granted with TTL({ttl}s)\n"));
+    id
+}
+
+/// The revision in the header of a `get -w json`.
+fn revision(etcd: &EtcdProcess) -> i64 {
+    etcd.etcdctl_json(&["get", "revision-probe", "-w", "json"])["header"]["revision"]
+        .as_i64()
+        .expect("header.revision")
+}
+
+fn put_rev(etcd: &EtcdProcess, k: &str, v: &str) -> i64 {
+    etcd.etcdctl_json(&["put", k, v, "-w", "json"])["header"]["revision"]
+        .as_i64()
+        .expect("put header.revision")
+}
+
+fn poll(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn leases_survive_restart_and_still_expire() -> Result<()> {
+    let mut etcd = EtcdProcess::start_default()?;
+    let long = grant(&etcd, 60);
+    let short = grant(&etcd, 5);
+    assert_eq!(
+        etcd.etcdctl_ok(&["put", "--lease", &long, "lk", "v"]),
+        "OK\n"
+    );
+    assert_eq!(
+        etcd.etcdctl_ok(&["put", "--lease", &short, "sk", "v"]),
+        "OK\n"
+    );
+
+    etcd.sigterm()?;
+    etcd.restart()?;
+
+    // Both leases are back, with their keys.
+    let list = etcd.etcdctl_ok(&["lease", "list"]);
+    assert!(list.lines().any(|l| l == long), "long lease listed: {list}");
+    let ttl = etcd.etcdctl_ok(&["lease", "timetolive", &long, "--keys"]);
+    assert!(
+        ttl.starts_with(&format!("lease {long} granted with TTL(60s), remaining(")),
+        "{ttl}"
+    );
+    assert!(ttl.trim_end().ends_with("attached keys([lk])"), "{ttl}");
+    let remaining: i64 = ttl
+        .split("remaining(")
+        .nth(1)
+        .and_then(|r| r.split('s').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no remaining TTL in {ttl:?}"));
+    assert!((1..=60).contains(&remaining), "{ttl}");
+    assert_eq!(etcd.etcdctl_ok(&["get", "lk", "--print-value-only"]), "v\n");
+    // The short lease also survived (etcd renews leases when a leader takes over).
+    assert!(
+        list.lines().any(|l| l == short),
+        "short lease listed after restart: {list}"
+    );
+    assert_eq!(etcd.etcdctl_ok(&["get", "sk", "--print-value-only"]), "v\n");
+
+    // ...and still expires, deleting its key, while the long one stays.
+    poll(
+        "short lease expiry deletes sk",
+        Duration::from_secs(12),
+        || {
+            etcd.etcdctl_ok(&["get", "sk", "--print-value-only"])
+                .is_empty()
+        },
+    );
+    let ttl = etcd.etcdctl_ok(&["lease", "timetolive", &short]);
+    assert_eq!(ttl, format!("lease {short} already expired\n"));
+    let list = etcd.etcdctl_ok(&["lease", "list"]);
+    assert!(!list.lines().any(|l| l == short), "{list}");
+    assert!(list.lines().any(|l| l == long), "{list}");
+    assert_eq!(etcd.etcdctl_ok(&["get", "lk", "--print-value-only"]), "v\n");
+    Ok(())
+}
+
+#[test]
+fn revision_and_compaction_recovered_after_kill9() -> Result<()> {
+    let mut etcd = EtcdProcess::start_default()?;
+    let mut revs = Vec::new();
+    for i in 1..=5 {
+        revs.push(put_rev(&etcd, "k", &format!("v{i}")));
+    }
+    // Revisions are contiguous.
+    let first = revs[0];
+    assert_eq!(revs, (first..first + 5).collect::<Vec<_>>());
+    let r = revs[2]; // k = v3 at r
+    assert_eq!(
+        etcd.etcdctl_ok(&["compact", &r.to_string()]),
+        format!("compacted revision {r}\n")
+    );
+    let before = revision(&etcd);
+    assert_eq!(before, revs[4]);
+
+    etcd.kill9()?;
+    etcd.restart()?;
+
+    assert_eq!(revision(&etcd), before, "revision recovered exactly");
+    let o = etcd.etcdctl(&["get", "k", "--rev", &(r - 1).to_string()]);
+    o.assert_failure();
+    assert_eq!(
+        o.error_line().as_deref(),
+        Some(&*format!("Error: {COMPACTED}")),
+        "{}",
+        o.combined()
+    );
+    assert_eq!(
+        etcd.etcdctl_ok(&["get", "k", "--rev", &r.to_string(), "--print-value-only"]),
+        "v3\n",
+        "the compaction revision itself stays readable"
+    );
+    // Compacting at or below the recovered point is refused as etcd does.
+    let o = etcd.etcdctl(&["compact", &r.to_string()]);
+    o.assert_failure();
+    assert_eq!(
+        o.error_line().as_deref(),
+        Some(&*format!("Error: {COMPACTED}")),
+        "{}",
+        o.combined()
+    );
+    assert_eq!(
+        put_rev(&etcd, "k", "v6"),
+        before + 1,
+        "next revision continues"
+    );
+    Ok(())
+}
+
+/// `--auto-compaction-mode periodic --auto-compaction-retention 1s` (a Go
+/// duration) compacts history older than a second, within a few seconds.
+#[test]
+fn periodic_auto_compaction() -> Result<()> {
+    let etcd = EtcdProcess::start(
+        EtcdOptions::default()
+            .arg("--auto-compaction-mode=periodic")
+            .arg("--auto-compaction-retention=1s"),
+    )?;
+    let r = put_rev(&etcd, "k", "v1");
+    for i in 2..=4 {
+        put_rev(&etcd, "k", &format!("v{i}"));
+    }
+    assert_eq!(
+        etcd.etcdctl_ok(&["get", "k", "--rev", &r.to_string(), "--print-value-only"]),
+        "v1\n"
+    );
+    let t0 = Instant::now();
+    poll("periodic auto-compaction", Duration::from_secs(10), || {
+        let o = etcd.etcdctl(&["get", "k", "--rev", &r.to_string()]);
+        !o.success() && o.stderr.contains(COMPACTED)
+    });
+    eprintln!("auto-compacted after {:?}", t0.elapsed());
+    // The latest value is untouched.
+    assert_eq!(etcd.etcdctl_ok(&["get", "k", "--print-value-only"]), "v4\n");
+    Ok(())
+}
