@@ -71,7 +71,8 @@ pub struct RaftConfig {
     pub snapshot_count: u64,
     /// `--snapshot-catchup-entries`: entries kept behind a compaction for slow followers.
     pub catchup_entries: u64,
-    /// Proposals allowed in flight (proposed, not yet applied) before refusing new ones.
+    /// Backpressure bound: proposals waiting for the raft loop, and committed-but-not-
+    /// applied entries, beyond which new proposals get "too many requests".
     pub max_inflight: u64,
 }
 
@@ -155,7 +156,12 @@ impl RaftHandle {
     /// dropped (no leader, stopped); on success it is dropped without a value and the
     /// result arrives through apply.
     pub fn propose(&self, data: Vec<u8>) -> Result<oneshot::Receiver<RaftError>, RaftError> {
-        if self.status.inflight.load(Ordering::Acquire) >= self.max_inflight {
+        // etcd's backpressure: refuse when apply lags commit too far, or when too many
+        // proposals wait for the raft loop to take them.
+        let lag = self.status.commit().saturating_sub(self.status.applied());
+        if lag > self.max_inflight
+            || self.status.inflight.load(Ordering::Acquire) >= self.max_inflight
+        {
             return Err(RaftError::TooManyRequests);
         }
         let (failed, rx) = oneshot::channel();
@@ -353,13 +359,13 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
     fn handle(&mut self, cmd: Command) {
         match cmd {
             Command::Propose { data, failed } => {
+                // The proposal has left the queue (the bound counts queued proposals).
+                self.status.inflight.fetch_sub(1, Ordering::AcqRel);
                 if self.node.raft.leader_id == ::raft::INVALID_ID {
-                    self.status.inflight.fetch_sub(1, Ordering::AcqRel);
                     let _ = failed.send(RaftError::NoLeader);
                     return;
                 }
                 if let Err(e) = self.node.propose(vec![], data) {
-                    self.status.inflight.fetch_sub(1, Ordering::AcqRel);
                     let err = match e {
                         ::raft::Error::ProposalDropped => RaftError::NoLeader,
                         other => RaftError::Other(other.to_string()),
@@ -453,14 +459,6 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
                     if e.data.is_empty() {
                         self.sm.apply_noop(e.index);
                     } else {
-                        if self.status.is_leader() {
-                            // One of ours (or a forwarded one) has left the queue.
-                            let _ = self.status.inflight.fetch_update(
-                                Ordering::AcqRel,
-                                Ordering::Acquire,
-                                |v| Some(v.saturating_sub(1)),
-                            );
-                        }
                         self.sm.apply(e.index, e.term, &e.data);
                     }
                 }
@@ -517,10 +515,6 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
                 tracing::info!(leader = %format!("{:x}", r.leader_id), term = r.term, "raft: leader elected");
             } else {
                 tracing::warn!(term = r.term, "raft: no leader");
-            }
-            // Whatever was in flight under the old leader is no longer ours to count.
-            if !is_leader {
-                self.status.inflight.store(0, Ordering::Release);
             }
             let _ = self.leader_tx.send(info);
         }
