@@ -31,6 +31,24 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
         }),
         _ => None,
     };
+    let ptls = &cfg.peer_tls;
+    let peer_tls = match (&ptls.cert_file, &ptls.key_file) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert_file: cert.clone(),
+            key_file: key.clone(),
+            trusted_ca_file: ptls.trusted_ca_file.clone(),
+            client_cert_auth: ptls.client_cert_auth,
+            min_version_13: cfg.tls_min_version == Some(TlsVersion::Tls13),
+            max_version_12: cfg.tls_max_version == Some(TlsVersion::Tls12),
+            cipher_suites: cfg.cipher_suites.clone(),
+            allowed_cn: ptls.allowed_cn.clone(),
+        }),
+        _ => None,
+    };
+    let peer_client_cert = match (&ptls.client_cert_file, &ptls.client_key_file) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        _ => None,
+    };
     let auto_compaction = match cfg.auto_compaction() {
         config::AutoCompaction::Disabled => AutoCompaction::Off,
         config::AutoCompaction::Periodic(d) => AutoCompaction::Periodic(d),
@@ -67,6 +85,10 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
         watch_progress_notify_interval: cfg.watch_progress_notify_interval,
         client_tls,
         auto_tls: tls.auto_tls,
+        listen_peer_urls: cfg.listen_peer_urls.clone(),
+        peer_tls,
+        peer_auto_tls: ptls.auto_tls,
+        peer_client_cert,
         enable_grpc_gateway: cfg.enable_grpc_gateway,
     })
 }
@@ -74,17 +96,8 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
 /// Flags the configuration understands but this server does not act on yet: set
 /// explicitly, they are accepted (so existing unit files keep starting) with a warning.
 const NOT_ACTED_ON: &[&str] = &[
-    "listen-peer-urls",
-    "peer-cert-file",
-    "peer-key-file",
-    "peer-trusted-ca-file",
-    "peer-client-cert-auth",
-    "peer-auto-tls",
-    "peer-cert-allowed-cn",
     "peer-cert-allowed-hostname",
     "peer-crl-file",
-    "peer-client-cert-file",
-    "peer-client-key-file",
     "peer-skip-client-san-verification",
     "client-crl-file",
     "client-cert-allowed-hostname",
@@ -125,11 +138,13 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         .context("installing the SIGTERM handler")?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .context("installing the SIGINT handler")?;
+    let mut removed = running.removed();
     let sig = tokio::select! {
         _ = term.recv() => "terminated",
         _ = int.recv() => "interrupt",
+        _ = removed.wait_for(|r| *r) => "removed from the cluster",
     };
-    tracing::info!(signal = sig, "received signal; shutting down");
+    tracing::info!(reason = sig, "shutting down");
     running.shutdown().await;
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! `etcdserverpb.Cluster`: member list (membership changes arrive with clustering).
+//! `etcdserverpb.Cluster`: member list and runtime reconfiguration.
 
 use std::sync::Arc;
 
@@ -9,36 +9,45 @@ use crate::proto::etcdserverpb::{
     MemberListResponse, MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest,
     MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
 };
-use crate::rpctypes::EtcdError;
 use crate::server::EtcdServer;
 
 /// The Cluster service.
 pub struct ClusterService(pub Arc<EtcdServer>);
 
-fn not_yet() -> Status {
-    // Runtime reconfiguration is not available in a single-member build.
-    EtcdError::NotCapable.to_status()
-}
-
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_add(
         &self,
-        _r: Request<MemberAddRequest>,
+        r: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        Err(not_yet())
+        let r = r.into_inner();
+        let (header, member, members) = self.0.member_add(r.peer_ur_ls, r.is_learner).await?;
+        Ok(Response::new(MemberAddResponse {
+            header: Some(header),
+            member: Some(member),
+            members,
+        }))
     }
     async fn member_remove(
         &self,
-        _r: Request<MemberRemoveRequest>,
+        r: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        Err(not_yet())
+        let (header, members) = self.0.member_remove(r.into_inner().id).await?;
+        Ok(Response::new(MemberRemoveResponse {
+            header: Some(header),
+            members,
+        }))
     }
     async fn member_update(
         &self,
-        _r: Request<MemberUpdateRequest>,
+        r: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(not_yet())
+        let r = r.into_inner();
+        let (header, members) = self.0.member_update(r.id, r.peer_ur_ls).await?;
+        Ok(Response::new(MemberUpdateResponse {
+            header: Some(header),
+            members,
+        }))
     }
     async fn member_list(
         &self,
@@ -52,8 +61,12 @@ impl Cluster for ClusterService {
     }
     async fn member_promote(
         &self,
-        _r: Request<MemberPromoteRequest>,
+        r: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        Err(not_yet())
+        let (header, members) = self.0.member_promote(r.into_inner().id).await?;
+        Ok(Response::new(MemberPromoteResponse {
+            header: Some(header),
+            members,
+        }))
     }
 }

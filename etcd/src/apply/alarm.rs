@@ -22,6 +22,16 @@ pub struct Alarms {
 }
 
 impl Alarms {
+    /// Replaces the raised alarms with what `storage` holds (after a snapshot).
+    pub fn reload(&self, storage: &Storage) -> Result<(), StorageError> {
+        let fresh = Self::load(storage)?;
+        let set = fresh.active.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let Ok(mut a) = self.active.write() {
+            *a = set;
+        }
+        Ok(())
+    }
+
     /// Loads raised alarms from disk.
     pub fn load(storage: &Storage) -> Result<Self, StorageError> {
         let mut set = BTreeSet::new();

@@ -18,6 +18,7 @@ use prost::Message as _;
 use crate::cluster::Membership;
 use crate::lease::{LeaseError, Lessor};
 use crate::mvcc::{MvccError, Store};
+use crate::proto::etcdinternal::StoredMember;
 use crate::proto::etcdinternal::{internal_request::Request, InternalRequest};
 use crate::proto::etcdserverpb::{
     alarm_request::AlarmAction, AlarmMember, AlarmType, DeleteRangeResponse, PutResponse,
@@ -27,11 +28,16 @@ use crate::raft::{StateMachine, WaitRegistry};
 use crate::rpctypes::EtcdError;
 use crate::storage::{Cf, Storage};
 use crate::watch::WatchHub;
+use ::raft::prelude::{ConfChange, ConfChangeType};
 
 pub use alarm::Alarms;
 
 /// Key of the applied index in the `meta` column family.
 pub const APPLIED_INDEX_KEY: &[u8] = b"applied_index";
+
+/// Key of this member's own ID in the `meta` column family: a fact about the data dir,
+/// never shipped in a snapshot to other members.
+pub const LOCAL_MEMBER_KEY: &[u8] = b"local_member_id";
 
 /// What applying one request produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +63,8 @@ pub enum ApplyResponse {
     Alarm(Vec<AlarmMember>),
     /// Membership attributes published.
     MemberPublished,
+    /// A membership change was applied.
+    MembersChanged,
 }
 
 /// The result of an applied entry together with the store revision after it.
@@ -78,6 +86,8 @@ pub struct Applier {
     members: Arc<Membership>,
     wait: Arc<WaitRegistry<Applied>>,
     applied: u64,
+    local_id: u64,
+    removed: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 /// Reads the persisted applied index.
@@ -111,7 +121,52 @@ impl Applier {
             members,
             wait,
             applied,
+            local_id: 0,
+            removed: None,
         }
+    }
+
+    /// Tells the applier which member it runs on; `removed` turns true when a
+    /// committed change removes this member from the cluster.
+    pub fn with_local_member(mut self, id: u64, removed: tokio::sync::watch::Sender<bool>) -> Self {
+        self.local_id = id;
+        self.removed = Some(removed);
+        self
+    }
+
+    fn apply_membership(&mut self, index: u64, cc: &ConfChange) -> Result<(), MvccError> {
+        let storage = self.storage.clone();
+        let mut batch = storage.batch();
+        batch.put(Cf::Meta, APPLIED_INDEX_KEY, &index.to_be_bytes());
+        let node = cc.node_id;
+        match cc.get_change_type() {
+            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                let learner = cc.get_change_type() == ConfChangeType::AddLearnerNode;
+                match self.members.get(node) {
+                    Some(m) if m.is_learner && !learner => self.members.promote(node, &mut batch),
+                    Some(_) => {}
+                    None => {
+                        let mut m = StoredMember::decode(cc.context.as_ref()).unwrap_or_default();
+                        m.id = node;
+                        m.is_learner = learner;
+                        self.members.add(m, &mut batch);
+                    }
+                }
+                tracing::info!(member = %format!("{node:x}"), learner, "added member to the cluster");
+            }
+            ConfChangeType::RemoveNode => {
+                self.members.remove(node, &mut batch);
+                tracing::info!(member = %format!("{node:x}"), "removed member from the cluster");
+            }
+        }
+        self.storage.write(batch, false)?;
+        if cc.get_change_type() == ConfChangeType::RemoveNode && node == self.local_id {
+            tracing::warn!("the member has been permanently removed from the cluster");
+            if let Some(r) = &self.removed {
+                r.send_replace(true);
+            }
+        }
+        Ok(())
     }
 
     fn apply_request(&mut self, index: u64, req: Request) -> Result<Applied, MvccError> {
@@ -183,6 +238,15 @@ impl Applier {
                 };
                 Ok(ApplyResponse::Alarm(changed))
             }
+            Request::MemberPeerUrls(m) => {
+                if self.members.get(m.member_id).is_some() {
+                    self.members
+                        .update_peer_urls(m.member_id, &m.peer_urls, &mut batch);
+                    Ok(ApplyResponse::MembersChanged)
+                } else {
+                    Err(EtcdError::MemberNotFound)
+                }
+            }
             Request::MemberAttributes(m) => {
                 self.members
                     .set_attributes(m.member_id, &m.name, &m.client_urls, &mut batch);
@@ -250,5 +314,56 @@ impl StateMachine for Applier {
 
     fn applied_index(&self) -> u64 {
         self.applied
+    }
+
+    fn apply_conf_change(&mut self, index: u64, cc: &ConfChange) {
+        if index <= self.applied {
+            return;
+        }
+        if let Err(e) = self.apply_membership(index, cc) {
+            tracing::error!(index, error = %e, "apply: storage failure; exiting");
+            std::process::exit(1);
+        }
+        self.applied = index;
+        self.wait.trigger(
+            cc.id,
+            Applied {
+                result: Ok(ApplyResponse::MembersChanged),
+                revision: self.store.current_revision(),
+            },
+        );
+    }
+
+    fn snapshot_data(&mut self) -> Result<Vec<u8>, String> {
+        self.storage
+            .export_state(&[LOCAL_MEMBER_KEY])
+            .map_err(|e| e.to_string())
+    }
+
+    fn restore(&mut self, data: &[u8]) -> Result<(), String> {
+        let err = |e: &dyn std::fmt::Display| e.to_string();
+        self.storage
+            .import_state(data, &[LOCAL_MEMBER_KEY])
+            .map_err(|e| err(&e))?;
+        self.store.reload().map_err(|e| err(&e))?;
+        self.lessor.reload(&self.storage).map_err(|e| err(&e))?;
+        let lessor = self.lessor.clone();
+        self.store
+            .for_each_current(|kv| {
+                if kv.lease != 0 {
+                    lessor.attach(kv.lease, &kv.key);
+                }
+            })
+            .map_err(|e| err(&e))?;
+        self.alarms.reload(&self.storage).map_err(|e| err(&e))?;
+        self.members.reload(&self.storage).map_err(|e| err(&e))?;
+        self.applied = load_applied_index(&self.storage).map_err(|e| err(&e))?;
+        self.hub.resync_all();
+        tracing::info!(
+            applied_index = self.applied,
+            revision = self.store.current_revision(),
+            "restored the store from the leader's snapshot"
+        );
+        Ok(())
     }
 }

@@ -60,11 +60,121 @@ pub enum MembershipError {
 pub struct Membership {
     cluster_id: RwLock<u64>,
     members: RwLock<BTreeMap<u64, StoredMember>>,
+    /// Bumped on every change of the table (for the peer transport to follow).
+    version: tokio::sync::watch::Sender<u64>,
 }
 
 impl Membership {
     /// Loads the table; empty if the member was never bootstrapped.
     pub fn load(storage: &Storage) -> Result<Self, MembershipError> {
+        let (cid, members) = Self::read(storage)?;
+        Ok(Membership {
+            cluster_id: RwLock::new(cid),
+            members: RwLock::new(members),
+            version: tokio::sync::watch::channel(0).0,
+        })
+    }
+
+    /// Replaces the table with what `storage` holds (after a snapshot from the leader).
+    pub fn reload(&self, storage: &Storage) -> Result<(), MembershipError> {
+        let (cid, members) = Self::read(storage)?;
+        if let Ok(mut c) = self.cluster_id.write() {
+            *c = cid;
+        }
+        if let Ok(mut t) = self.members.write() {
+            *t = members;
+        }
+        self.changed();
+        Ok(())
+    }
+
+    /// Notified (the value grows) whenever the table changes.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    fn changed(&self) {
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// Records a new member (apply path of MemberAdd).
+    pub fn add(&self, m: StoredMember, batch: &mut Batch<'_>) {
+        batch.put(Cf::Members, &m.id.to_be_bytes(), &m.encode_to_vec());
+        if let Ok(mut t) = self.members.write() {
+            t.insert(m.id, m);
+        }
+        self.changed();
+    }
+
+    /// Forgets a member (apply path of MemberRemove); true if it was known.
+    pub fn remove(&self, id: u64, batch: &mut Batch<'_>) -> bool {
+        batch.delete(Cf::Members, &id.to_be_bytes());
+        let known = self
+            .members
+            .write()
+            .map(|mut t| t.remove(&id).is_some())
+            .unwrap_or(false);
+        self.changed();
+        known
+    }
+
+    /// Turns a learner into a voter (apply path of MemberPromote).
+    pub fn promote(&self, id: u64, batch: &mut Batch<'_>) {
+        if let Ok(mut t) = self.members.write() {
+            if let Some(m) = t.get_mut(&id) {
+                m.is_learner = false;
+                batch.put(Cf::Members, &id.to_be_bytes(), &m.encode_to_vec());
+            }
+        }
+        self.changed();
+    }
+
+    /// Replaces a member's peer URLs (apply path of MemberUpdate).
+    pub fn update_peer_urls(&self, id: u64, peer_urls: &[String], batch: &mut Batch<'_>) {
+        if let Ok(mut t) = self.members.write() {
+            if let Some(m) = t.get_mut(&id) {
+                m.peer_urls = peer_urls.to_vec();
+                batch.put(Cf::Members, &id.to_be_bytes(), &m.encode_to_vec());
+            }
+        }
+        self.changed();
+    }
+
+    /// Every member's stored record, by ID.
+    pub fn records(&self) -> Vec<StoredMember> {
+        self.members
+            .read()
+            .map(|t| t.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Marks this data dir as a member of cluster `cid` with `members` (a member
+    /// joining a running cluster learns both from its peers).
+    pub fn join(
+        &self,
+        storage: &Storage,
+        cid: u64,
+        members: Vec<StoredMember>,
+    ) -> Result<(), MembershipError> {
+        let mut b = storage.batch();
+        b.put(Cf::Members, CLUSTER_ID_KEY, &cid.to_be_bytes());
+        for m in &members {
+            b.put(Cf::Members, &m.id.to_be_bytes(), &m.encode_to_vec());
+        }
+        storage.write(b, true)?;
+        if let Ok(mut c) = self.cluster_id.write() {
+            *c = cid;
+        }
+        if let Ok(mut t) = self.members.write() {
+            for m in members {
+                t.insert(m.id, m);
+            }
+        }
+        self.changed();
+        Ok(())
+    }
+
+    fn read(storage: &Storage) -> Result<(u64, BTreeMap<u64, StoredMember>), MembershipError> {
         let mut members = BTreeMap::new();
         let mut cid = 0;
         let mut err = None;
@@ -89,10 +199,7 @@ impl Membership {
         if let Some(e) = err {
             return Err(e.into());
         }
-        Ok(Membership {
-            cluster_id: RwLock::new(cid),
-            members: RwLock::new(members),
-        })
+        Ok((cid, members))
     }
 
     /// True when no member was ever recorded (a fresh data dir).

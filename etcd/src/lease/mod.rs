@@ -132,6 +132,13 @@ impl Lessor {
         Ok(())
     }
 
+    /// Replaces the whole table with what `storage` holds (after a snapshot from the
+    /// leader); keys must be attached again with [`Lessor::attach`].
+    pub fn reload(&self, storage: &Storage) -> Result<(), LeaseLoadError> {
+        self.lock().leases.clear();
+        self.load(storage)
+    }
+
     /// The TTL a grant of `ttl` seconds actually gets.
     pub fn effective_ttl(&self, ttl: i64) -> i64 {
         ttl.max(self.min_ttl)

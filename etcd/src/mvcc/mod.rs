@@ -160,8 +160,27 @@ impl Store {
     /// and the current and compaction revisions from the records and `Cf::Meta`.
     /// A store with no data is at revision 1, never compacted.
     pub fn open(storage: Storage) -> Result<Store, MvccError> {
-        let compacted = read_meta(&storage, META_COMPACT_REV)?;
-        let mut current = read_meta(&storage, META_CURRENT_REV)?.max(compacted).max(1);
+        let state = Self::load_state(&storage)?;
+        Ok(Store {
+            storage,
+            state: RwLock::new(state),
+            writer: WriterGate::default(),
+        })
+    }
+
+    /// Rebuilds the index and revisions from storage after its contents were replaced
+    /// wholesale (a snapshot from the leader). Waits for the single writer slot, so no
+    /// write is in progress while the state is swapped.
+    pub fn reload(&self) -> Result<(), MvccError> {
+        let _token = self.writer.acquire();
+        let state = Self::load_state(&self.storage)?;
+        *self.write_state() = state;
+        Ok(())
+    }
+
+    fn load_state(storage: &Storage) -> Result<State, MvccError> {
+        let compacted = read_meta(storage, META_COMPACT_REV)?;
+        let mut current = read_meta(storage, META_CURRENT_REV)?.max(compacted).max(1);
         let mut index = Index::default();
         let mut failure = None;
         storage.for_each(Cf::Kv, &[], None, |k, v| {
@@ -187,14 +206,10 @@ impl Store {
         if let Some(e) = failure {
             return Err(e);
         }
-        Ok(Store {
-            storage,
-            state: RwLock::new(State {
-                index,
-                current,
-                compacted,
-            }),
-            writer: WriterGate::default(),
+        Ok(State {
+            index,
+            current,
+            compacted,
         })
     }
 

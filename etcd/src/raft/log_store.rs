@@ -63,8 +63,35 @@ impl LogStore {
             let conf = ConfState::from((initial_voters.to_vec(), vec![]));
             let mut b = storage.batch();
             b.put(Cf::Raft, CONF_STATE, &conf.write_to_bytes()?);
+            if initial_voters.is_empty() {
+                // A member joining a running cluster: everything, including the
+                // configuration, comes from the leader (as a snapshot).
+                storage.write(b, true)?;
+                mem.wl().set_conf_state(conf);
+                return Ok((store, true));
+            }
+            // A new cluster starts from a bootstrap snapshot at index 1 (term 1) that
+            // carries the initial configuration, so the log of every member begins at
+            // index 2 and a member added later always receives a snapshot, with the
+            // configuration of its time, instead of replaying a log that never
+            // recorded the initial voters.
+            let mut meta = SnapshotMetadata {
+                index: 1,
+                term: 1,
+                ..Default::default()
+            };
+            meta.set_conf_state(conf.clone());
+            let hs = HardState {
+                term: 1,
+                commit: 1,
+                ..Default::default()
+            };
+            b.put(Cf::Raft, SNAPSHOT_META, &meta.write_to_bytes()?);
+            b.put(Cf::Raft, HARD_STATE, &hs.write_to_bytes()?);
             storage.write(b, true)?;
-            mem.wl().set_conf_state(conf);
+            let mut snap = Snapshot::default();
+            snap.set_metadata(meta);
+            mem.wl().apply_snapshot(snap)?;
             return Ok((store, true));
         }
         let mut wl = mem.wl();
@@ -202,6 +229,33 @@ impl LogStore {
         b.put(Cf::Raft, SNAPSHOT_META, &meta.write_to_bytes()?);
         self.storage.write(b, true)?;
         self.mem.wl().compact(index)?;
+        Ok(())
+    }
+
+    /// Installs a snapshot received from the leader: the log is emptied, the snapshot
+    /// point, its configuration and the hard state it implies are persisted (synced)
+    /// and made visible to raft. The state machine must already hold the snapshot's
+    /// data.
+    pub fn apply_snapshot(&self, snap: &Snapshot) -> Result<(), LogStoreError> {
+        let meta = snap.get_metadata();
+        let mut stripped = Snapshot::default();
+        stripped.set_metadata(meta.clone());
+        let mut hs = self.mem.initial_state()?.hard_state;
+        hs.term = hs.term.max(meta.term);
+        hs.commit = hs.commit.max(meta.index);
+        let mut b = self.storage.batch();
+        b.delete_range(Cf::Raft, &entry_key(0), &entry_key(u64::MAX));
+        b.put(Cf::Raft, SNAPSHOT_META, &meta.write_to_bytes()?);
+        b.put(
+            Cf::Raft,
+            CONF_STATE,
+            &meta.get_conf_state().write_to_bytes()?,
+        );
+        b.put(Cf::Raft, HARD_STATE, &hs.write_to_bytes()?);
+        self.storage.write(b, true)?;
+        let mut wl = self.mem.wl();
+        wl.apply_snapshot(stripped)?;
+        wl.set_hardstate(hs);
         Ok(())
     }
 

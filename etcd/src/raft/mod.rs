@@ -9,8 +9,8 @@ pub mod wait;
 
 pub use log_store::{LogStore, LogStoreError};
 pub use node::{
-    start, LeaderInfo, NoPeers, RaftConfig, RaftError, RaftHandle, RaftStatus, StateMachine,
-    Transport,
+    start, LeaderInfo, NoPeers, RaftConfig, RaftError, RaftHandle, RaftStatus, ReplicationProgress,
+    StateMachine, Transport,
 };
 pub use transport::{GrpcTransport, PeerService};
 pub use wait::WaitRegistry;

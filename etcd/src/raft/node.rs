@@ -17,7 +17,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ::raft::prelude::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
+use ::raft::prelude::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType};
 use ::raft::storage::MemStorage;
 use ::raft::{RawNode, StateRole};
 use protobuf::Message as _;
@@ -34,6 +34,33 @@ pub trait StateMachine: Send + 'static {
     fn apply_noop(&mut self, index: u64);
     /// The last applied index (durable: what a restart resumes from).
     fn applied_index(&self) -> u64;
+    /// Applies the committed membership change at `index` (raft's configuration has
+    /// already changed). Called for every conf change entry, also for those at or
+    /// below [`applied_index`](Self::applied_index) after a snapshot (skip those).
+    fn apply_conf_change(&mut self, index: u64, cc: &ConfChange) {
+        let _ = (index, cc);
+        self.apply_noop(index);
+    }
+    /// The whole state as of [`applied_index`](Self::applied_index), to ship to a
+    /// member that is too far behind (the data of a raft snapshot).
+    fn snapshot_data(&mut self) -> Result<Vec<u8>, String> {
+        Ok(Vec::new())
+    }
+    /// Replaces the whole state with `data` made by [`snapshot_data`](Self::snapshot_data)
+    /// on another member; durable when it returns `Ok`.
+    fn restore(&mut self, data: &[u8]) -> Result<(), String> {
+        let _ = data;
+        Ok(())
+    }
+}
+
+/// The leader's view of replication, for promotion checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicationProgress {
+    /// The leader's commit index.
+    pub commit: u64,
+    /// Highest index known to be replicated, per member.
+    pub matched: HashMap<u64, u64>,
 }
 
 /// Errors of the raft layer.
@@ -131,7 +158,12 @@ enum Command {
         data: Vec<u8>,
         failed: oneshot::Sender<RaftError>,
     },
+    ProposeConfChange {
+        cc: ConfChange,
+        failed: oneshot::Sender<RaftError>,
+    },
     ReadIndex(oneshot::Sender<Result<u64, RaftError>>),
+    Progress(oneshot::Sender<Option<ReplicationProgress>>),
     TransferLeader(u64),
     Step(Message),
     ReportUnreachable(u64),
@@ -170,6 +202,28 @@ impl RaftHandle {
             .send(Command::Propose { data, failed })
             .map_err(|_| RaftError::Stopped)?;
         Ok(rx)
+    }
+
+    /// Proposes a membership change (its `id` is the request id apply answers). The
+    /// returned receiver works as for [`propose`](Self::propose).
+    pub fn propose_conf_change(
+        &self,
+        cc: ConfChange,
+    ) -> Result<oneshot::Receiver<RaftError>, RaftError> {
+        let (failed, rx) = oneshot::channel();
+        self.tx
+            .send(Command::ProposeConfChange { cc, failed })
+            .map_err(|_| RaftError::Stopped)?;
+        Ok(rx)
+    }
+
+    /// The replication progress if this member leads, `None` otherwise.
+    pub async fn progress(&self) -> Result<Option<ReplicationProgress>, RaftError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Progress(tx))
+            .map_err(|_| RaftError::Stopped)?;
+        rx.await.map_err(|_| RaftError::Stopped)
     }
 
     /// Runs a ReadIndex round and returns the index the state machine must reach
@@ -301,6 +355,7 @@ pub fn start<S: StateMachine, T: Transport>(
         pending_reads: Vec::new(),
         inflight_reads: HashMap::new(),
         read_seq: 0,
+        held_snapshots: Vec::new(),
     };
     let join = std::thread::Builder::new()
         .name("raft".into())
@@ -321,6 +376,7 @@ struct Loop<S, T> {
     pending_reads: Vec<oneshot::Sender<Result<u64, RaftError>>>,
     inflight_reads: HashMap<u64, Vec<oneshot::Sender<Result<u64, RaftError>>>>,
     read_seq: u64,
+    held_snapshots: Vec<Message>,
 }
 
 impl<S: StateMachine, T: Transport> Loop<S, T> {
@@ -373,6 +429,27 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
                     let _ = failed.send(err);
                 }
             }
+            Command::ProposeConfChange { cc, failed } => {
+                if self.node.raft.leader_id == ::raft::INVALID_ID {
+                    let _ = failed.send(RaftError::NoLeader);
+                    return;
+                }
+                if let Err(e) = self.node.propose_conf_change(vec![], cc) {
+                    let err = match e {
+                        ::raft::Error::ProposalDropped => RaftError::NoLeader,
+                        other => RaftError::Other(other.to_string()),
+                    };
+                    let _ = failed.send(err);
+                }
+            }
+            Command::Progress(tx) => {
+                let r = &self.node.raft;
+                let p = (r.state == StateRole::Leader).then(|| ReplicationProgress {
+                    commit: r.raft_log.committed,
+                    matched: r.prs().iter().map(|(id, pr)| (*id, pr.matched)).collect(),
+                });
+                let _ = tx.send(p);
+            }
             Command::ReadIndex(tx) => self.pending_reads.push(tx),
             Command::TransferLeader(target) => self.node.transfer_leader(target),
             Command::Step(msg) => {
@@ -406,18 +483,91 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
         self.inflight_reads.insert(self.read_seq, waiters);
     }
 
+    /// Sends `msgs`, holding back snapshots until the state machine has applied
+    /// everything this Ready commits (their data is attached then).
+    fn send(&mut self, msgs: Vec<Message>) {
+        if msgs.is_empty() {
+            return;
+        }
+        let (snaps, rest): (Vec<Message>, Vec<Message>) = msgs
+            .into_iter()
+            .partition(|m| m.get_msg_type() == MessageType::MsgSnapshot);
+        self.held_snapshots.extend(snaps);
+        if !rest.is_empty() {
+            self.transport.send(rest);
+        }
+    }
+
+    /// Attaches the state machine's data to held snapshot messages and sends them.
+    /// The data covers at least the snapshot's index (applied >= snapshot index), so
+    /// the receiver never misses an entry; entries it already holds are skipped by
+    /// its state machine.
+    fn send_held_snapshots(&mut self) {
+        if self.held_snapshots.is_empty() {
+            return;
+        }
+        let msgs = std::mem::take(&mut self.held_snapshots);
+        let mut data = None;
+        let mut out = Vec::new();
+        for mut m in msgs {
+            let index = m.get_snapshot().get_metadata().index;
+            if self.sm.applied_index() < index {
+                tracing::warn!(
+                    index,
+                    applied = self.sm.applied_index(),
+                    "raft: snapshot ahead of the applied state; retrying later"
+                );
+                self.node
+                    .report_snapshot(m.to, ::raft::SnapshotStatus::Failure);
+                continue;
+            }
+            if data.is_none() {
+                match self.sm.snapshot_data() {
+                    Ok(d) => data = Some(d),
+                    Err(e) => {
+                        tracing::error!(error = %e, "raft: cannot export the state for a snapshot");
+                        self.node
+                            .report_snapshot(m.to, ::raft::SnapshotStatus::Failure);
+                        continue;
+                    }
+                }
+            }
+            if let Some(d) = &data {
+                m.mut_snapshot().data = d.clone().into();
+            }
+            tracing::info!(to = %format!("{:x}", m.to), index, "raft: sending a snapshot to a member that is behind");
+            out.push(m);
+        }
+        if !out.is_empty() {
+            self.transport.send(out);
+        }
+    }
+
     fn on_ready(&mut self) -> Result<(), LogStoreError> {
         if !self.node.has_ready() {
             return Ok(());
         }
         let mut ready = self.node.ready();
-        if !ready.messages().is_empty() {
-            self.transport.send(ready.take_messages());
-        }
+        let msgs = ready.take_messages();
+        self.send(msgs);
         if !ready.snapshot().is_empty() {
-            // Snapshot installation belongs to multi-member operation; a single member
-            // never receives one.
-            tracing::warn!("raft: received a snapshot; ignored by the single-member build");
+            let snap = ready.snapshot().clone();
+            let meta = snap.get_metadata();
+            tracing::info!(
+                index = meta.index,
+                term = meta.term,
+                size = snap.data.len(),
+                "raft: installing a snapshot from the leader"
+            );
+            if let Err(e) = self.sm.restore(&snap.data) {
+                tracing::error!(error = %e, "raft: cannot install the snapshot; exiting");
+                std::process::exit(1);
+            }
+            self.log.apply_snapshot(&snap)?;
+            let applied = self.sm.applied_index().max(meta.index);
+            self.status.applied.store(applied, Ordering::Release);
+            let _ = self.applied_tx.send(applied);
+            tracing::info!(applied, "raft: installed the snapshot");
         }
         self.apply_entries(ready.take_committed_entries());
         for rs in ready.take_read_states() {
@@ -432,16 +582,17 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
             }
         }
         self.log.persist(ready.entries(), ready.hs())?;
-        if !ready.persisted_messages().is_empty() {
-            self.transport.send(ready.take_persisted_messages());
-        }
+        let persisted = ready.take_persisted_messages();
+        self.send(persisted);
         let mut light = self.node.advance(ready);
         if let Some(commit) = light.commit_index() {
             self.log.set_commit(commit)?;
         }
-        self.transport.send(light.take_messages());
+        let msgs = light.take_messages();
+        self.send(msgs);
         self.apply_entries(light.take_committed_entries());
         self.node.advance_apply();
+        self.send_held_snapshots();
         self.publish_status();
         self.maybe_compact_log()?;
         Ok(())
@@ -462,12 +613,13 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
                         self.sm.apply(e.index, e.term, &e.data);
                     }
                 }
-                EntryType::EntryConfChange => {
-                    if let Ok(cc) = ConfChange::parse_from_bytes(&e.data) {
-                        self.apply_conf_change(cc.into_v2());
+                EntryType::EntryConfChange => match ConfChange::parse_from_bytes(&e.data) {
+                    Ok(cc) => {
+                        self.apply_conf_change(cc.clone().into_v2());
+                        self.sm.apply_conf_change(e.index, &cc);
                     }
-                    self.sm.apply_noop(e.index);
-                }
+                    Err(_) => self.sm.apply_noop(e.index),
+                },
                 EntryType::EntryConfChangeV2 => {
                     if let Ok(cc) = ConfChangeV2::parse_from_bytes(&e.data) {
                         self.apply_conf_change(cc);

@@ -20,6 +20,7 @@ use crate::proto::etcdserverpb::{
     LeaseTimeToLiveResponse, Member, PutRequest, PutResponse, RangeRequest, RangeResponse,
     ResponseHeader, StatusResponse, TxnRequest, TxnResponse,
 };
+use crate::raft::transport::LeaderLink;
 use crate::raft::{RaftError, RaftHandle, WaitRegistry};
 use crate::rpctypes::EtcdError;
 use crate::server::validate;
@@ -46,6 +47,8 @@ pub struct Settings {
     pub quota_bytes: u64,
     /// Consensus timeout (etcd: 5 s + 2 × election timeout).
     pub request_timeout: Duration,
+    /// `--initial-cluster-token` (part of the ID of members added at runtime).
+    pub cluster_token: String,
 }
 
 /// Everything the facade reaches.
@@ -68,11 +71,14 @@ pub struct Parts {
     pub members: Arc<Membership>,
     /// RocksDB.
     pub storage: Storage,
+    /// How followers reach the leader for leader-only work (`None`: single process
+    /// tests without peers).
+    pub link: Option<Arc<LeaderLink>>,
 }
 
 /// The etcd server as seen by its API edge.
 pub struct EtcdServer {
-    p: Parts,
+    pub(super) p: Parts,
     db_size: SizeCache,
 }
 
@@ -114,7 +120,7 @@ fn mvcc_err(e: MvccError) -> EtcdError {
     }
 }
 
-fn raft_err(e: RaftError) -> EtcdError {
+pub(super) fn raft_err(e: RaftError) -> EtcdError {
     match e {
         RaftError::NoLeader => EtcdError::NoLeader,
         RaftError::Stopped => EtcdError::Stopped,
@@ -178,7 +184,7 @@ impl EtcdServer {
     }
 
     /// Proposes `req` and waits for its applied result.
-    async fn propose(&self, req: Request) -> Result<Applied, EtcdError> {
+    pub(super) async fn propose(&self, req: Request) -> Result<Applied, EtcdError> {
         let (id, rx) = self.p.wait.register();
         let data = InternalRequest {
             id,
@@ -387,17 +393,57 @@ impl EtcdServer {
             .map(|_| ())
     }
 
-    /// One keep-alive: renews the lease; returns its TTL, 0 if it does not exist.
+    /// One keep-alive: renews the lease on the leader (forwarded there from a
+    /// follower); returns its TTL, 0 if it does not exist.
     pub async fn lease_renew(&self, id: i64) -> Result<(ResponseHeader, i64), EtcdError> {
         let header = self.header(0);
-        if !self.p.raft.status().is_leader() {
-            return Err(EtcdError::NotLeader);
+        if self.p.raft.status().is_leader() {
+            return Ok((header, self.lease_renew_local(id)?));
         }
+        let timeout = self.p.settings.request_timeout;
+        let ttl = self
+            .with_leader(|link, urls| async move { link.lease_renew(&urls, id, timeout).await })
+            .await?;
+        Ok((header, ttl))
+    }
+
+    /// Renews lease `id` in this member's lessor (it must lead): its TTL, or 0 if the
+    /// lease does not exist.
+    pub fn lease_renew_local(&self, id: i64) -> Result<i64, EtcdError> {
         match self.p.lessor.renew(id) {
-            Ok(ttl) => Ok((header, ttl)),
-            Err(crate::lease::LeaseError::NotFound) => Ok((header, 0)),
+            Ok(ttl) => Ok(ttl),
+            Err(crate::lease::LeaseError::NotFound) => Ok(0),
             Err(_) => Err(EtcdError::NotLeader),
         }
+    }
+
+    /// Remaining and granted TTL of lease `id` as this member counts it; remaining
+    /// -1 if the lease does not exist.
+    pub fn lease_ttl_local(&self, id: i64) -> (i64, i64) {
+        match self.p.lessor.info(id) {
+            Some(i) => (i.remaining_ttl, i.granted_ttl),
+            None => (-1, 0),
+        }
+    }
+
+    /// Runs `f` against the current leader's peer URLs (a follower's forwarding).
+    pub(super) async fn with_leader<T, F, Fut>(&self, f: F) -> Result<T, EtcdError>
+    where
+        F: FnOnce(Arc<LeaderLink>, Vec<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let leader = self.p.raft.status().leader();
+        if leader == 0 {
+            return Err(EtcdError::NoLeader);
+        }
+        let link = self.p.link.clone().ok_or(EtcdError::NotLeader)?;
+        let urls = self
+            .p
+            .members
+            .get(leader)
+            .map(|m| m.peer_urls)
+            .ok_or(EtcdError::NoLeader)?;
+        f(link, urls).await.map_err(|s| status_to_etcd(&s))
     }
 
     /// Lease.LeaseTimeToLive: TTL -1 for an unknown lease.
@@ -408,11 +454,30 @@ impl EtcdServer {
     ) -> Result<LeaseTimeToLiveResponse, EtcdError> {
         self.linearizable_barrier().await?;
         let header = Some(self.header(0));
+        // Leases count down on the leader: a follower asks it for the remaining TTL.
+        let leader_view = if self.p.raft.status().is_leader() {
+            None
+        } else {
+            let timeout = self.p.settings.request_timeout;
+            Some(
+                self.with_leader(
+                    |link, urls| async move { link.lease_ttl(&urls, id, timeout).await },
+                )
+                .await?,
+            )
+        };
         Ok(match self.p.lessor.info(id) {
+            Some(_) if leader_view.is_some_and(|(ttl, _)| ttl < 0) => LeaseTimeToLiveResponse {
+                header,
+                id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: Vec::new(),
+            },
             Some(info) => LeaseTimeToLiveResponse {
                 header,
                 id,
-                ttl: info.remaining_ttl,
+                ttl: leader_view.map_or(info.remaining_ttl, |(ttl, _)| ttl),
                 granted_ttl: info.granted_ttl,
                 keys: if keys { info.keys } else { Vec::new() },
             },
@@ -508,7 +573,11 @@ impl EtcdServer {
             raft_applied_index: st.applied(),
             errors,
             db_size_in_use: self.p.storage.size_in_use() as i64,
-            is_learner: false,
+            is_learner: self
+                .p
+                .members
+                .get(self.p.settings.member_id)
+                .is_some_and(|m| m.is_learner),
             storage_version: CLUSTER_VERSION.to_string(),
             db_size_quota: self.p.settings.quota_bytes as i64,
             downgrade_info: None,
@@ -609,6 +678,26 @@ fn fill_sub_headers(r: &mut TxnResponse, revision: i64) {
             }
             None => {}
         }
+    }
+}
+
+/// An etcd error a leader answered with, recognised by its message.
+fn status_to_etcd(s: &tonic::Status) -> EtcdError {
+    for e in [
+        EtcdError::NotLeader,
+        EtcdError::NoLeader,
+        EtcdError::Stopped,
+        EtcdError::Timeout,
+        EtcdError::LeaseNotFound,
+    ] {
+        if s.message() == e.to_string() {
+            return e;
+        }
+    }
+    match s.code() {
+        tonic::Code::DeadlineExceeded => EtcdError::Timeout,
+        tonic::Code::Unavailable => EtcdError::NoLeader,
+        _ => EtcdError::Internal(s.message().to_string()),
     }
 }
 

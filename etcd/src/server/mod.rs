@@ -3,9 +3,11 @@
 //! The only module that sees every other one.
 
 pub mod auto_compaction;
+mod desk;
 pub mod facade;
 pub mod listener;
 pub mod readiness;
+mod reconfig;
 pub mod snapshot;
 pub mod tls;
 pub mod validate;
@@ -22,8 +24,12 @@ use crate::cluster::{member_id, Membership};
 use crate::lease::Lessor;
 use crate::mvcc::Store;
 use crate::proto::etcdinternal::StoredMember;
+use crate::proto::etcdpeer::PeerMember;
 use crate::proto::etcdserverpb::CompactionRequest;
-use crate::raft::{LogStore, NoPeers, RaftConfig, WaitRegistry};
+use crate::raft::transport::{
+    GrpcTransport, LeaderLink, PeerClientTls, PeerService, TransportOptions,
+};
+use crate::raft::{LogStore, RaftConfig, WaitRegistry};
 use crate::storage::{Cf, Storage};
 use crate::watch::WatchHub;
 
@@ -90,6 +96,15 @@ pub struct ServerOptions {
     pub auto_tls: bool,
     /// `--enable-grpc-gateway`.
     pub enable_grpc_gateway: bool,
+    /// `--listen-peer-urls`.
+    pub listen_peer_urls: Vec<Url>,
+    /// Peer TLS (`--peer-cert-file`, `--peer-key-file`, `--peer-trusted-ca-file`,
+    /// `--peer-client-cert-auth`, `--peer-cert-allowed-cn`) for `https` peer URLs.
+    pub peer_tls: Option<TlsFiles>,
+    /// `--peer-auto-tls`.
+    pub peer_auto_tls: bool,
+    /// `--peer-client-cert-file`/`--peer-client-key-file` (default: the peer cert).
+    pub peer_client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// Errors that stop the server from starting or running.
@@ -127,7 +142,7 @@ pub enum ServerError {
     Io(String, std::io::Error),
 }
 
-const LOCAL_MEMBER_KEY: &[u8] = b"local_member_id";
+use crate::apply::LOCAL_MEMBER_KEY;
 
 /// A started server: its facade and the bound URLs.
 pub struct Running {
@@ -138,6 +153,8 @@ pub struct Running {
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     raft_thread: Option<std::thread::JoinHandle<()>>,
+    transport: GrpcTransport,
+    removed: watch::Receiver<bool>,
 }
 
 fn prepare_data_dir(dir: &PathBuf) -> Result<(), ServerError> {
@@ -151,41 +168,43 @@ fn prepare_data_dir(dir: &PathBuf) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// Decides this member's id and the cluster membership: from the data dir if it was
-/// bootstrapped before (the initial-* flags are then ignored, as in etcd), otherwise
-/// from `--initial-cluster`.
-fn bootstrap(
-    opts: &ServerOptions,
-    storage: &Storage,
-    members: &Membership,
-) -> Result<u64, ServerError> {
-    if let Some(v) = storage.get(Cf::Meta, LOCAL_MEMBER_KEY)? {
-        if let Ok(b) = <[u8; 8]>::try_from(v.as_slice()) {
-            if !members.is_empty() {
-                return Ok(u64::from_be_bytes(b));
-            }
-        }
-    }
-    if opts.join_existing {
-        return Err(ServerError::Bootstrap(
-            "--initial-cluster-state existing: joining a running cluster is not supported by this build yet (the data dir is empty)".into(),
-        ));
-    }
+/// How this member came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Boot {
+    /// Restarted from its data dir.
+    Restart,
+    /// First start of a member of a new cluster.
+    New,
+    /// First start of a member joining a running cluster.
+    Join,
+}
+
+/// Groups `--initial-cluster` by member name (URLs in flag order).
+fn initial_members(opts: &ServerOptions) -> std::collections::BTreeMap<String, Vec<String>> {
     let mut by_name: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for (n, u) in &opts.initial_cluster {
         by_name.entry(n.clone()).or_default().push(u.clone());
     }
+    by_name
+}
+
+fn sorted(v: &[String]) -> Vec<String> {
+    let mut v = v.to_vec();
+    v.sort();
+    v
+}
+
+/// Checks that this member's name is in `--initial-cluster` with exactly its
+/// `--initial-advertise-peer-urls`; returns its URLs there.
+fn check_initial_cluster(opts: &ServerOptions) -> Result<Vec<String>, ServerError> {
+    let by_name = initial_members(opts);
     let Some(mine) = by_name.get(&opts.name) else {
         return Err(ServerError::Bootstrap(format!(
             "couldn't find local name {:?} in the initial cluster configuration",
             opts.name
         )));
     };
-    let mut a = mine.clone();
-    a.sort();
-    let mut b = opts.initial_advertise_peer_urls.clone();
-    b.sort();
-    if a != b {
+    if sorted(mine) != sorted(&opts.initial_advertise_peer_urls) {
         return Err(ServerError::Bootstrap(format!(
             "--initial-cluster has {}={} but --initial-advertise-peer-urls is {}: they must match",
             opts.name,
@@ -193,30 +212,139 @@ fn bootstrap(
             opts.initial_advertise_peer_urls.join(",")
         )));
     }
-    if by_name.len() > 1 {
-        return Err(ServerError::Bootstrap(
-            "multi-member clusters are not supported by this build yet; --initial-cluster must list only this member".into(),
-        ));
+    let mut seen = std::collections::BTreeMap::new();
+    for (n, u) in &opts.initial_cluster {
+        if let Some(other) = seen.insert(u.clone(), n.clone()) {
+            if other != *n {
+                return Err(ServerError::Bootstrap(format!(
+                    "--initial-cluster lists peer URL {u} for both {other} and {n}"
+                )));
+            }
+        }
     }
-    let stored: Vec<StoredMember> = by_name
-        .iter()
-        .map(|(n, urls)| StoredMember {
-            id: member_id(urls, &opts.initial_cluster_token, None),
-            name: if *n == opts.name {
-                String::new()
-            } else {
-                n.clone()
-            },
-            peer_urls: urls.clone(),
-            client_urls: vec![],
-            is_learner: false,
-        })
-        .collect();
-    let id = member_id(mine, &opts.initial_cluster_token, None);
-    members.bootstrap(storage, stored)?;
+    Ok(mine.clone())
+}
+
+/// Decides this member's id and the cluster membership: from the data dir if it was
+/// bootstrapped before (the initial-* flags are then ignored, as in etcd), from
+/// `--initial-cluster` for a new cluster, or from the running cluster's members for
+/// `--initial-cluster-state existing`.
+async fn bootstrap(
+    opts: &ServerOptions,
+    storage: &Storage,
+    members: &Membership,
+    peer_client: Option<&PeerClientTls>,
+) -> Result<(u64, Boot), ServerError> {
+    if let Some(v) = storage.get(Cf::Meta, LOCAL_MEMBER_KEY)? {
+        if let Ok(b) = <[u8; 8]>::try_from(v.as_slice()) {
+            if !members.is_empty() {
+                return Ok((u64::from_be_bytes(b), Boot::Restart));
+            }
+        }
+    }
+    let mine = check_initial_cluster(opts)?;
+    let (id, boot) = if opts.join_existing {
+        (
+            join_cluster(opts, storage, members, &mine, peer_client).await?,
+            Boot::Join,
+        )
+    } else {
+        let stored: Vec<StoredMember> = initial_members(opts)
+            .iter()
+            .map(|(n, urls)| StoredMember {
+                id: member_id(urls, &opts.initial_cluster_token, None),
+                name: n.clone(),
+                peer_urls: urls.clone(),
+                client_urls: vec![],
+                is_learner: false,
+            })
+            .collect();
+        members.bootstrap(storage, stored)?;
+        (
+            member_id(&mine, &opts.initial_cluster_token, None),
+            Boot::New,
+        )
+    };
     let mut batch = storage.batch();
     batch.put(Cf::Meta, LOCAL_MEMBER_KEY, &id.to_be_bytes());
     storage.write(batch, true)?;
+    Ok((id, boot))
+}
+
+/// `--initial-cluster-state existing`: asks the other members of `--initial-cluster`
+/// for the cluster ID and member list, and finds this member in it (it must have been
+/// added with MemberAdd before).
+async fn join_cluster(
+    opts: &ServerOptions,
+    storage: &Storage,
+    members: &Membership,
+    mine: &[String],
+    peer_client: Option<&PeerClientTls>,
+) -> Result<u64, ServerError> {
+    let peers: Vec<String> = opts
+        .initial_cluster
+        .iter()
+        .filter(|(n, _)| *n != opts.name)
+        .map(|(_, u)| u.clone())
+        .collect();
+    if peers.is_empty() {
+        return Err(ServerError::Bootstrap(
+            "--initial-cluster-state existing needs the running members in --initial-cluster"
+                .into(),
+        ));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let resp = loop {
+        let mut last = String::new();
+        let mut got = None;
+        for u in &peers {
+            match crate::raft::transport::fetch_members(u, peer_client, Duration::from_secs(2))
+                .await
+            {
+                Ok(r) => {
+                    got = Some(r);
+                    break;
+                }
+                Err(e) => last = format!("{u}: {e}"),
+            }
+        }
+        if let Some(r) = got {
+            break r;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ServerError::Bootstrap(format!(
+                "cannot fetch cluster info from the peer URLs of --initial-cluster: {last}"
+            )));
+        }
+        tracing::warn!(error = %last, "cannot fetch cluster info from peers yet; retrying");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let want = sorted(mine);
+    let Some(me) = resp.members.iter().find(|m| sorted(&m.peer_urls) == want) else {
+        return Err(ServerError::Bootstrap(format!(
+            "member with peer URLs {} has not been added to cluster {:x}; add it with `etcdctl member add` first",
+            mine.join(","),
+            resp.cluster_id
+        )));
+    };
+    let id = me.id;
+    let stored = resp
+        .members
+        .iter()
+        .map(|m| StoredMember {
+            id: m.id,
+            name: m.name.clone(),
+            peer_urls: m.peer_urls.clone(),
+            client_urls: m.client_urls.clone(),
+            is_learner: m.is_learner,
+        })
+        .collect();
+    members.join(storage, resp.cluster_id, stored)?;
+    tracing::info!(
+        member_id = %format!("{id:x}"),
+        cluster_id = %format!("{:x}", resp.cluster_id),
+        "joining a running cluster"
+    );
     Ok(id)
 }
 
@@ -227,8 +355,10 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
     prepare_data_dir(&opts.data_dir)?;
     let storage = Storage::open(&opts.data_dir.join("member").join("db"))?;
     let members = Arc::new(Membership::load(&storage)?);
-    let fresh = members.is_empty();
-    let id = bootstrap(&opts, &storage, &members)?;
+    let peer_tls = peer_server_tls(&opts)?;
+    let peer_client = peer_client_tls(&opts, peer_tls.as_ref());
+    let (id, boot) = bootstrap(&opts, &storage, &members, peer_client.as_ref()).await?;
+    let fresh = boot != Boot::Restart;
     tracing::info!(
         name = %opts.name,
         data_dir = %opts.data_dir.display(),
@@ -270,7 +400,14 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
         wait.clone(),
         applied,
     );
-    let (log, _) = LogStore::open(storage.clone(), &members.voter_ids())?;
+    let (removed_tx, removed) = watch::channel(false);
+    let applier = applier.with_local_member(id, removed_tx);
+    let initial_voters = if boot == Boot::Join {
+        Vec::new()
+    } else {
+        members.voter_ids()
+    };
+    let (log, _) = LogStore::open(storage.clone(), &initial_voters)?;
     let raft_cfg = RaftConfig {
         id,
         tick: opts.heartbeat,
@@ -281,7 +418,24 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
         max_inflight: 5000,
     };
     let single = members.voter_ids() == vec![id];
-    let (raft, raft_thread) = crate::raft::start(raft_cfg, log, applier, NoPeers, single)?;
+    let cluster_id = members.cluster_id();
+    let transport = GrpcTransport::new(
+        id,
+        cluster_id,
+        peer_client.clone(),
+        TransportOptions::default(),
+    )
+    .map_err(|e| ServerError::Bootstrap(e.to_string()))?;
+    sync_peers(&transport, &members, id);
+    // Bind the peer listeners before raft runs, so a bad URL fails the start.
+    let mut peer_bound = Vec::new();
+    for u in &opts.listen_peer_urls {
+        peer_bound.push(listener::bind(u, peer_tls.as_ref()).await?);
+    }
+    let (raft, raft_thread) =
+        crate::raft::start(raft_cfg, log, applier, transport.clone(), single)?;
+    transport.attach(raft.clone());
+    let link = LeaderLink::new(cluster_id, peer_client.clone());
 
     let settings = Settings {
         member_id: id,
@@ -290,6 +444,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
         max_request_bytes: opts.max_request_bytes,
         quota_bytes: opts.quota_bytes,
         request_timeout: Duration::from_secs(5) + 2 * opts.election_timeout,
+        cluster_token: opts.initial_cluster_token.clone(),
     };
     let server = EtcdServer::new(facade::Parts {
         settings,
@@ -299,8 +454,9 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
         lessor,
         hub,
         alarms,
-        members,
+        members: members.clone(),
         storage,
+        link: Some(link),
     });
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -309,6 +465,38 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
         server.clone(),
         shutdown_rx.clone(),
     )));
+    tasks.push(tokio::spawn(peer_sync_task(
+        transport.clone(),
+        members.clone(),
+        id,
+        shutdown_rx.clone(),
+    )));
+    for b in peer_bound {
+        let url = b.local_url();
+        let members = members.clone();
+        let svc = PeerService::new(id, cluster_id, server.raft().clone(), move || {
+            members
+                .records()
+                .into_iter()
+                .map(|m| PeerMember {
+                    id: m.id,
+                    name: m.name,
+                    peer_urls: m.peer_urls,
+                    client_urls: m.client_urls,
+                    is_learner: m.is_learner,
+                })
+                .collect()
+        })
+        .with_desk(Arc::new(desk::Desk(server.clone())))
+        .with_shutdown(shutdown_rx.clone());
+        tracing::info!(address = %url, "serving peer traffic");
+        tasks.push(tokio::spawn(listener::serve(
+            b,
+            svc.into_router(),
+            shutdown_rx.clone(),
+            Duration::from_secs(1),
+        )));
+    }
     tasks.push(tokio::spawn(lease_expiry_task(
         server.clone(),
         shutdown_rx.clone(),
@@ -422,10 +610,102 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
         shutdown_tx,
         tasks,
         raft_thread: Some(raft_thread),
+        transport,
+        removed,
     })
 }
 
+/// Server-side TLS for the peer listeners: the given files, or a self-signed pair
+/// with `--peer-auto-tls`.
+fn peer_server_tls(opts: &ServerOptions) -> Result<Option<TlsFiles>, ServerError> {
+    let needs = opts.listen_peer_urls.iter().any(|u| u.scheme() == "https");
+    if !needs || opts.peer_tls.is_some() || !opts.peer_auto_tls {
+        if let (true, Some(t)) = (needs, &opts.peer_tls) {
+            t.server_config()?;
+        }
+        return Ok(opts.peer_tls.clone());
+    }
+    let hosts: Vec<String> = opts
+        .listen_peer_urls
+        .iter()
+        .filter_map(|u| u.host_str().map(str::to_string))
+        .collect();
+    let (cert, key) = tls::self_signed(&opts.data_dir.join("fixtures").join("peer"), &hosts)?;
+    tracing::warn!("automatically generated a self-signed peer certificate (--peer-auto-tls)");
+    Ok(Some(TlsFiles {
+        cert_file: cert,
+        key_file: key,
+        trusted_ca_file: None,
+        client_cert_auth: false,
+        min_version_13: false,
+        max_version_12: false,
+        cipher_suites: Vec::new(),
+        allowed_cn: Vec::new(),
+    }))
+}
+
+/// What this member presents when it calls its peers over `https`.
+fn peer_client_tls(opts: &ServerOptions, server: Option<&TlsFiles>) -> Option<PeerClientTls> {
+    let (cert, key) = match (&opts.peer_client_cert, server) {
+        (Some((c, k)), _) => (Some(c.clone()), Some(k.clone())),
+        (None, Some(t)) => (Some(t.cert_file.clone()), Some(t.key_file.clone())),
+        (None, None) => (None, None),
+    };
+    let trusted = server.and_then(|t| t.trusted_ca_file.clone());
+    if cert.is_none() && trusted.is_none() && !opts.peer_auto_tls {
+        return None;
+    }
+    Some(PeerClientTls {
+        cert_file: cert,
+        key_file: key,
+        insecure_skip_verify: trusted.is_none() && opts.peer_auto_tls,
+        trusted_ca_file: trusted,
+    })
+}
+
+/// Makes the transport's peer table match the member table (everyone but `me`).
+fn sync_peers(transport: &GrpcTransport, members: &Membership, me: u64) {
+    let want: std::collections::HashMap<u64, Vec<String>> = members
+        .records()
+        .into_iter()
+        .filter(|m| m.id != me)
+        .map(|m| (m.id, m.peer_urls))
+        .collect();
+    for id in transport.peers() {
+        if !want.contains_key(&id) {
+            transport.remove_peer(id);
+        }
+    }
+    for (id, urls) in want {
+        if let Err(e) = transport.update_peer(id, &urls) {
+            tracing::warn!(peer = %format!("{id:x}"), error = %e, "cannot reach peer with these URLs");
+        }
+    }
+}
+
+async fn peer_sync_task(
+    transport: GrpcTransport,
+    members: Arc<Membership>,
+    me: u64,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut changes = members.subscribe();
+    loop {
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return },
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        sync_peers(&transport, &members, me);
+    }
+}
+
 impl Running {
+    /// Turns true when a committed membership change removed this member; the
+    /// process should then shut down.
+    pub fn removed(&self) -> watch::Receiver<bool> {
+        self.removed.clone()
+    }
+
     /// Graceful shutdown: stop accepting, let in-flight requests finish, stop raft,
     /// make everything durable.
     pub async fn shutdown(mut self) {
@@ -440,6 +720,7 @@ impl Running {
         if let Err(e) = storage.sync_wal() {
             tracing::error!(error = %e, "failed to sync the database on shutdown");
         }
+        self.transport.shutdown();
         drop(self.server);
         if let Some(t) = self.raft_thread.take() {
             drop(t);

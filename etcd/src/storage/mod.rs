@@ -14,6 +14,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod transfer;
+
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteOptions, DB};
 
 /// Column families of the store.

@@ -116,6 +116,7 @@ pub struct WatchHub {
     store: Arc<Store>,
     next_stream: AtomicU64,
     closed: tokio::sync::watch::Sender<bool>,
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl WatchHub {
@@ -129,7 +130,32 @@ impl WatchHub {
             store,
             next_stream: AtomicU64::new(1),
             closed: tokio::sync::watch::channel(false).0,
+            runtime: tokio::runtime::Handle::try_current().ok(),
         })
+    }
+
+    /// After the store was replaced wholesale (a snapshot from the leader): every
+    /// watcher catches up from its next revision against the new contents (or is
+    /// canceled with the compact revision if that history is gone). Callable from any
+    /// thread.
+    pub fn resync_all(self: &Arc<Self>) {
+        let keys: Vec<(u64, i64)> = {
+            let mut inner = self.lock();
+            inner.revision = self.store.current_revision();
+            for w in inner.watchers.values_mut() {
+                w.synced = false;
+            }
+            inner.watchers.keys().copied().collect()
+        };
+        for key in keys {
+            let hub = self.clone();
+            match &self.runtime {
+                Some(rt) => {
+                    rt.spawn_blocking(move || hub.catch_up_blocking(key));
+                }
+                None => hub.catch_up_blocking(key),
+            }
+        }
     }
 
     /// Ends every stream (server shutdown): sessions waiting on [`WatchHub::closed`]

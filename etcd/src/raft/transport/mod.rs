@@ -19,6 +19,7 @@
 mod client;
 mod codec;
 mod connect;
+mod leader;
 mod peer_task;
 mod service;
 
@@ -33,6 +34,7 @@ use ::raft::prelude::Message;
 
 pub use client::{GrpcTransport, PeerStats};
 pub use connect::{fetch_members, PeerClientTls, TransportOptions};
+pub use leader::{LeaderDesk, LeaderLink};
 pub use service::{PeerService, DEFAULT_MAX_MESSAGE_BYTES};
 
 pub use crate::proto::etcdpeer::{MembersResponse, PeerMember};

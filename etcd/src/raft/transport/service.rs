@@ -8,11 +8,13 @@ use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use super::codec::{self, SnapshotAssembler};
+use super::leader::{check_cluster, LeaderDesk, NoDesk};
 use super::{hex, MemberDirectory, PeerInbox};
 use crate::proto::etcdpeer::peer_server::{Peer, PeerServer};
 use crate::proto::etcdpeer::snapshot_chunk::Chunk;
 use crate::proto::etcdpeer::{
-    MembersRequest, MembersResponse, PeerAck, PeerEnvelope, SnapshotChunk,
+    LeaseRenewRequest, LeaseRenewResponse, LeaseTtlRequest, LeaseTtlResponse, MembersRequest,
+    MembersResponse, PeerAck, PeerEnvelope, ProgressRequest, ProgressResponse, SnapshotChunk,
 };
 
 /// Metadata key of the receiver's cluster ID (hex) on a cluster-ID refusal.
@@ -41,6 +43,7 @@ pub struct PeerService {
     cluster_id: u64,
     inbox: Arc<dyn PeerInbox>,
     members: Arc<dyn MemberDirectory>,
+    desk: Arc<dyn LeaderDesk>,
     shutdown: Option<watch::Receiver<bool>>,
     max_message_bytes: usize,
 }
@@ -59,9 +62,16 @@ impl PeerService {
             cluster_id,
             inbox: Arc::new(inbox),
             members: Arc::new(members),
+            desk: Arc::new(NoDesk),
             shutdown: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
+    }
+
+    /// Answers leader-only requests of followers with `desk`.
+    pub fn with_desk(mut self, desk: Arc<dyn LeaderDesk>) -> Self {
+        self.desk = desk;
+        self
     }
 
     /// Ends open streams once `shutdown` turns true.
@@ -227,6 +237,38 @@ impl Peer for PeerService {
         Ok(Response::new(MembersResponse {
             cluster_id: self.cluster_id,
             members: self.members.members(),
+        }))
+    }
+
+    async fn lease_renew(
+        &self,
+        req: Request<LeaseRenewRequest>,
+    ) -> Result<Response<LeaseRenewResponse>, Status> {
+        let r = req.into_inner();
+        check_cluster(self.cluster_id, r.cluster_id)?;
+        let ttl = self.desk.lease_renew(r.id).await?;
+        Ok(Response::new(LeaseRenewResponse { ttl }))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<LeaseTtlRequest>,
+    ) -> Result<Response<LeaseTtlResponse>, Status> {
+        let r = req.into_inner();
+        check_cluster(self.cluster_id, r.cluster_id)?;
+        let (ttl, granted_ttl) = self.desk.lease_ttl(r.id).await?;
+        Ok(Response::new(LeaseTtlResponse { ttl, granted_ttl }))
+    }
+
+    async fn progress(
+        &self,
+        req: Request<ProgressRequest>,
+    ) -> Result<Response<ProgressResponse>, Status> {
+        check_cluster(self.cluster_id, req.into_inner().cluster_id)?;
+        let p = self.desk.progress().await?;
+        Ok(Response::new(ProgressResponse {
+            commit: p.commit,
+            matched: p.matched.into_iter().collect(),
         }))
     }
 }

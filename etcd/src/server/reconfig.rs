@@ -1,0 +1,214 @@
+//! Runtime reconfiguration (Cluster.MemberAdd/Remove/Update/Promote): checked as etcd
+//! checks it, then committed through raft as a configuration change (or, for peer URL
+//! updates, as a normal entry) and answered once applied.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prost::Message as _;
+use raft::prelude::{ConfChange, ConfChangeType};
+
+use super::facade::raft_err;
+use super::EtcdServer;
+use crate::cluster::member_id;
+use crate::proto::etcdinternal::{internal_request::Request, MemberPeerUrls, StoredMember};
+use crate::proto::etcdserverpb::{Member, ResponseHeader};
+use crate::rpctypes::EtcdError;
+
+/// etcd's default `--max-learners`.
+const MAX_LEARNERS: usize = 1;
+
+/// A learner may be promoted once it has replicated this share of the leader's log.
+const PROMOTE_READY_PERCENT: u64 = 90;
+
+fn check_urls(urls: &[String]) -> Result<(), EtcdError> {
+    if urls.is_empty() {
+        return Err(EtcdError::MemberBadUrls);
+    }
+    for u in urls {
+        let ok = url::Url::parse(u).is_ok_and(|p| {
+            matches!(p.scheme(), "http" | "https")
+                && p.host_str().is_some()
+                && p.port_or_known_default().is_some()
+                && (p.path().is_empty() || p.path() == "/")
+        });
+        if !ok {
+            return Err(EtcdError::MemberBadUrls);
+        }
+    }
+    Ok(())
+}
+
+fn to_api(m: &StoredMember) -> Member {
+    Member {
+        id: m.id,
+        name: m.name.clone(),
+        peer_ur_ls: m.peer_urls.clone(),
+        client_ur_ls: m.client_urls.clone(),
+        is_learner: m.is_learner,
+    }
+}
+
+impl EtcdServer {
+    fn member_header(&self) -> ResponseHeader {
+        let mut h = self.header(0);
+        h.revision = 0;
+        h
+    }
+
+    /// Proposes a configuration change and waits until it is applied.
+    async fn propose_conf_change(
+        &self,
+        change_type: ConfChangeType,
+        node_id: u64,
+        context: Vec<u8>,
+    ) -> Result<(), EtcdError> {
+        let (id, rx) = self.p.wait.register();
+        let mut cc = ConfChange {
+            node_id,
+            id,
+            ..Default::default()
+        };
+        cc.set_change_type(change_type);
+        cc.context = context.into();
+        let failed = match self.p.raft.propose_conf_change(cc) {
+            Ok(f) => f,
+            Err(e) => {
+                self.p.wait.cancel(id);
+                return Err(raft_err(e));
+            }
+        };
+        let dropped = async {
+            match failed.await {
+                Ok(e) => e,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let outcome = tokio::time::timeout(self.p.settings.request_timeout, async {
+            tokio::select! {
+                r = rx => r.map_err(|_| EtcdError::Stopped),
+                e = dropped => Err(raft_err(e)),
+            }
+        })
+        .await;
+        match outcome {
+            Ok(r) => r?.result.map(|_| ()),
+            Err(_) => {
+                self.p.wait.cancel(id);
+                Err(EtcdError::Timeout)
+            }
+        }
+    }
+
+    fn peer_urls_taken(&self, urls: &[String], except: u64) -> bool {
+        self.p
+            .members
+            .records()
+            .iter()
+            .filter(|m| m.id != except)
+            .any(|m| m.peer_urls.iter().any(|u| urls.contains(u)))
+    }
+
+    /// Cluster.MemberAdd: the new member (unstarted: no name, no client URLs) and the
+    /// member list after the change.
+    pub async fn member_add(
+        &self,
+        peer_urls: Vec<String>,
+        is_learner: bool,
+    ) -> Result<(ResponseHeader, Member, Vec<Member>), EtcdError> {
+        check_urls(&peer_urls)?;
+        if self.peer_urls_taken(&peer_urls, 0) {
+            return Err(EtcdError::PeerUrlExist);
+        }
+        let records = self.p.members.records();
+        if is_learner && records.iter().filter(|m| m.is_learner).count() >= MAX_LEARNERS {
+            return Err(EtcdError::TooManyLearners);
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let id = member_id(&peer_urls, &self.p.settings.cluster_token, Some(now));
+        if self.p.members.get(id).is_some() {
+            return Err(EtcdError::MemberExist);
+        }
+        let m = StoredMember {
+            id,
+            name: String::new(),
+            peer_urls,
+            client_urls: Vec::new(),
+            is_learner,
+        };
+        let kind = if is_learner {
+            ConfChangeType::AddLearnerNode
+        } else {
+            ConfChangeType::AddNode
+        };
+        self.propose_conf_change(kind, id, m.encode_to_vec())
+            .await?;
+        Ok((self.member_header(), to_api(&m), self.p.members.list()))
+    }
+
+    /// Cluster.MemberRemove.
+    pub async fn member_remove(&self, id: u64) -> Result<(ResponseHeader, Vec<Member>), EtcdError> {
+        if self.p.members.get(id).is_none() {
+            return Err(EtcdError::MemberNotFound);
+        }
+        self.propose_conf_change(ConfChangeType::RemoveNode, id, Vec::new())
+            .await?;
+        Ok((self.member_header(), self.p.members.list()))
+    }
+
+    /// Cluster.MemberUpdate: new peer URLs for a member.
+    pub async fn member_update(
+        &self,
+        id: u64,
+        peer_urls: Vec<String>,
+    ) -> Result<(ResponseHeader, Vec<Member>), EtcdError> {
+        check_urls(&peer_urls)?;
+        if self.p.members.get(id).is_none() {
+            return Err(EtcdError::MemberNotFound);
+        }
+        if self.peer_urls_taken(&peer_urls, id) {
+            return Err(EtcdError::PeerUrlExist);
+        }
+        let req = Request::MemberPeerUrls(MemberPeerUrls {
+            member_id: id,
+            peer_urls,
+        });
+        self.propose(req).await?.result?;
+        Ok((self.member_header(), self.p.members.list()))
+    }
+
+    /// Cluster.MemberPromote: a learner becomes a voter once it has caught up with
+    /// the leader ("etcdserver: can only promote a learner member which is in sync
+    /// with leader" until then).
+    pub async fn member_promote(
+        &self,
+        id: u64,
+    ) -> Result<(ResponseHeader, Vec<Member>), EtcdError> {
+        let Some(m) = self.p.members.get(id) else {
+            return Err(EtcdError::MemberNotFound);
+        };
+        if !m.is_learner {
+            return Err(EtcdError::MemberNotLearner);
+        }
+        let progress = match self.p.raft.progress().await.map_err(raft_err)? {
+            Some(p) => p,
+            None => {
+                let timeout = self.p.settings.request_timeout;
+                self.with_leader(|link, urls| async move { link.progress(&urls, timeout).await })
+                    .await?
+            }
+        };
+        let leader_match = progress.commit.max(1);
+        let learner_match = progress.matched.get(&id).copied().unwrap_or(0);
+        if learner_match * 100 < leader_match * PROMOTE_READY_PERCENT {
+            return Err(EtcdError::LearnerNotReady);
+        }
+        let mut promoted = m.clone();
+        promoted.is_learner = false;
+        self.propose_conf_change(ConfChangeType::AddNode, id, promoted.encode_to_vec())
+            .await?;
+        Ok((self.member_header(), self.p.members.list()))
+    }
+}
