@@ -79,6 +79,17 @@ impl RawEtcd {
         let mut cmd = Command::new(etcd_bin());
         crate::env::scrub(&mut cmd);
         let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+        // The default peer listener (localhost:2380) would collide between tests
+        // running in parallel: listen on a free port unless the test chose one. The
+        // advertised peer URL keeps its default, so `--initial-cluster` still matches.
+        let peer_chosen = args.iter().any(|a| a.contains("listen-peer-urls"))
+            || env.iter().any(|(k, _)| *k == "ETCD_LISTEN_PEER_URLS");
+        if !peer_chosen {
+            cmd.env(
+                "ETCD_LISTEN_PEER_URLS",
+                format!("http://127.0.0.1:{}", crate::ports::free_port()),
+            );
+        }
         cmd.args(&args)
             .envs(env.iter().copied())
             .current_dir(self.dir.path())

@@ -226,12 +226,35 @@ impl EtcdServer {
 
     /// Waits until this member has applied everything committed before the call
     /// (a ReadIndex round).
+    ///
+    /// A new leader while the round is outstanding ends it with "etcdserver: leader
+    /// changed" (the round may have gone to the old leader), as in etcd.
     pub async fn linearizable_barrier(&self) -> Result<(), EtcdError> {
+        let mut leader = self.p.raft.leader_watch();
+        let before = *leader.borrow_and_update();
         let fut = async {
             let index = self.p.raft.read_index().await.map_err(raft_err)?;
             self.p.raft.wait_applied(index).await.map_err(raft_err)
         };
-        tokio::time::timeout(self.p.settings.request_timeout, fut)
+        let changed = async {
+            loop {
+                if leader.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+                let now = *leader.borrow_and_update();
+                // As in etcd, only a new leader counts (losing one ends in a timeout).
+                if now.leader != 0 && (now.leader != before.leader || now.term != before.term) {
+                    return EtcdError::LeaderChanged;
+                }
+            }
+        };
+        let raced = async {
+            tokio::select! {
+                r = fut => r,
+                e = changed => Err(e),
+            }
+        };
+        tokio::time::timeout(self.p.settings.request_timeout, raced)
             .await
             .map_err(|_| EtcdError::Timeout)?
     }
