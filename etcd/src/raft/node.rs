@@ -477,7 +477,10 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
             return;
         }
         self.read_seq += 1;
-        let ctx = self.read_seq.to_be_bytes().to_vec();
+        // The leader deduplicates rounds by context, and followers forward theirs to
+        // it: the member id makes every member's contexts distinct.
+        let mut ctx = self.cfg.id.to_be_bytes().to_vec();
+        ctx.extend_from_slice(&self.read_seq.to_be_bytes());
         self.node.read_index(ctx);
         let waiters = std::mem::take(&mut self.pending_reads);
         self.inflight_reads.insert(self.read_seq, waiters);
@@ -572,8 +575,8 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
         self.apply_entries(ready.take_committed_entries());
         for rs in ready.take_read_states() {
             let mut id = [0u8; 8];
-            if rs.request_ctx.len() == 8 {
-                id.copy_from_slice(&rs.request_ctx);
+            if rs.request_ctx.len() == 16 && rs.request_ctx[..8] == self.cfg.id.to_be_bytes() {
+                id.copy_from_slice(&rs.request_ctx[8..]);
             }
             if let Some(waiters) = self.inflight_reads.remove(&u64::from_be_bytes(id)) {
                 for w in waiters {

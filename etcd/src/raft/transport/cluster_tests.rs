@@ -220,3 +220,32 @@ async fn three_members_over_mutual_tls() {
     let pki = Pki::new(dir.path(), "cluster");
     elect_replicate_fail_over(Some(&pki)).await;
 }
+
+/// ReadIndex rounds issued at the same moment on every member (followers forward
+/// theirs to the leader, which deduplicates rounds by context) all complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_read_index_on_every_member_completes() {
+    let mut members = start_cluster(None).await;
+    let leader = agreed_leader(&members, &IDS, 0).await;
+    propose_on(&members, leader, b"x").await;
+    all_applied(&members, &IDS, &[b"x".to_vec()]).await;
+    for _ in 0..5 {
+        let rounds = members.iter().map(|m| {
+            let raft = m.raft.clone();
+            async move { tokio::time::timeout(Duration::from_secs(3), raft.read_index()).await }
+        });
+        for (i, r) in futures::future::join_all(rounds)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            let index = r
+                .unwrap_or_else(|_| panic!("read index on member {} timed out", IDS[i]))
+                .unwrap();
+            assert!(index >= 2, "read index {index} covers the committed entry");
+        }
+    }
+    for m in &mut members {
+        m.isolate().await;
+    }
+}
