@@ -119,6 +119,28 @@ fn endpoint_status() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--endpoints=http://host:port` (the usual form in scripts and docs): etcdctl
+/// 3.4's gRPC client then sends the whole URL as `:authority`, which the server
+/// must accept as Go's HTTP/2 server does.
+#[test]
+fn endpoint_with_scheme() -> anyhow::Result<()> {
+    let etcd = EtcdProcess::start_default()?;
+    let url = format!("--endpoints=http://{}", etcd.endpoint());
+    let put = etcd_tests::extra::etcdctl_raw(&[&url, "put", "sk", "sv"]);
+    assert_eq!(put.stdout, "OK\n", "put via {url}: {}", put.stderr);
+    let st = etcd_tests::extra::etcdctl_raw(&[&url, "endpoint", "status"]);
+    assert!(
+        st.stdout
+            .starts_with(&format!("http://{}, ", etcd.endpoint())),
+        "endpoint status via {url}: {} {}",
+        st.stdout,
+        st.stderr
+    );
+    let get = etcd_tests::extra::etcdctl_raw(&[&url, "get", "sk", "--print-value-only"]);
+    assert_eq!(get.stdout, "sv\n", "get via {url}: {}", get.stderr);
+    Ok(())
+}
+
 #[test]
 fn alarm_list_defrag_hashkv() -> anyhow::Result<()> {
     let etcd = EtcdProcess::start_default()?;

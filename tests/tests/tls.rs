@@ -441,5 +441,17 @@ fn unix_socket_absolute_path() -> Result<()> {
         b.windows(3).any(|w| w == [0x2a, 0x01, b'1']),
         "value 1 in reply: {b:?}"
     );
+
+    // etcdctl 3.4 with the absolute-path endpoint: its gRPC client sends the
+    // endpoint URL itself as :authority, which the server must accept (as Go's does).
+    let put = etcd_tests::extra::etcdctl_raw(&[&format!("--endpoints={url}"), "put", "ux", "1"]);
+    assert_eq!(put.stdout, "OK\n", "etcdctl put over {url}: {}", put.stderr);
+    let get = etcd_tests::extra::etcdctl_raw(&[
+        &format!("--endpoints={url}"),
+        "get",
+        "ux",
+        "--print-value-only",
+    ]);
+    assert_eq!(get.stdout, "1\n", "etcdctl get over {url}: {}", get.stderr);
     Ok(())
 }
