@@ -4,8 +4,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The registry every metric of this process is in (process collector included).
@@ -188,6 +188,42 @@ pub static CLUSTER_VERSION: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     .unwrap_or_else(|_| unreachable!()))
 });
 
+/// `etcd_network_snapshot_send_success{To}`: snapshots delivered to a peer.
+pub static SNAPSHOT_SEND_SUCCESS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    reg(IntCounterVec::new(
+        Opts::new(
+            "etcd_network_snapshot_send_success",
+            "Total number of successful snapshot sends",
+        ),
+        &["To"],
+    )
+    .unwrap_or_else(|_| unreachable!()))
+});
+
+/// `etcd_network_snapshot_send_failures{To}`: snapshots that did not reach a peer.
+pub static SNAPSHOT_SEND_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    reg(IntCounterVec::new(
+        Opts::new(
+            "etcd_network_snapshot_send_failures",
+            "Total number of snapshot send failures",
+        ),
+        &["To"],
+    )
+    .unwrap_or_else(|_| unreachable!()))
+});
+
+/// `etcd_network_snapshot_receive_success{From}`: snapshots received from a peer.
+pub static SNAPSHOT_RECEIVE_SUCCESS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    reg(IntCounterVec::new(
+        Opts::new(
+            "etcd_network_snapshot_receive_success",
+            "Total number of successful snapshot receives",
+        ),
+        &["From"],
+    )
+    .unwrap_or_else(|_| unreachable!()))
+});
+
 /// Forces registration of every metric (so a scrape lists them all from the start).
 pub fn init() {
     for g in [
@@ -221,6 +257,9 @@ pub fn init() {
     LazyLock::force(&BACKEND_COMMIT);
     LazyLock::force(&SERVER_VERSION);
     LazyLock::force(&CLUSTER_VERSION);
+    LazyLock::force(&SNAPSHOT_SEND_SUCCESS);
+    LazyLock::force(&SNAPSHOT_SEND_FAILURES);
+    LazyLock::force(&SNAPSHOT_RECEIVE_SUCCESS);
 }
 
 /// The Prometheus text exposition of every metric.

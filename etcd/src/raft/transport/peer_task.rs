@@ -369,6 +369,9 @@ async fn send_snapshot(
                 took = ?started.elapsed(),
                 "sent database snapshot to peer"
             );
+            crate::metrics::SNAPSHOT_SEND_SUCCESS
+                .with_label_values(&[&hex(id)])
+                .inc();
             ctx.snapshot_done(id, true);
         }
         Err(status) => {
@@ -381,6 +384,9 @@ async fn send_snapshot(
                 error = %status_detail(&status),
                 "failed to send database snapshot to peer"
             );
+            crate::metrics::SNAPSHOT_SEND_FAILURES
+                .with_label_values(&[&hex(id)])
+                .inc();
             ctx.snapshot_done(id, false);
             ctx.unreachable(id);
         }

@@ -226,6 +226,9 @@ impl Peer for PeerService {
             size = header.data_size,
             "received database snapshot from peer"
         );
+        crate::metrics::SNAPSHOT_RECEIVE_SUCCESS
+            .with_label_values(&[&hex(msg.from)])
+            .inc();
         self.deliver(msg)?;
         Ok(Response::new(PeerAck {}))
     }
