@@ -299,3 +299,47 @@ mod tests {
         assert_eq!(format!("{:x}", cluster_id(&[id])), "cdf818194e3a8c32");
     }
 }
+
+#[cfg(test)]
+mod membership_tests {
+    use super::*;
+
+    fn member(id: u64, learner: bool) -> StoredMember {
+        StoredMember {
+            id,
+            name: format!("m{id}"),
+            peer_urls: vec![format!("http://10.0.0.{id}:2380")],
+            client_urls: vec![],
+            is_learner: learner,
+        }
+    }
+
+    #[test]
+    fn changes_persist_and_notify() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let m = Membership::load(&storage).unwrap();
+        m.bootstrap(&storage, vec![member(1, false), member(2, false)])
+            .unwrap();
+        let mut changes = m.subscribe();
+        let mut b = storage.batch();
+        m.add(member(3, true), &mut b);
+        storage.write(b, true).unwrap();
+        assert!(changes.has_changed().unwrap());
+        changes.borrow_and_update();
+        assert_eq!(m.voter_ids(), vec![1, 2]);
+        let mut b = storage.batch();
+        m.promote(3, &mut b);
+        assert!(m.remove(1, &mut b));
+        m.update_peer_urls(2, &["http://10.0.1.2:2380".into()], &mut b);
+        storage.write(b, true).unwrap();
+        assert!(changes.has_changed().unwrap());
+        let reloaded = Membership::load(&storage).unwrap();
+        assert_eq!(reloaded.voter_ids(), vec![2, 3]);
+        assert_eq!(
+            reloaded.get(2).unwrap().peer_urls,
+            vec!["http://10.0.1.2:2380".to_string()]
+        );
+        assert_eq!(reloaded.cluster_id(), m.cluster_id());
+    }
+}

@@ -277,3 +277,66 @@ impl LogStore {
         self.mem.last_index().unwrap_or(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            data: format!("e{index}").into_bytes().into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn new_cluster_starts_after_a_bootstrap_snapshot_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let (log, fresh) = LogStore::open(storage.clone(), &[1, 2, 3]).unwrap();
+        assert!(fresh);
+        assert_eq!(log.first_index(), 2, "index 1 is the bootstrap snapshot");
+        assert_eq!(log.last_index(), 1);
+        assert_eq!(log.conf_state().voters, vec![1, 2, 3]);
+        let hs = HardState {
+            term: 2,
+            commit: 3,
+            ..Default::default()
+        };
+        log.persist(&[entry(2, 2), entry(3, 2)], Some(&hs)).unwrap();
+        drop(log);
+        let (log, fresh) = LogStore::open(storage, &[9]).unwrap();
+        assert!(!fresh, "an existing log keeps its configuration");
+        assert_eq!(log.conf_state().voters, vec![1, 2, 3]);
+        assert_eq!((log.first_index(), log.last_index()), (2, 3));
+        let st = log.raft_storage().initial_state().unwrap();
+        assert_eq!(st.hard_state.commit, 3);
+    }
+
+    #[test]
+    fn joining_member_starts_empty_and_installs_a_snapshot_durably() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let (log, _) = LogStore::open(storage.clone(), &[]).unwrap();
+        assert!(log.conf_state().voters.is_empty());
+        assert_eq!(log.last_index(), 0);
+        // A stale entry the snapshot must replace.
+        log.persist(&[entry(1, 1)], None).unwrap();
+        let mut snap = Snapshot::default();
+        let meta = snap.mut_metadata();
+        meta.index = 40;
+        meta.term = 3;
+        meta.set_conf_state(ConfState::from((vec![1, 2, 3], vec![4])));
+        log.apply_snapshot(&snap).unwrap();
+        assert_eq!((log.first_index(), log.last_index()), (41, 40));
+        drop(log);
+        let (log, _) = LogStore::open(storage, &[]).unwrap();
+        assert_eq!((log.first_index(), log.last_index()), (41, 40));
+        assert_eq!(log.conf_state().learners, vec![4]);
+        let st = log.raft_storage().initial_state().unwrap();
+        assert_eq!((st.hard_state.term, st.hard_state.commit), (3, 40));
+        assert_eq!(log.raft_storage().term(40).unwrap(), 3);
+    }
+}

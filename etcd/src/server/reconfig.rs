@@ -212,3 +212,32 @@ impl EtcdServer {
         Ok((self.member_header(), self.p.members.list()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_urls_are_checked_as_etcd_does() {
+        for good in [
+            "http://10.0.0.1:2380",
+            "https://node-1.example:2380",
+            "http://[::1]:2380/",
+        ] {
+            assert!(check_urls(&[good.to_string()]).is_ok(), "{good}");
+        }
+        for bad in [
+            "10.0.0.1:2380",
+            "unix:///tmp/s",
+            "http://host:2380/path",
+            "not a url",
+        ] {
+            assert_eq!(
+                check_urls(&[bad.to_string()]),
+                Err(EtcdError::MemberBadUrls),
+                "{bad}"
+            );
+        }
+        assert_eq!(check_urls(&[]), Err(EtcdError::MemberBadUrls));
+    }
+}
