@@ -24,7 +24,8 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -681,23 +682,21 @@ impl EtcdCluster {
 
     /// Runs etcdctl from member `i`'s network against `endpoints`.
     pub fn etcdctl_endpoints(&self, i: usize, endpoints: &str, args: &[&str]) -> Output {
-        let mut cmd = self.command_for(i, &etcdctl_bin());
-        crate::env::scrub(&mut cmd);
-        cmd.env("ETCDCTL_API", "3");
-        let mut full = vec![
-            format!("--endpoints={endpoints}"),
-            "--dial-timeout=2s".to_string(),
-            "--command-timeout=5s".to_string(),
-        ];
-        full.extend(self.tls_flags());
-        full.extend(args.iter().map(|s| s.to_string()));
-        cmd.args(&full).stdin(Stdio::null());
-        let out = cmd.output().expect("run etcdctl");
-        Output {
-            status: out.status,
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            command: format!("[{}] etcdctl {}", self.members[i].name, full.join(" ")),
+        let mut o = self.ctl(i).run(endpoints, args);
+        o.command = format!("[{}] {}", self.members[i].name, o.command);
+        o
+    }
+
+    /// An etcdctl runner with this cluster's TLS flags, in member `i`'s
+    /// network (its namespace, if any); cheap to clone and `Send`, for
+    /// background threads.
+    pub fn ctl(&self, i: usize) -> Ctl {
+        Ctl {
+            tls: self.tls_flags(),
+            netns: match (&self.lab, self.members[i].node) {
+                (Some(lab), Some(node)) => Some(lab.ns(node).to_string()),
+                _ => None,
+            },
         }
     }
 
@@ -795,16 +794,16 @@ impl EtcdCluster {
 
     /// The index of the leader: every running, reachable member that
     /// answers Status names the same leader, and that leader is one of them.
-    pub fn leader(&mut self) -> Result<usize> {
+    pub fn leader(&self) -> Result<usize> {
         self.leader_among(&self.indexes())
     }
 
     /// Like [`EtcdCluster::leader`], asking only `members` (e.g. the
     /// majority side of a partition).
-    pub fn leader_among(&mut self, members: &[usize]) -> Result<usize> {
+    pub fn leader_among(&self, members: &[usize]) -> Result<usize> {
         let mut statuses = Vec::new();
         for &i in members {
-            if !self.is_running(i) {
+            if self.members[i].child.is_none() {
                 continue;
             }
             match self.status(i) {
@@ -830,13 +829,13 @@ impl EtcdCluster {
     }
 
     /// Polls [`EtcdCluster::leader`] until it succeeds or `timeout` passes.
-    pub fn wait_for_leader(&mut self, timeout: Duration) -> Result<usize> {
+    pub fn wait_for_leader(&self, timeout: Duration) -> Result<usize> {
         let all = self.indexes();
         self.wait_for_leader_among(&all, timeout)
     }
 
     /// Polls [`EtcdCluster::leader_among`] until it succeeds or `timeout` passes.
-    pub fn wait_for_leader_among(&mut self, members: &[usize], timeout: Duration) -> Result<usize> {
+    pub fn wait_for_leader_among(&self, members: &[usize], timeout: Duration) -> Result<usize> {
         let deadline = Instant::now() + timeout;
         loop {
             match self.leader_among(members) {
@@ -1038,6 +1037,158 @@ pub fn poll<T>(
                 return Err(e.context(format!("{what}: not within {timeout:?}")))
             }
             Err(_) => thread::sleep(interval),
+        }
+    }
+}
+
+/// Runs etcdctl with a cluster's TLS flags from one member's network; see
+/// [`EtcdCluster::ctl`].
+#[derive(Debug, Clone)]
+pub struct Ctl {
+    tls: Vec<String>,
+    netns: Option<String>,
+}
+
+impl Ctl {
+    /// `etcdctl --endpoints=<endpoints> --dial-timeout=2s
+    /// --command-timeout=5s <tls flags> <args>` (later flags in `args` win).
+    pub fn run(&self, endpoints: &str, args: &[&str]) -> Output {
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns.as_str()]).arg(etcdctl_bin());
+                c
+            }
+            None => Command::new(etcdctl_bin()),
+        };
+        crate::env::scrub(&mut cmd);
+        cmd.env("ETCDCTL_API", "3");
+        let mut full = vec![
+            format!("--endpoints={endpoints}"),
+            "--dial-timeout=2s".to_string(),
+            "--command-timeout=5s".to_string(),
+        ];
+        full.extend(self.tls.iter().cloned());
+        full.extend(args.iter().map(|s| s.to_string()));
+        cmd.args(&full).stdin(Stdio::null());
+        let out = cmd.output().expect("run etcdctl");
+        Output {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            command: format!("etcdctl {}", full.join(" ")),
+        }
+    }
+}
+
+/// What a [`Writer`] did: acknowledged puts and failed ones (whose outcome
+/// is unknown: a failed put may or may not have been applied).
+#[derive(Debug, Default, Clone)]
+pub struct Ledger {
+    /// Acknowledged puts, key -> value.
+    pub acked: BTreeMap<String, String>,
+    /// Failed puts: (key, value, etcdctl's error line).
+    pub failed: Vec<(String, String, String)>,
+}
+
+/// A background thread that puts `<prefix><n:06>` = `w<n>` with etcdctl,
+/// one process per put, rotating over a list of endpoints, until stopped.
+pub struct Writer {
+    stop: Arc<AtomicBool>,
+    targets: Arc<Mutex<Vec<String>>>,
+    acked: Arc<AtomicUsize>,
+    handle: Option<thread::JoinHandle<Ledger>>,
+}
+
+impl Writer {
+    /// Starts writing through `ctl` to `targets` (client URLs).
+    pub fn start(ctl: Ctl, targets: Vec<String>, prefix: &str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let targets = Arc::new(Mutex::new(targets));
+        let acked = Arc::new(AtomicUsize::new(0));
+        let (s, t, a, prefix) = (
+            Arc::clone(&stop),
+            Arc::clone(&targets),
+            Arc::clone(&acked),
+            prefix.to_string(),
+        );
+        let handle = thread::spawn(move || {
+            let mut ledger = Ledger::default();
+            let mut n = 0usize;
+            while !s.load(Ordering::Relaxed) {
+                let target = {
+                    let t = t.lock().unwrap_or_else(|e| e.into_inner());
+                    if t.is_empty() {
+                        drop(t);
+                        thread::sleep(Duration::from_millis(50));
+                        continue;
+                    }
+                    t[n % t.len()].clone()
+                };
+                let (k, v) = (format!("{prefix}{n:06}"), format!("w{n}"));
+                n += 1;
+                let o = ctl.run(&target, &["put", &k, &v, "--command-timeout=3s"]);
+                if o.success() {
+                    ledger.acked.insert(k, v);
+                    a.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    let err = o.error_line().unwrap_or_else(|| o.combined());
+                    ledger.failed.push((k, v, format!("{target}: {}", err.trim())));
+                    thread::sleep(Duration::from_millis(100));
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+            ledger
+        });
+        Self {
+            stop,
+            targets,
+            acked,
+            handle: Some(handle),
+        }
+    }
+
+    /// Replaces the endpoints written to.
+    pub fn set_targets(&self, targets: Vec<String>) {
+        *self.targets.lock().unwrap_or_else(|e| e.into_inner()) = targets;
+    }
+
+    /// Number of acknowledged puts so far.
+    pub fn acked(&self) -> usize {
+        self.acked.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `more` further puts are acknowledged (fails after `timeout`).
+    pub fn wait_progress(&self, more: usize, timeout: Duration) -> Result<()> {
+        let goal = self.acked() + more;
+        let deadline = Instant::now() + timeout;
+        while self.acked() < goal {
+            if Instant::now() >= deadline {
+                bail!(
+                    "writer made no progress: {} acknowledged, wanted {goal} within {timeout:?}",
+                    self.acked()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Stops the thread and returns what it did.
+    pub fn stop(mut self) -> Ledger {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
         }
     }
 }
