@@ -121,7 +121,8 @@ impl Ca {
         };
         std::fs::write(&files.cert, cert)
             .with_context(|| format!("write {}", files.cert.display()))?;
-        std::fs::write(&files.key, key).with_context(|| format!("write {}", files.key.display()))?;
+        std::fs::write(&files.key, key)
+            .with_context(|| format!("write {}", files.key.display()))?;
         Ok(files)
     }
 }

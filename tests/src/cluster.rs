@@ -302,7 +302,11 @@ impl EtcdCluster {
             None => ("127.0.0.1".to_string(), None, free_port(), free_port()),
         };
         if let Some(tls) = &self.tls {
-            let sans = vec!["localhost".to_string(), "127.0.0.1".to_string(), host.clone()];
+            let sans = vec![
+                "localhost".to_string(),
+                "127.0.0.1".to_string(),
+                host.clone(),
+            ];
             tls.ca
                 .leaf_files(&dir, "server", &name, &sans, Usage::Both)?;
             tls.ca.leaf_files(&dir, "peer", &name, &sans, Usage::Both)?;
@@ -744,8 +748,8 @@ impl EtcdCluster {
         if !o.success() {
             bail!("{}: {}", o.command, o.combined().trim());
         }
-        let v: serde_json::Value = serde_json::from_str(o.stdout.trim())
-            .with_context(|| format!("parse {}", o.stdout))?;
+        let v: serde_json::Value =
+            serde_json::from_str(o.stdout.trim()).with_context(|| format!("parse {}", o.stdout))?;
         let rev = v["header"]["revision"].as_i64().unwrap_or(0);
         let mut out = BTreeMap::new();
         let b64 = base64::engine::general_purpose::STANDARD;
@@ -1015,7 +1019,10 @@ impl Drop for EtcdCluster {
             }
         }
         if std::thread::panicking() {
-            eprintln!("[cluster] test failed; member logs:\n{}", self.dump_logs(25));
+            eprintln!(
+                "[cluster] test failed; member logs:\n{}",
+                self.dump_logs(25)
+            );
         }
         // `lab` (namespaces) and `dir` are dropped after this.
     }
@@ -1133,7 +1140,9 @@ impl Writer {
                     a.fetch_add(1, Ordering::Relaxed);
                 } else {
                     let err = o.error_line().unwrap_or_else(|| o.combined());
-                    ledger.failed.push((k, v, format!("{target}: {}", err.trim())));
+                    ledger
+                        .failed
+                        .push((k, v, format!("{target}: {}", err.trim())));
                     thread::sleep(Duration::from_millis(100));
                 }
                 thread::sleep(Duration::from_millis(10));

@@ -32,7 +32,11 @@ fn tls_cluster_replicates_and_reports_membership() -> Result<()> {
         }
     }
     // The same through a client that knows all three endpoints.
-    let o = c.etcdctl_endpoints(0, &c.endpoints(), &["get", "basic/", "--prefix", "--keys-only"]);
+    let o = c.etcdctl_endpoints(
+        0,
+        &c.endpoints(),
+        &["get", "basic/", "--prefix", "--keys-only"],
+    );
     assert_eq!(o.ok(), "basic/a\n\nbasic/b\n\nbasic/c\n\n");
 
     // member list, from every member: 3 started voters with names and URLs.
@@ -125,7 +129,6 @@ fn tls_cluster_replicates_and_reports_membership() -> Result<()> {
         .count();
     assert_eq!(leader_rows, 1, "{table}");
     // The harness agrees.
-    let mut c = c;
     let l = c.wait_for_leader(Duration::from_secs(5))?;
     assert_eq!(c.member_id(l)?, leaders[0]);
 
@@ -168,7 +171,13 @@ fn tls_cluster_refuses_clients_without_trusted_certificate() -> Result<()> {
     let cert = format!("--cert={}", files.cert_str());
     let key = format!("--key={}", files.key_str());
     let mut args = base.to_vec();
-    args.extend([cacert.as_str(), cert.as_str(), key.as_str(), "get", "secret"]);
+    args.extend([
+        cacert.as_str(),
+        cert.as_str(),
+        key.as_str(),
+        "get",
+        "secret",
+    ]);
     let o = etcdctl_raw(&args);
     o.assert_failure();
     assert!(!o.stdout.contains('v'), "{}", o.combined());
@@ -206,7 +215,10 @@ fn peer_without_trusted_certificate_cannot_join() -> Result<()> {
     c.spawn(i)?;
     // It never becomes a working member: it exits or stays unready.
     let joined = c.wait_ready(i, Duration::from_secs(8));
-    assert!(joined.is_err(), "a peer with an untrusted certificate joined");
+    assert!(
+        joined.is_err(),
+        "a peer with an untrusted certificate joined"
+    );
     eprintln!(
         "untrusted peer: {}",
         joined.err().map(|e| format!("{e:#}")).unwrap_or_default()
@@ -217,7 +229,10 @@ fn peer_without_trusted_certificate_cannot_join() -> Result<()> {
         .iter()
         .find(|m| m.id == added.id)
         .expect("m4 listed after member add");
-    assert!(m4.name.is_empty(), "m4 must not have published itself: {m4:?}");
+    assert!(
+        m4.name.is_empty(),
+        "m4 must not have published itself: {m4:?}"
+    );
     assert!(m4.client_urls.is_empty(), "{m4:?}");
     // The three original members still serve writes.
     poll(

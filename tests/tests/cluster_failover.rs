@@ -112,7 +112,10 @@ fn kill9_leader_elects_new_leader_and_restarted_member_catches_up() -> Result<()
     // The killed member comes back on its data dir and catches up.
     c.restart(old)?;
     wait_has_all(&c, old, "fo/", &want, Duration::from_secs(15))?;
-    assert_eq!(c.get_value(old, "fo/during/000", "l")?.as_deref(), Some("d0"));
+    assert_eq!(
+        c.get_value(old, "fo/during/000", "l")?.as_deref(),
+        Some("d0")
+    );
     // It follows the new leader (the term did not move on without reason).
     let l = c.wait_for_leader(Duration::from_secs(10))?;
     assert!(c.status(old)?.raft_term >= st.raft_term);

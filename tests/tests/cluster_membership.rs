@@ -53,7 +53,9 @@ fn add_learner_promote_remove_update_while_serving() -> Result<()> {
     let m4 = added.index;
     eprintln!("member add printed:\n{}", added.output.trim());
     assert!(
-        added.output.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""),
+        added
+            .output
+            .contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""),
         "{}",
         added.output
     );
@@ -80,7 +82,10 @@ fn add_learner_promote_remove_update_while_serving() -> Result<()> {
     let entry = list.iter().find(|m| m.id == added.id).expect("m4 listed");
     assert!(entry.is_learner, "{entry:?}");
     assert_eq!(entry.peer_urls, vec![c.peer_url(m4)]);
-    assert!(entry.name.is_empty() && entry.client_urls.is_empty(), "{entry:?}");
+    assert!(
+        entry.name.is_empty() && entry.client_urls.is_empty(),
+        "{entry:?}"
+    );
     let table = c.etcdctl(2, &["member", "list"]).ok();
     let row = format!("{:x}, unstarted, , {}, , true", added.id, c.peer_url(m4));
     assert!(table.lines().any(|l| l == row), "no {row:?} in\n{table}");
@@ -89,7 +94,10 @@ fn add_learner_promote_remove_update_while_serving() -> Result<()> {
     let hex = format!("{:x}", added.id);
     let o = c.etcdctl(0, &["member", "promote", &hex]);
     o.assert_failure();
-    eprintln!("promote before start: {}", o.error_line().unwrap_or_default());
+    eprintln!(
+        "promote before start: {}",
+        o.error_line().unwrap_or_default()
+    );
     assert!(o.combined().contains(NOT_IN_SYNC), "{}", o.combined());
 
     // 3. Start it with --initial-cluster-state existing; it gets the data.
@@ -101,9 +109,13 @@ fn add_learner_promote_remove_update_while_serving() -> Result<()> {
     // A learner refuses linearizable reads.
     let o = c.etcdctl(m4, &["get", "mb/pre/0"]);
     o.assert_failure();
-    eprintln!("linearizable get on learner: {}", o.error_line().unwrap_or_default());
+    eprintln!(
+        "linearizable get on learner: {}",
+        o.error_line().unwrap_or_default()
+    );
     assert!(
-        o.combined().contains("etcdserver: rpc not supported for learner"),
+        o.combined()
+            .contains("etcdserver: rpc not supported for learner"),
         "{}",
         o.combined()
     );
@@ -205,7 +217,10 @@ fn add_learner_promote_remove_update_while_serving() -> Result<()> {
         etcd_tests::ports::free_port()
     );
     let urls = format!("{},{extra}", c.peer_url(m4));
-    let o = c.etcdctl(via, &["member", "update", &hex, &format!("--peer-urls={urls}")]);
+    let o = c.etcdctl(
+        via,
+        &["member", "update", &hex, &format!("--peer-urls={urls}")],
+    );
     eprintln!("member update printed: {}", o.combined().trim());
     o.assert_success();
     let list = c.member_list(m4)?;

@@ -141,11 +141,15 @@ fn partition_round(c: &EtcdCluster, isolated: usize, tag: &str) -> Result<()> {
     );
     assert_minority_error("linearizable get", &o);
     let minority_key = format!("{prefix}minority");
-    let o = c.etcdctl(isolated, &["put", &minority_key, "x", "--command-timeout=4s"]);
+    let o = c.etcdctl(
+        isolated,
+        &["put", &minority_key, "x", "--command-timeout=4s"],
+    );
     assert_minority_error("put", &o);
     // Serializable reads are still served from the member's own store.
     assert_eq!(
-        c.get_value(isolated, &format!("{prefix}pre/4"), "s")?.as_deref(),
+        c.get_value(isolated, &format!("{prefix}pre/4"), "s")?
+            .as_deref(),
         Some("p4")
     );
     // endpoint health reports it unhealthy.
@@ -229,7 +233,11 @@ fn isolated_follower_refuses_linearizable_requests_and_converges() -> Result<()>
     // With pre-vote (and check-quorum) the isolated follower does not
     // disrupt the cluster when it comes back: same leader, same term.
     assert_eq!(c.leader()?, leader, "leader changed after the heal");
-    assert_eq!(c.status(leader)?.raft_term, term, "term changed after the heal");
+    assert_eq!(
+        c.status(leader)?.raft_term,
+        term,
+        "term changed after the heal"
+    );
     Ok(())
 }
 
