@@ -205,18 +205,37 @@ pub struct EtcdCluster {
 
 impl EtcdCluster {
     /// Starts `opts.size` members concurrently and waits until all are healthy.
+    ///
+    /// A loopback port picked by the free-port allocator can be taken by
+    /// another process before etcd binds it; then the whole cluster is
+    /// prepared again with fresh ports (up to three attempts).
     pub fn start(opts: ClusterOptions) -> Result<Self> {
-        let mut c = Self::prepare(opts)?;
-        for i in 0..c.members.len() {
-            c.spawn(i)?;
-        }
-        let timeout = c.opts.ready_timeout;
-        for i in 0..c.members.len() {
-            if let Err(e) = c.wait_ready(i, timeout) {
-                bail!("{e:#}\n{}", c.dump_logs(30));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut c = Self::prepare(opts.clone())?;
+            match c.start_all() {
+                Ok(()) => return Ok(c),
+                Err(e) => {
+                    let logs = c.dump_logs(30);
+                    if attempt < 3 && logs.to_lowercase().contains("address already in use") {
+                        eprintln!("[cluster] port collision, retrying with fresh ports");
+                        continue;
+                    }
+                    bail!("{e:#}\n{logs}");
+                }
             }
         }
-        Ok(c)
+    }
+
+    /// Spawns every member, then waits until each is ready.
+    fn start_all(&mut self) -> Result<()> {
+        for i in 0..self.members.len() {
+            self.spawn(i)?;
+        }
+        let timeout = self.opts.ready_timeout;
+        let all: Vec<usize> = (0..self.members.len()).collect();
+        self.wait_all_ready(&all, timeout)
     }
 
     /// Creates the directories, certificates, namespaces and flags of all
@@ -549,37 +568,53 @@ impl EtcdCluster {
     /// against it (or, for a learner, fails with "not supported for
     /// learner", which means it serves). Fails early if the process exits.
     pub fn wait_ready(&mut self, i: usize, timeout: Duration) -> Result<()> {
+        self.wait_all_ready(&[i], timeout)
+    }
+
+    /// Polls `members` until every one is ready (see
+    /// [`EtcdCluster::wait_ready`]); fails as soon as one of them exits.
+    pub fn wait_all_ready(&mut self, members: &[usize], timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
+        let mut pending: Vec<usize> = members.to_vec();
+        let mut last = String::new();
         loop {
-            if let Some(status) = self.try_exit_status(i) {
-                bail!(
-                    "member {} exited with {status} before becoming ready\n{}",
-                    self.members[i].name,
-                    self.log_tail(i, 40)
+            let mut still = Vec::new();
+            for &i in &pending {
+                if let Some(status) = self.try_exit_status(i) {
+                    bail!(
+                        "member {} exited with {status} before becoming ready\n{}",
+                        self.members[i].name,
+                        self.log_tail(i, 40)
+                    );
+                }
+                if self.members[i].child.is_none() {
+                    bail!("member {} is not running", self.members[i].name);
+                }
+                let o = self.etcdctl(
+                    i,
+                    &[
+                        "endpoint",
+                        "health",
+                        "--dial-timeout=1s",
+                        "--command-timeout=2s",
+                    ],
                 );
+                if !(o.success() || o.combined().contains("not supported for learner")) {
+                    last = o.combined().trim().to_string();
+                    still.push(i);
+                }
             }
-            if self.members[i].child.is_none() {
-                bail!("member {} is not running", self.members[i].name);
-            }
-            let o = self.etcdctl(
-                i,
-                &[
-                    "endpoint",
-                    "health",
-                    "--dial-timeout=1s",
-                    "--command-timeout=2s",
-                ],
-            );
-            if o.success() || o.combined().contains("not supported for learner") {
+            pending = still;
+            if pending.is_empty() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                bail!(
-                    "member {} not ready after {timeout:?} (last: {})\n{}",
-                    self.members[i].name,
-                    o.combined().trim(),
-                    self.log_tail(i, 40)
-                );
+                let names: Vec<&str> = pending
+                    .iter()
+                    .map(|&i| self.members[i].name.as_str())
+                    .collect();
+                let tails: String = pending.iter().map(|&i| self.log_tail(i, 40)).collect();
+                bail!("members {names:?} not ready after {timeout:?} (last: {last})\n{tails}");
             }
             thread::sleep(Duration::from_millis(200));
         }
