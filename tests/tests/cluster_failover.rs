@@ -236,3 +236,95 @@ fn follower_beyond_snapshot_window_catches_up_through_snapshot() -> Result<()> {
     eprintln!("revision {}", revs[0]);
     Ok(())
 }
+
+#[test]
+fn quorum_loss_refuses_writes_and_recovers() -> Result<()> {
+    let mut c = EtcdCluster::start(ClusterOptions::new(3))?;
+    assert_eq!(c.put(0, "q/before", "b").ok(), "OK\n");
+    let leader = c.wait_for_leader(Duration::from_secs(10))?;
+    let survivor = (leader + 1) % 3;
+    let others: Vec<usize> = (0..3).filter(|&i| i != survivor).collect();
+    for &i in &others {
+        c.kill9(i)?;
+    }
+    // The survivor loses its leader.
+    poll(
+        "survivor without a leader",
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        || {
+            let s = c.status(survivor)?;
+            if s.leader == 0 {
+                Ok(())
+            } else {
+                bail!("still follows {:x}", s.leader)
+            }
+        },
+    )?;
+    // /health says so.
+    let h = etcd_tests::http::get(c.client_port(survivor), "/health", Duration::from_secs(5))?;
+    eprintln!("/health without quorum: {} {}", h.status, h.body.trim());
+    assert!(h.body.contains("\"health\":\"false\""), "{}", h.body);
+    assert_ne!(h.status, 200, "{}", h.body);
+    // A put waits for a leader until the server gives up after its request
+    // timeout (5 s + 2 x election timeout = 7 s in etcd; the client's 12 s
+    // deadline is longer). etcd 3.4 then answers
+    // `rpc error: code = Unknown desc = context deadline exceeded` (its raft
+    // node does not take proposals without a leader, so the proposal context
+    // expires); "etcdserver: request timed out" / "etcdserver: no leader"
+    // are etcd's other answers for this situation.
+    let t = Instant::now();
+    let o = c.etcdctl(survivor, &["put", "q/lost", "x", "--command-timeout=12s"]);
+    let took = t.elapsed();
+    o.assert_failure();
+    eprintln!(
+        "put without quorum after {took:?}: {}",
+        o.error_line().unwrap_or_default()
+    );
+    assert!(
+        [
+            "context deadline exceeded",
+            "etcdserver: request timed out",
+            "etcdserver: no leader"
+        ]
+        .iter()
+        .any(|e| o.combined().contains(e)),
+        "{}",
+        o.combined()
+    );
+    assert!(
+        took < Duration::from_secs(11),
+        "the server should give up before the client's 12 s deadline (took {took:?})"
+    );
+    // A watch (etcdctl asks for one that requires a leader) is canceled:
+    // etcdctl 3.4 prints `watch was canceled (etcdserver: no leader)` and
+    // `Error: watch is canceled by the server`, exit status 5.
+    let o = c.etcdctl(survivor, &["watch", "q/", "--prefix"]);
+    eprintln!("watch without quorum: {} {}", o.status, o.combined().trim());
+    o.assert_failure();
+    assert!(
+        o.combined().contains("etcdserver: no leader"),
+        "{}",
+        o.combined()
+    );
+    // Serializable reads still work.
+    assert_eq!(
+        c.get_value(survivor, "q/before", "s")?.as_deref(),
+        Some("b")
+    );
+
+    // One member back: quorum again, writes resume, nothing acknowledged lost.
+    c.restart(others[0])?;
+    c.wait_for_leader_among(&[survivor, others[0]], Duration::from_secs(10))?;
+    put_retry(&c, survivor, "q/after", "a")?;
+    assert_eq!(
+        c.get_value(survivor, "q/before", "l")?.as_deref(),
+        Some("b")
+    );
+    c.restart(others[1])?;
+    c.wait_for_leader(Duration::from_secs(10))?;
+    for i in 0..3 {
+        assert_eq!(c.get_value(i, "q/after", "l")?.as_deref(), Some("a"));
+    }
+    Ok(())
+}

@@ -146,6 +146,16 @@ fn partition_round(c: &EtcdCluster, isolated: usize, tag: &str) -> Result<()> {
         &["put", &minority_key, "x", "--command-timeout=4s"],
     );
     assert_minority_error("put", &o);
+    // A watch that requires a leader (etcdctl's) is canceled with
+    // `etcdserver: no leader`.
+    let o = c.etcdctl(isolated, &["watch", &prefix, "--prefix"]);
+    o.assert_failure();
+    eprintln!("minority watch: {}", o.combined().trim());
+    assert!(
+        o.combined().contains("etcdserver: no leader"),
+        "{}",
+        o.combined()
+    );
     // Serializable reads are still served from the member's own store.
     assert_eq!(
         c.get_value(isolated, &format!("{prefix}pre/4"), "s")?
