@@ -14,18 +14,22 @@
 #![warn(missing_docs)]
 
 pub mod bins;
+pub mod certs;
 pub mod child;
+pub mod cluster;
 pub mod env;
 pub mod etcdctl;
 pub mod extra;
 pub mod grpc;
 pub mod http;
+pub mod netns;
 pub mod ports;
 pub mod process;
 pub mod util;
 
 pub use bins::{etcd_bin, etcdctl_bin, Version};
 pub use child::EtcdctlChild;
+pub use cluster::{ClusterOptions, EtcdCluster};
 pub use etcdctl::Output;
 pub use process::{EtcdOptions, EtcdProcess};
 

@@ -1,0 +1,253 @@
+//! A 3-member cluster with TLS on client and peer URLs and client-cert-auth
+//! on both, started from ExecStart-style flags: replication, `member list`,
+//! `endpoint status --cluster`, `endpoint health --cluster`, and refusal of
+//! clients and peers without a trusted certificate.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use etcd_tests::certs::{Ca, Usage};
+use etcd_tests::cluster::{poll, ClusterOptions, EtcdCluster};
+use etcd_tests::extra::etcdctl_raw;
+
+fn tls_cluster() -> Result<EtcdCluster> {
+    EtcdCluster::start(ClusterOptions::new(3).tls(true))
+}
+
+#[test]
+fn tls_cluster_replicates_and_reports_membership() -> Result<()> {
+    let c = tls_cluster()?;
+
+    // A write on one member reads back linearizably on every member.
+    for (writer, key) in [(0, "basic/a"), (1, "basic/b"), (2, "basic/c")] {
+        let value = format!("written-on-{}", c.name(writer));
+        assert_eq!(c.put(writer, key, &value).ok(), "OK\n");
+        for i in 0..3 {
+            assert_eq!(
+                c.get_value(i, key, "l")?.as_deref(),
+                Some(value.as_str()),
+                "{key} on {}",
+                c.name(i)
+            );
+        }
+    }
+    // The same through a client that knows all three endpoints.
+    let o = c.etcdctl_endpoints(
+        0,
+        &c.endpoints(),
+        &["get", "basic/", "--prefix", "--keys-only"],
+    );
+    assert_eq!(o.ok(), "basic/a\n\nbasic/b\n\nbasic/c\n\n");
+
+    // member list, from every member: 3 started voters with names and URLs.
+    let mut ids = Vec::new();
+    for via in 0..3 {
+        let mut list = c.member_list(via)?;
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        assert_eq!(list.len(), 3, "member list via {}: {list:?}", c.name(via));
+        for (i, m) in list.iter().enumerate() {
+            assert_eq!(m.name, c.name(i));
+            assert_eq!(m.peer_urls, vec![c.peer_url(i)], "{m:?}");
+            assert_eq!(m.client_urls, vec![c.client_url(i)], "{m:?}");
+            assert!(!m.is_learner, "{m:?}");
+            assert_ne!(m.id, 0);
+        }
+        let these: Vec<u64> = list.iter().map(|m| m.id).collect();
+        if via == 0 {
+            ids = these;
+        } else {
+            assert_eq!(these, ids, "every member lists the same IDs");
+        }
+    }
+    // Each member's own ID (Status header) is the one member list gives it.
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(c.member_id(i)?, *id, "ID of {}", c.name(i));
+    }
+    // The table form: `<hex id>, started, <name>, <peer url>, <client url>, false`.
+    let table = c.etcdctl(1, &["member", "list"]).ok();
+    for (i, id) in ids.iter().enumerate() {
+        let line = format!(
+            "{id:x}, started, {}, {}, {}, false",
+            c.name(i),
+            c.peer_url(i),
+            c.client_url(i)
+        );
+        assert!(
+            table.lines().any(|l| l == line),
+            "member list lacks {line:?}:\n{table}"
+        );
+    }
+
+    // endpoint status --cluster: one leader, one term, one cluster ID.
+    let v = c
+        .etcdctl(2, &["endpoint", "status", "--cluster", "-w", "json"])
+        .json();
+    let entries = v.as_array().expect("array");
+    assert_eq!(entries.len(), 3, "{v}");
+    let mut endpoints: Vec<String> = entries
+        .iter()
+        .map(|e| e["Endpoint"].as_str().unwrap_or("").to_string())
+        .collect();
+    endpoints.sort();
+    let mut want: Vec<String> = (0..3).map(|i| c.client_url(i)).collect();
+    want.sort();
+    assert_eq!(endpoints, want, "--cluster uses the advertised client URLs");
+    let leaders: Vec<u64> = entries
+        .iter()
+        .map(|e| e["Status"]["leader"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(
+        leaders.iter().all(|&l| l != 0 && l == leaders[0]),
+        "one leader: {v}"
+    );
+    let is_leader = entries
+        .iter()
+        .filter(|e| e["Status"]["header"]["member_id"].as_u64() == Some(leaders[0]))
+        .count();
+    assert_eq!(is_leader, 1, "exactly one member is the leader: {v}");
+    let terms: Vec<u64> = entries
+        .iter()
+        .map(|e| e["Status"]["raftTerm"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(
+        terms.iter().all(|&t| t > 0 && t == terms[0]),
+        "same raft term: {v}"
+    );
+    let clusters: Vec<u64> = entries
+        .iter()
+        .map(|e| e["Status"]["header"]["cluster_id"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(
+        clusters.iter().all(|&x| x != 0 && x == clusters[0]),
+        "same cluster ID: {v}"
+    );
+    // The table form marks exactly one member as leader (5th column "true").
+    let table = c.etcdctl(0, &["endpoint", "status", "--cluster"]).ok();
+    let leader_rows = table
+        .lines()
+        .filter(|l| l.split(", ").nth(4) == Some("true"))
+        .count();
+    assert_eq!(leader_rows, 1, "{table}");
+    // The harness agrees.
+    let l = c.wait_for_leader(Duration::from_secs(5))?;
+    assert_eq!(c.member_id(l)?, leaders[0]);
+
+    // endpoint health --cluster: every member healthy (3.4 prints on stderr).
+    let o = c.etcdctl(0, &["endpoint", "health", "--cluster"]);
+    o.assert_success();
+    for i in 0..3 {
+        let line = format!("{} is healthy", c.client_url(i));
+        assert!(o.combined().contains(&line), "{}", o.combined());
+    }
+    Ok(())
+}
+
+#[test]
+fn tls_cluster_refuses_clients_without_trusted_certificate() -> Result<()> {
+    let c = tls_cluster()?;
+    assert_eq!(c.put(0, "secret", "v").ok(), "OK\n");
+    let ca = c.ca_file().expect("tls").display().to_string();
+    let ep = format!("--endpoints={}", c.client_url(1));
+    let base = [ep.as_str(), "--dial-timeout=2s", "--command-timeout=3s"];
+
+    // No client certificate.
+    let mut args = base.to_vec();
+    let cacert = format!("--cacert={ca}");
+    args.extend([cacert.as_str(), "get", "secret"]);
+    let o = etcdctl_raw(&args);
+    o.assert_failure();
+    assert!(!o.stdout.contains('v'), "{}", o.combined());
+    eprintln!("no client certificate: {}", o.combined().trim());
+
+    // A client certificate from another CA.
+    let rogue = Ca::new("rogue CA")?;
+    let files = rogue.leaf_files(
+        c.dir(),
+        "rogue-client",
+        "etcdctl",
+        &["127.0.0.1".to_string()],
+        Usage::Client,
+    )?;
+    let cert = format!("--cert={}", files.cert_str());
+    let key = format!("--key={}", files.key_str());
+    let mut args = base.to_vec();
+    args.extend([
+        cacert.as_str(),
+        cert.as_str(),
+        key.as_str(),
+        "get",
+        "secret",
+    ]);
+    let o = etcdctl_raw(&args);
+    o.assert_failure();
+    assert!(!o.stdout.contains('v'), "{}", o.combined());
+    eprintln!("rogue client certificate: {}", o.combined().trim());
+
+    // Plain HTTP on the TLS client port.
+    let plain = format!("--endpoints=http://127.0.0.1:{}", c.client_port(1));
+    let o = etcdctl_raw(&[
+        plain.as_str(),
+        "--dial-timeout=2s",
+        "--command-timeout=3s",
+        "get",
+        "secret",
+    ]);
+    o.assert_failure();
+    assert!(!o.stdout.contains('v'), "{}", o.combined());
+    Ok(())
+}
+
+#[test]
+fn peer_without_trusted_certificate_cannot_join() -> Result<()> {
+    let mut c = tls_cluster()?;
+    let added = c.add_member(0, "m4", true)?;
+    let i = added.index;
+    // Replace the new member's peer certificate by one from another CA.
+    let rogue = Ca::new("rogue peer CA")?;
+    let sans = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        c.host(i).to_string(),
+    ];
+    let dir = c.member_dir(i).to_path_buf();
+    rogue.leaf_files(&dir, "peer", "m4", &sans, Usage::Both)?;
+
+    c.spawn(i)?;
+    // It never becomes a working member: it exits or stays unready.
+    let joined = c.wait_ready(i, Duration::from_secs(8));
+    assert!(
+        joined.is_err(),
+        "a peer with an untrusted certificate joined"
+    );
+    eprintln!(
+        "untrusted peer: {}",
+        joined.err().map(|e| format!("{e:#}")).unwrap_or_default()
+    );
+    // The cluster never saw it start: the member entry stays unnamed.
+    let list = c.member_list(0)?;
+    let m4 = list
+        .iter()
+        .find(|m| m.id == added.id)
+        .expect("m4 listed after member add");
+    assert!(
+        m4.name.is_empty(),
+        "m4 must not have published itself: {m4:?}"
+    );
+    assert!(m4.client_urls.is_empty(), "{m4:?}");
+    // The three original members still serve writes.
+    poll(
+        "write after the rogue join attempt",
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        || {
+            let o = c.put(1, "after-rogue", "ok");
+            if o.success() {
+                Ok(())
+            } else {
+                anyhow::bail!("{}", o.combined())
+            }
+        },
+    )?;
+    c.kill9(i)?;
+    Ok(())
+}
