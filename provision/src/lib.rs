@@ -13,4 +13,5 @@
 #![warn(missing_docs)]
 
 pub mod fsx;
+pub mod pki;
 pub mod spec;

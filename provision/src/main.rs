@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
+use provision::pki;
 use provision::spec::{self, quick::QuickStart, ClusterSpec};
 
 /// From an inventory of controllers to every file a TLS etcd cluster needs.
@@ -64,6 +65,37 @@ enum Command {
     },
     /// Print an annotated example spec.
     ExampleSpec,
+    /// Make or renew the CA, member and client certificates.
+    Certs {
+        #[command(subcommand)]
+        action: CertsAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CertsAction {
+    /// Create missing certificates; keep valid ones; reissue wrong or expired ones.
+    Generate {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// PKI directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Reissue every leaf certificate with a new key (the CA is kept).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Reissue certificates that expire within the renewal window, in place, keeping keys.
+    Renew {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// PKI directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Override the spec's renew-before-days.
+        #[arg(long)]
+        renew_before_days: Option<u32>,
+    },
 }
 
 fn init_tracing(level: &str) {
@@ -93,6 +125,38 @@ fn run(cli: Cli) -> Result<()> {
             println!("spec is valid: {} member(s)", spec.members.len());
         }
         Command::ExampleSpec => print!("{}", EXAMPLE_SPEC),
+        Command::Certs { action } => {
+            let (spec, dir, mode) = match action {
+                CertsAction::Generate { spec, dir, force } => (
+                    spec.load()?,
+                    dir,
+                    if force {
+                        pki::Mode::Force
+                    } else {
+                        pki::Mode::Generate
+                    },
+                ),
+                CertsAction::Renew {
+                    spec,
+                    dir,
+                    renew_before_days,
+                } => {
+                    let mut spec = spec.load()?;
+                    if let Some(d) = renew_before_days {
+                        spec.tls.renew_before_days = d;
+                    }
+                    (spec, dir, pki::Mode::Renew)
+                }
+            };
+            if !spec.tls.enabled {
+                bail!("TLS is off in this spec; there are no certificates to make");
+            }
+            let report = pki::ensure(&spec, &dir, mode, time::OffsetDateTime::now_utc())?;
+            print!("{report}");
+            if report.unchanged() {
+                println!("no changes");
+            }
+        }
     }
     Ok(())
 }
