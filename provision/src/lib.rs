@@ -14,4 +14,5 @@
 
 pub mod fsx;
 pub mod pki;
+pub mod render;
 pub mod spec;

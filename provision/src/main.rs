@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
-use provision::pki;
 use provision::spec::{self, quick::QuickStart, ClusterSpec};
+use provision::{pki, render};
 
 /// From an inventory of controllers to every file a TLS etcd cluster needs.
 #[derive(Parser, Debug)]
@@ -65,11 +65,37 @@ enum Command {
     },
     /// Print an annotated example spec.
     ExampleSpec,
+    /// Render each member's unit, config, env files and certificates (directory + tarball).
+    Render(RenderArgs),
     /// Make or renew the CA, member and client certificates.
     Certs {
         #[command(subcommand)]
         action: CertsAction,
     },
+}
+
+/// Arguments of `render`.
+#[derive(Args, Debug)]
+struct RenderArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// PKI directory made by `certs generate` (with TLS).
+    #[arg(long)]
+    pki_dir: Option<PathBuf>,
+    /// Output directory: one directory and one .tar.gz per member.
+    #[arg(long)]
+    out: PathBuf,
+    /// Only these members (repeatable; default all).
+    #[arg(long = "only")]
+    only: Vec<String>,
+    /// How the unit passes settings to etcd: flags, env-file or config-file.
+    #[arg(long, default_value = "flags", value_parser = parse_unit_config)]
+    unit_config: render::UnitConfig,
+}
+
+fn parse_unit_config(s: &str) -> Result<render::UnitConfig, String> {
+    render::UnitConfig::parse(s)
+        .ok_or_else(|| format!("{s:?} is not one of flags, env-file, config-file"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -123,6 +149,30 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
             println!("spec is valid: {} member(s)", spec.members.len());
+        }
+        Command::Render(args) => {
+            let spec = args.spec.load()?;
+            if spec.tls.enabled && args.pki_dir.is_none() {
+                bail!("TLS is on: give --pki-dir (the directory `certs generate` wrote)");
+            }
+            let opts = render::RenderOptions {
+                unit_config: args.unit_config,
+                pki_dir: args.pki_dir,
+            };
+            let report =
+                render::write_all(&spec, &args.out, &args.only, &render::Bootstrap::New, &opts)?;
+            for (member, dir, tar, changed) in &report.members {
+                let state = if changed.is_empty() {
+                    "unchanged"
+                } else {
+                    "written"
+                };
+                println!(
+                    "{member}: {} and {} ({state})",
+                    dir.display(),
+                    tar.display()
+                );
+            }
         }
         Command::ExampleSpec => print!("{}", EXAMPLE_SPEC),
         Command::Certs { action } => {

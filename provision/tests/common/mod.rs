@@ -175,3 +175,71 @@ pub fn write_spec(dir: &Path, text: &str) -> PathBuf {
     std::fs::write(&p, text).unwrap();
     p
 }
+
+/// True when the server under test is the reference Go etcd (its version is below 3.6),
+/// which takes no TOML config file.
+pub fn is_reference() -> bool {
+    let o = Command::new(etcd_bin()).arg("--version").output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let v = out
+        .lines()
+        .find_map(|l| l.strip_prefix("etcd Version: "))
+        .unwrap_or("3.6.0")
+        .trim()
+        .to_string();
+    let mut it = v.split('.').map(|x| x.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (it.next().unwrap_or(3), it.next().unwrap_or(6));
+    (major, minor) < (3, 6)
+}
+
+/// Parses a rendered env file (`KEY=value`, optionally double-quoted).
+pub fn parse_env_file(path: &Path) -> Vec<(String, String)> {
+    provision::render::formats::parse_env(&std::fs::read_to_string(path).unwrap())
+}
+
+/// The arguments of a rendered unit's `ExecStart=` (continuation lines joined; the
+/// renderer only quotes words with spaces, which these tests do not use).
+pub fn unit_exec_args(unit: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(unit).unwrap();
+    let start = text.find("ExecStart=").expect("ExecStart") + "ExecStart=".len();
+    let mut line = String::new();
+    for l in text[start..].lines() {
+        let l = l.trim();
+        match l.strip_suffix('\\') {
+            Some(part) => line.push_str(part),
+            None => {
+                line.push_str(l);
+                break;
+            }
+        }
+    }
+    line.split_whitespace()
+        .map(|w| w.replace("%%", "%"))
+        .collect()
+}
+
+/// A spec of `n` members on 127.0.0.1 with free ports, whose rendered files point into
+/// `root` (pki-dir = the bundle's own pki/, data-dir under root/data).
+pub fn local_spec(root: &Path, names: &[&str], tls: bool) -> PathBuf {
+    let mut text = format!(
+        "[cluster]\ntoken = \"local-test\"\n[tls]\nenabled = {tls}\n[paths]\nbin-dir = \"{bin}\"\nconfig-dir = \"{root}/out/{{name}}\"\npki-dir = \"{root}/out/{{name}}/pki\"\ndata-dir = \"{root}/data/{{name}}\"\n",
+        bin = etcd_bin().parent().unwrap().display(),
+        root = root.display()
+    );
+    for n in names {
+        text.push_str(&format!(
+            "[[member]]\nname = \"{n}\"\nips = [\"127.0.0.1\"]\nclient-port = {}\npeer-port = {}\n",
+            free_port(),
+            free_port()
+        ));
+    }
+    write_spec(root, &text)
+}
+
+/// The member's ETCDCTL_* variables from its rendered etcdctl.env.
+pub fn etcdctl_env(bundle: &Path) -> Vec<(String, String)> {
+    parse_env_file(&bundle.join("etcdctl.env"))
+        .into_iter()
+        .filter(|(k, _)| k != "ETCDCTL_API")
+        .collect()
+}
