@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod download;
 pub mod fsx;
 pub mod pki;
 pub mod render;
