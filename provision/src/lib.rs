@@ -14,6 +14,7 @@
 
 pub mod download;
 pub mod fsx;
+pub mod install;
 pub mod pki;
 pub mod render;
 pub mod spec;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 use provision::spec::{self, quick::QuickStart, ClusterSpec};
-use provision::{download, pki, render};
+use provision::{download, install, pki, render};
 
 /// From an inventory of controllers to every file a TLS etcd cluster needs.
 #[derive(Parser, Debug)]
@@ -74,6 +74,35 @@ enum Command {
         /// Write etcd, etcdctl and etcdutl into this directory.
         #[arg(long)]
         extract_to: Option<PathBuf>,
+    },
+    /// Install a rendered member bundle on this node (root): binaries, user, dirs, files, unit.
+    Install {
+        /// The member's bundle directory (from `render`).
+        #[arg(long)]
+        bundle: PathBuf,
+        /// Directory with etcd/etcdctl/etcdutl to install.
+        #[arg(long, conflicts_with = "download")]
+        binaries: Option<PathBuf>,
+        /// Download (verified, cached) the release and install its binaries.
+        #[arg(long)]
+        download: bool,
+        #[command(flatten)]
+        release: ReleaseArgs,
+        /// systemctl enable the unit.
+        #[arg(long)]
+        enable: bool,
+        /// systemctl start the unit (if not active).
+        #[arg(long)]
+        start: bool,
+        /// Start without waiting for readiness (bootstrapping a new cluster).
+        #[arg(long)]
+        no_block: bool,
+        /// Restart a running member whose unit, config or binary changed.
+        #[arg(long)]
+        restart_on_change: bool,
+        /// Do not call systemctl at all.
+        #[arg(long)]
+        no_systemd: bool,
     },
     /// Make or renew the CA, member and client certificates.
     Certs {
@@ -284,6 +313,41 @@ fn run(cli: Cli) -> Result<()> {
                         fetched.sha256
                     );
                 }
+            }
+        }
+        Command::Install {
+            bundle,
+            binaries,
+            download: do_download,
+            release,
+            enable,
+            start,
+            no_block,
+            restart_on_change,
+            no_systemd,
+        } => {
+            let staging = tempfile::tempdir()?;
+            let binaries = if do_download {
+                let req = release.request()?;
+                runtime()?.block_on(download::fetch_and_extract(&req, staging.path()))?;
+                Some(staging.path().to_path_buf())
+            } else {
+                binaries
+            };
+            let opts = install::InstallOptions {
+                binaries,
+                enable,
+                start,
+                no_block,
+                restart_on_change,
+                no_systemd,
+            };
+            let report = install::install(&bundle, &opts)?;
+            for c in &report.changes {
+                println!("changed: {c}");
+            }
+            if report.changes.is_empty() {
+                println!("no changes");
             }
         }
         Command::ExampleSpec => print!("{}", EXAMPLE_SPEC),
