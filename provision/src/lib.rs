@@ -12,7 +12,9 @@
 
 #![warn(missing_docs)]
 
+pub mod cluster;
 pub mod download;
+pub mod errtext;
 pub mod fsx;
 pub mod install;
 pub mod pki;

@@ -3,11 +3,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use provision::spec::{self, quick::QuickStart, ClusterSpec};
-use provision::{download, install, pki, render};
+use provision::{cluster, download, install, pki, render};
 
 /// From an inventory of controllers to every file a TLS etcd cluster needs.
 #[derive(Parser, Debug)]
@@ -104,6 +105,56 @@ enum Command {
         #[arg(long)]
         no_systemd: bool,
     },
+    /// Show every member's health, role, leader and revision.
+    Status {
+        #[command(flatten)]
+        access: AccessArgs,
+    },
+    /// Add a spec member to a running cluster as a learner and render its bundle
+    /// (initial-cluster = current members + itself, state existing).
+    Join {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// The joining member (a name in the spec).
+        #[arg(long = "name")]
+        name: String,
+        /// PKI directory made by `certs generate` (with TLS).
+        #[arg(long)]
+        pki_dir: Option<PathBuf>,
+        /// Output directory for the member's bundle.
+        #[arg(long)]
+        out: PathBuf,
+        /// How the unit passes settings to etcd.
+        #[arg(long, default_value = "flags", value_parser = parse_unit_config)]
+        unit_config: render::UnitConfig,
+        #[command(flatten)]
+        access: AccessArgs,
+        /// Also install the bundle on this node and start it (root; needs --binaries).
+        #[arg(long, requires = "binaries")]
+        install: bool,
+        /// Binaries for --install.
+        #[arg(long)]
+        binaries: Option<PathBuf>,
+        /// Then wait for the learner to catch up and promote it.
+        #[arg(long)]
+        promote: bool,
+        /// How long to wait for promotion, in seconds.
+        #[arg(long, default_value_t = 300)]
+        promote_timeout_secs: u64,
+    },
+    /// Promote a learner (found by the spec member's peer URL) once it has caught up.
+    Promote {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// The member to promote (a name in the spec).
+        #[arg(long = "name")]
+        name: String,
+        #[command(flatten)]
+        access: AccessArgs,
+        /// How long to wait, in seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout_secs_promote: u64,
+    },
     /// Make or renew the CA, member and client certificates.
     Certs {
         #[command(subcommand)]
@@ -174,6 +225,43 @@ impl ReleaseArgs {
             cache_dir: self.cache_dir.clone(),
             offline: self.offline,
         })
+    }
+}
+
+/// How to reach a running cluster (defaults from the ETCDCTL_* variables of etcdctl.env).
+#[derive(Args, Debug, Clone)]
+struct AccessArgs {
+    /// Client URLs of running members.
+    #[arg(
+        long,
+        env = "ETCDCTL_ENDPOINTS",
+        value_delimiter = ',',
+        required = true
+    )]
+    endpoints: Vec<String>,
+    /// CA certificate of the cluster.
+    #[arg(long, env = "ETCDCTL_CACERT")]
+    cacert: Option<PathBuf>,
+    /// Client certificate (e.g. the admin certificate).
+    #[arg(long, env = "ETCDCTL_CERT")]
+    cert: Option<PathBuf>,
+    /// Client key.
+    #[arg(long, env = "ETCDCTL_KEY")]
+    key: Option<PathBuf>,
+    /// Timeout of each request, in seconds.
+    #[arg(long, default_value_t = 5)]
+    timeout_secs: u64,
+}
+
+impl AccessArgs {
+    fn access(&self) -> cluster::Access {
+        cluster::Access {
+            endpoints: self.endpoints.clone(),
+            cacert: self.cacert.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            timeout: Duration::from_secs(self.timeout_secs),
+        }
     }
 }
 
@@ -349,6 +437,121 @@ fn run(cli: Cli) -> Result<()> {
             if report.changes.is_empty() {
                 println!("no changes");
             }
+        }
+        Command::Status { access } => {
+            let statuses =
+                runtime()?.block_on(cluster::status::cluster_status(&access.access()))?;
+            print!("{}", cluster::status::format_table(&statuses));
+            let down = statuses.iter().filter(|s| !s.healthy).count();
+            if down > 0 {
+                bail!("{down} of {} member(s) unhealthy", statuses.len());
+            }
+        }
+        Command::Join {
+            spec,
+            name,
+            pki_dir,
+            out,
+            unit_config,
+            access,
+            install: do_install,
+            binaries,
+            promote,
+            promote_timeout_secs,
+        } => {
+            let spec = spec.load()?;
+            let member = spec
+                .member(&name)
+                .with_context(|| format!("member {name:?} is not in the spec"))?
+                .clone();
+            if spec.tls.enabled && pki_dir.is_none() {
+                bail!("TLS is on: give --pki-dir (the directory `certs generate` wrote)");
+            }
+            let opts = render::RenderOptions {
+                unit_config,
+                pki_dir,
+            };
+            // Render once before touching the cluster, so missing certificates fail early.
+            render::render_member(&spec, &member, &render::Bootstrap::New, &opts)?;
+            let access = access.access();
+            let rt = runtime()?;
+            let peer_url = render::settings::peer_url(&spec, &member);
+            let added = rt.block_on(cluster::join::add_learner(&access, &name, &[peer_url]))?;
+            let initial = render::settings::initial_cluster_join(&added.members, added.id, &name);
+            println!(
+                "{} learner {:x}; initial-cluster {initial}",
+                if added.newly_added {
+                    "added"
+                } else {
+                    "found existing"
+                },
+                added.id
+            );
+            let report = render::write_all(
+                &spec,
+                &out,
+                std::slice::from_ref(&name),
+                &render::Bootstrap::Existing(initial),
+                &opts,
+            )?;
+            for (m, dir, tar, _) in &report.members {
+                println!("{m}: {} and {}", dir.display(), tar.display());
+            }
+            if do_install {
+                let iopts = install::InstallOptions {
+                    binaries,
+                    enable: true,
+                    start: true,
+                    no_block: true,
+                    ..Default::default()
+                };
+                let r = install::install(&out.join(&name), &iopts)?;
+                for c in &r.changes {
+                    println!("changed: {c}");
+                }
+            }
+            if promote {
+                rt.block_on(cluster::join::promote(
+                    &access,
+                    added.id,
+                    Duration::from_secs(promote_timeout_secs),
+                ))?;
+                println!("promoted {name} ({:x})", added.id);
+            } else {
+                println!("start the member, then: etcd-provision promote --name {name} ...");
+            }
+        }
+        Command::Promote {
+            spec,
+            name,
+            access,
+            timeout_secs_promote,
+        } => {
+            let spec = spec.load()?;
+            let member = spec
+                .member(&name)
+                .with_context(|| format!("member {name:?} is not in the spec"))?;
+            let peer_url = render::settings::peer_url(&spec, member);
+            let access = access.access();
+            let rt = runtime()?;
+            let found = rt.block_on(cluster::join::find_by_peer_url(
+                &access,
+                std::slice::from_ref(&peer_url),
+            ))?;
+            let id = match found {
+                None => bail!("no member has peer URL {peer_url}; run `etcd-provision join` first"),
+                Some(f) if !f.is_learner => {
+                    println!("{name} ({:x}) is already a voting member", f.id);
+                    return Ok(());
+                }
+                Some(f) => f.id,
+            };
+            rt.block_on(cluster::join::promote(
+                &access,
+                id,
+                Duration::from_secs(timeout_secs_promote),
+            ))?;
+            println!("promoted {name} ({id:x})");
         }
         Command::ExampleSpec => print!("{}", EXAMPLE_SPEC),
         Command::Certs { action } => {

@@ -37,24 +37,8 @@ pub fn client(ca_file: Option<&Path>) -> Result<reqwest::Client, DownloadError> 
     }
     b.build().map_err(|e| DownloadError::Http {
         url: String::new(),
-        reason: error_chain(&e),
+        reason: crate::errtext::chain(&e),
     })
-}
-
-/// The error and its causes on one line (reqwest's top-level message alone hides the TLS
-/// or connection reason).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 async fn get(client: &reqwest::Client, url: &str) -> Result<reqwest::Response, DownloadError> {
@@ -66,7 +50,7 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<reqwest::Response, D
         .get(url)
         .send()
         .await
-        .map_err(|e| http(error_chain(&e)))?;
+        .map_err(|e| http(crate::errtext::chain(&e)))?;
     if !resp.status().is_success() {
         return Err(http(format!("HTTP {}", resp.status())));
     }
@@ -81,7 +65,7 @@ pub async fn text(client: &reqwest::Client, url: &str) -> Result<String, Downloa
         .await
         .map_err(|e| DownloadError::Http {
             url: url.to_string(),
-            reason: error_chain(&e),
+            reason: crate::errtext::chain(&e),
         })
 }
 
@@ -110,7 +94,7 @@ pub async fn to_file(
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| DownloadError::Http {
             url: url.to_string(),
-            reason: error_chain(&e),
+            reason: crate::errtext::chain(&e),
         })?;
         hasher.update(&chunk);
         out.write_all(&chunk)
