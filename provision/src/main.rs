@@ -301,6 +301,12 @@ enum CertsAction {
         /// Reissue every leaf certificate with a new key (the CA is kept).
         #[arg(long)]
         force: bool,
+        /// Use this existing CA certificate (copied into --dir when it has no CA yet).
+        #[arg(long, requires = "ca_key")]
+        ca_cert: Option<PathBuf>,
+        /// Key of --ca-cert.
+        #[arg(long, requires = "ca_cert")]
+        ca_key: Option<PathBuf>,
     },
     /// Reissue certificates that expire within the renewal window, in place, keeping keys.
     Renew {
@@ -556,8 +562,22 @@ fn run(cli: Cli) -> Result<()> {
         Command::ExampleSpec => print!("{}", EXAMPLE_SPEC),
         Command::Certs { action } => {
             let (spec, dir, mode) = match action {
-                CertsAction::Generate { spec, dir, force } => (
-                    spec.load()?,
+                CertsAction::Generate {
+                    spec,
+                    dir,
+                    force,
+                    ca_cert,
+                    ca_key,
+                } => (
+                    {
+                        let spec = spec.load()?;
+                        if let (Some(c), Some(k)) = (&ca_cert, &ca_key) {
+                            if pki::import_ca(&dir, c, k, time::OffsetDateTime::now_utc())? {
+                                println!("imported CA {}", c.display());
+                            }
+                        }
+                        spec
+                    },
                     dir,
                     if force {
                         pki::Mode::Force

@@ -194,6 +194,55 @@ fn load_or_create_ca(
     }
 }
 
+/// Copies an existing CA (certificate + key, PEM) into the PKI directory `dir`, so that
+/// [`ensure`] signs with it instead of creating one.
+///
+/// Guarantees: the pair is checked first (a CA certificate, the key belongs to it, not
+/// expired); an identical CA already in `dir` is a no-op (returns false); a different CA
+/// already in `dir` is refused, never overwritten.
+pub fn import_ca(
+    dir: &Path,
+    cert: &Path,
+    key: &Path,
+    now: OffsetDateTime,
+) -> Result<bool, PkiError> {
+    let read = |p: &Path| -> Result<String, PkiError> {
+        read_string(p)?.ok_or_else(|| bad_ca(p, "does not exist"))
+    };
+    let (cert_pem, key_pem) = (read(cert)?, read(key)?);
+    let k = issue::load_key(&key_pem).map_err(|e| bad_ca(key, e.to_string()))?;
+    let der = pem_to_der(cert_pem.as_bytes()).map_err(|e| bad_ca(cert, e.to_string()))?;
+    let f = facts(&der).map_err(|e| bad_ca(cert, e.to_string()))?;
+    if !f.is_ca {
+        return Err(bad_ca(
+            cert,
+            "is not a CA certificate (basicConstraints CA:FALSE)",
+        ));
+    }
+    if f.public_key != k.public_key_raw() {
+        return Err(bad_ca(key, "does not belong to the CA certificate"));
+    }
+    if f.not_after <= now.unix_timestamp() {
+        return Err(bad_ca(cert, "has expired"));
+    }
+    let layout = Layout::new(dir);
+    let files = layout.ca();
+    let existing = (read_string(&files.cert)?, read_string(&files.key)?);
+    match existing {
+        (None, None) => {
+            fsx::check_writable(dir, 0o700)?;
+            fsx::write_file(&files.key, key_pem.as_bytes(), 0o600)?;
+            fsx::write_file(&files.cert, cert_pem.as_bytes(), 0o644)?;
+            Ok(true)
+        }
+        (Some(c), Some(k)) if c == cert_pem && k == key_pem => Ok(false),
+        _ => Err(bad_ca(
+            &files.cert,
+            "a different CA is already in the PKI directory; refusing to replace it",
+        )),
+    }
+}
+
 /// Decides what to do with one existing certificate. Pure: exposed for tests.
 pub fn decide(
     profile: &Profile,

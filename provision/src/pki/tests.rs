@@ -233,3 +233,47 @@ fn ed25519_keys_work() {
             .unchanged()
     );
 }
+
+#[test]
+fn an_imported_ca_signs_the_leaves_and_is_never_replaced() {
+    let ext = tempfile::tempdir().unwrap();
+    let s = spec("");
+    ensure(&s, ext.path(), Mode::Generate, OffsetDateTime::now_utc()).unwrap();
+    let (ca_crt, ca_key) = (ext.path().join("ca.crt"), ext.path().join("ca.key"));
+    let dir = tempfile::tempdir().unwrap();
+    let now = OffsetDateTime::now_utc();
+    assert!(import_ca(dir.path(), &ca_crt, &ca_key, now).unwrap());
+    assert!(
+        !import_ca(dir.path(), &ca_crt, &ca_key, now).unwrap(),
+        "identical: no-op"
+    );
+    let r = ensure(&s, dir.path(), Mode::Generate, now).unwrap();
+    assert_eq!(r.entries[0].action, Action::Keep, "{r}");
+    let layout = Layout::new(dir.path());
+    let leaf = pem_to_der(&std::fs::read(layout.server("c0").cert).unwrap()).unwrap();
+    assert!(signed_by(
+        &leaf,
+        &pem_to_der(&std::fs::read(&ca_crt).unwrap()).unwrap()
+    ));
+    // A leaf is not a CA; a different CA is refused.
+    let err = import_ca(
+        dir.path(),
+        &layout.server("c0").cert,
+        &layout.server("c0").key,
+        now,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("is not a CA"), "{err}");
+    let other = tempfile::tempdir().unwrap();
+    ensure(&s, other.path(), Mode::Generate, now).unwrap();
+    let err = import_ca(
+        dir.path(),
+        &other.path().join("ca.crt"),
+        &other.path().join("ca.key"),
+        now,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("refusing to replace"), "{err}");
+    let err = import_ca(dir.path(), &ca_crt, &other.path().join("ca.key"), now).unwrap_err();
+    assert!(err.to_string().contains("does not belong"), "{err}");
+}
