@@ -3,8 +3,10 @@
 set -euo pipefail
 pkgs=(clang libclang-dev protobuf-compiler build-essential pkg-config ca-certificates)
 if [ "${1:-}" = "--test" ]; then
-  # The real etcdctl (v3.4) drives the end-to-end tests.
-  pkgs+=(etcd-client curl)
+  # The real etcdctl (v3.4) drives the end-to-end tests; iproute2 (ip netns) the
+  # partition tests; openssl, systemd (systemd-analyze), debootstrap and
+  # systemd-container (a booted Debian for unit/install tests) the provision tests.
+  pkgs+=(etcd-client curl iproute2 openssl systemd debootstrap systemd-container)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
