@@ -11,6 +11,10 @@ pub mod watch;
 
 use std::sync::Arc;
 
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
 use crate::proto::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
     maintenance_server::MaintenanceServer, watch_server::WatchServer,
@@ -45,4 +49,30 @@ pub async fn grpc_routes(server: Arc<EtcdServer>) -> tonic::service::Routes {
             maintenance::MaintenanceService(server.clone())
         )))
         .add_service(health)
+}
+
+/// gRPC methods a learner serves (Range only when serializable, checked by the facade).
+const LEARNER_METHODS: &[&str] = &[
+    "/etcdserverpb.KV/Range",
+    "/etcdserverpb.Maintenance/Status",
+    "/etcdserverpb.Maintenance/Snapshot",
+    "/etcdserverpb.Cluster/MemberList",
+];
+
+/// Middleware for the gRPC routes: a learner refuses every other method with
+/// "etcdserver: rpc not supported for learner", as etcd's interceptors do.
+pub async fn learner_gate(
+    State(server): State<Arc<EtcdServer>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path();
+    let allowed = LEARNER_METHODS.contains(&path) || path.starts_with("/grpc.health.v1.");
+    if !allowed && path.starts_with("/etcdserverpb.") && server.is_learner() {
+        return crate::rpctypes::EtcdError::NotSupportedForLearner
+            .to_status()
+            .into_http::<axum::body::Body>()
+            .into_response();
+    }
+    next.run(req).await
 }

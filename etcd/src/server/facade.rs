@@ -300,6 +300,9 @@ impl EtcdServer {
     pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse, EtcdError> {
         validate::range(&req)?;
         if !req.serializable {
+            if self.is_learner() {
+                return Err(EtcdError::NotSupportedForLearner);
+            }
             self.linearizable_barrier().await?;
         }
         let r = self.p.store.range(&req).map_err(mvcc_err)?;
@@ -309,6 +312,15 @@ impl EtcdServer {
             more: r.more,
             count: r.count,
         })
+    }
+
+    /// Whether this member is a learner (it then serves only serializable reads,
+    /// Status, MemberList and snapshots, as in etcd).
+    pub fn is_learner(&self) -> bool {
+        self.p
+            .members
+            .get(self.p.settings.member_id)
+            .is_some_and(|m| m.is_learner)
     }
 
     /// KV.Put.

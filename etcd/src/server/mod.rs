@@ -547,7 +547,13 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
 
     let grpc = crate::api::grpc_routes(server.clone()).await;
     let http = crate::api::http::router(server.clone());
-    let mut client_app = grpc.into_axum_router().merge(http.clone());
+    let grpc = grpc
+        .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(
+            server.clone(),
+            crate::api::learner_gate,
+        ));
+    let mut client_app = grpc.merge(http.clone());
     if opts.enable_grpc_gateway {
         client_app = client_app.merge(crate::api::gateway::router(server.clone()));
     }
