@@ -686,3 +686,69 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Storage;
+
+    /// Applies slowly, like a state machine behind a busy disk.
+    struct SlowMachine {
+        applied: u64,
+    }
+
+    impl StateMachine for SlowMachine {
+        fn apply(&mut self, index: u64, _term: u64, _data: &[u8]) {
+            std::thread::sleep(Duration::from_millis(20));
+            self.applied = index;
+        }
+        fn apply_noop(&mut self, index: u64) {
+            self.applied = self.applied.max(index);
+        }
+        fn applied_index(&self) -> u64 {
+            self.applied
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn proposals_beyond_the_bound_get_too_many_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let (log, _) = LogStore::open(storage, &[1]).unwrap();
+        let cfg = RaftConfig {
+            id: 1,
+            tick: Duration::from_millis(10),
+            election_ticks: 10,
+            pre_vote: true,
+            snapshot_count: 10_000,
+            catchup_entries: 1_000,
+            max_inflight: 4,
+        };
+        let (raft, _join) = start(cfg, log, SlowMachine { applied: 0 }, NoPeers, true).unwrap();
+        let mut leader = raft.leader_watch();
+        tokio::time::timeout(Duration::from_secs(5), leader.wait_for(|l| l.is_self))
+            .await
+            .unwrap()
+            .unwrap();
+        let mut refused = 0;
+        let mut accepted = 0;
+        for i in 0..200u32 {
+            match raft.propose(i.to_be_bytes().to_vec()) {
+                Ok(_) => accepted += 1,
+                Err(RaftError::TooManyRequests) => refused += 1,
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert!(
+            refused > 0,
+            "a burst against a slow state machine is refused"
+        );
+        assert!(accepted >= 4, "up to the bound is accepted ({accepted})");
+        // Once the backlog is applied, proposals are accepted again.
+        tokio::time::timeout(Duration::from_secs(20), raft.wait_applied(accepted + 1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(raft.propose(b"after".to_vec()).is_ok());
+    }
+}
