@@ -357,3 +357,32 @@ fn sigterm_of_leader_exits_cleanly_and_member_rejoins() -> Result<()> {
     }
     Ok(())
 }
+
+/// Five members tolerate two failures: with the leader and a follower killed, the
+/// other three elect a leader and keep every acknowledged write.
+#[test]
+fn five_members_survive_two_failures() -> Result<()> {
+    let mut c = EtcdCluster::start(ClusterOptions::new(5))?;
+    let mut want = BTreeMap::new();
+    for n in 0..10 {
+        let (k, v) = (format!("five/{n:02}"), format!("v{n}"));
+        assert_eq!(c.put(n % 5, &k, &v).ok(), "OK\n");
+        want.insert(k, v);
+    }
+    let leader = c.wait_for_leader(Duration::from_secs(10))?;
+    let follower = (leader + 1) % 5;
+    c.kill9(leader)?;
+    c.kill9(follower)?;
+    let survivors: Vec<usize> = (0..5).filter(|&i| i != leader && i != follower).collect();
+    let new = c.wait_for_leader_among(&survivors, Duration::from_secs(10))?;
+    assert!(survivors.contains(&new));
+    for (n, &i) in survivors.iter().enumerate() {
+        let (k, v) = (format!("five/after/{n}"), format!("a{n}"));
+        put_retry(&c, i, &k, &v)?;
+        want.insert(k, v);
+    }
+    for &i in &survivors {
+        wait_has_all(&c, i, "five/", &want, Duration::from_secs(10))?;
+    }
+    Ok(())
+}
