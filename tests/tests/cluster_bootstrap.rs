@@ -253,3 +253,32 @@ fn peer_auto_tls_members_form_a_cluster() -> Result<()> {
     );
     Ok(())
 }
+
+/// A member with a data dir keeps its identity: restarted with different initial-*
+/// flags (another token, `existing`), it comes back as the same member of the same
+/// cluster, as in etcd.
+#[test]
+fn existing_data_dir_wins_over_initial_flags() -> Result<()> {
+    use etcd_tests::cluster::{ClusterOptions, EtcdCluster};
+    let mut c = EtcdCluster::start(ClusterOptions::new(3))?;
+    let id = c.member_id(0)?;
+    let cluster_id = c.status(0)?.cluster_id;
+    c.sigterm(0)?;
+    let flags: Vec<String> = c
+        .flags(0)
+        .iter()
+        .map(|f| match f.as_str() {
+            "new" => "existing".to_string(),
+            t if t == c.token() => "another-token".to_string(),
+            other => other.to_string(),
+        })
+        .collect();
+    assert!(flags.contains(&"another-token".to_string()), "{flags:?}");
+    c.set_flags(0, flags);
+    c.restart(0)?;
+    assert_eq!(c.member_id(0)?, id, "same member ID");
+    assert_eq!(c.status(0)?.cluster_id, cluster_id, "same cluster");
+    assert_eq!(c.put(0, "k", "v").ok(), "OK\n");
+    assert_eq!(c.member_list(1)?.len(), 3);
+    Ok(())
+}
