@@ -267,6 +267,11 @@ fn quorum_loss_refuses_writes_and_recovers() -> Result<()> {
     eprintln!("/health without quorum: {} {}", h.status, h.body.trim());
     assert!(h.body.contains("\"health\":\"false\""), "{}", h.body);
     assert_ne!(h.status, 200, "{}", h.body);
+    etcd_tests::only_36!("/readyz (etcd 3.5+) is not ready without a leader", {
+        let r = etcd_tests::http::get(c.client_port(survivor), "/readyz", Duration::from_secs(10))?;
+        assert_eq!(r.status, 503, "/readyz without quorum: {}", r.body);
+        assert!(r.body.contains("linearizable_read"), "{}", r.body);
+    });
     // A put waits for a leader until the server gives up after its request
     // timeout (5 s + 2 x election timeout = 7 s in etcd; the client's 12 s
     // deadline is longer). etcd 3.4 then answers
