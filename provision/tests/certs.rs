@@ -151,8 +151,8 @@ fn tls_env(pki: &Path, port: u16, client: Option<&str>) -> Vec<(String, String)>
     env
 }
 
-fn start_member(dir: &Path) -> (Proc, std::path::PathBuf, u16) {
-    let spec = write_spec(dir, SPEC);
+fn start_member(dir: &Path, spec_text: &str) -> (Proc, std::path::PathBuf, u16) {
+    let spec = write_spec(dir, spec_text);
     let pki = dir.join("pki");
     run_ok(&[
         "certs",
@@ -178,7 +178,7 @@ fn start_member(dir: &Path) -> (Proc, std::path::PathBuf, u16) {
 #[test]
 fn etcd_and_etcdctl_accept_the_certificates_and_refuse_a_client_without_one() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut proc, pki, port) = start_member(dir.path());
+    let (mut proc, pki, port) = start_member(dir.path(), SPEC);
     for client in ["admin", "kube-apiserver-etcd-client", "healthcheck-client"] {
         let o = etcdctl(&["put", "k", client], &tls_env(&pki, port, Some(client)));
         assert!(o.status.success(), "{client}: {}", text(&o));
@@ -192,6 +192,24 @@ fn etcd_and_etcdctl_accept_the_certificates_and_refuse_a_client_without_one() {
         "a client without a certificate was served: {}",
         text(&o)
     );
+    proc.assert_running();
+}
+
+#[test]
+fn rsa_certificates_serve_etcd_and_etcdctl() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SPEC.replace("[tls]\n", "[tls]\nkey-algorithm = \"rsa\"\n");
+    let (mut proc, pki, port) = start_member(dir.path(), &spec);
+    let x = openssl(&[
+        "x509",
+        "-in",
+        pki.join("members/m0/server.crt").to_str().unwrap(),
+        "-noout",
+        "-text",
+    ]);
+    assert!(x.contains("Public Key Algorithm: rsaEncryption"), "{x}");
+    let o = etcdctl(&["put", "k", "rsa"], &tls_env(&pki, port, Some("admin")));
+    assert!(o.status.success(), "{}", text(&o));
     proc.assert_running();
 }
 
@@ -238,7 +256,7 @@ fn served_serial(pki: &Path, port: u16) -> String {
 #[test]
 fn renew_reaches_a_running_member_without_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut proc, pki, port) = start_member(dir.path());
+    let (mut proc, pki, port) = start_member(dir.path(), SPEC);
     let pid = proc.child.id();
     let before = served_serial(&pki, port);
     let key_before = std::fs::read(pki.join("members/m0/server.key")).unwrap();

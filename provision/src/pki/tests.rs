@@ -234,6 +234,113 @@ fn ed25519_keys_work() {
     );
 }
 
+fn openssl(args: &[&str]) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn rsa_ca_and_leaves_verify_with_openssl() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = spec("[tls]\nkey-algorithm = \"rsa\"");
+    assert_eq!(
+        s.tls.key_algorithm,
+        crate::spec::KeyAlgorithm::Rsa { bits: 2048 }
+    );
+    let r = ensure(&s, dir.path(), Mode::Generate, OffsetDateTime::now_utc()).unwrap();
+    assert!(r.entries.iter().all(|e| e.action == Action::Create), "{r}");
+    let layout = Layout::new(dir.path());
+    let ca = layout.ca();
+    let ca_crt = ca.cert.to_str().unwrap();
+    let x = openssl(&["x509", "-in", ca_crt, "-noout", "-text"]);
+    assert!(x.contains("Public Key Algorithm: rsaEncryption"), "{x}");
+    assert!(x.contains("Public-Key: (2048 bit)"), "{x}");
+    assert!(
+        x.contains("Signature Algorithm: sha256WithRSAEncryption"),
+        "{x}"
+    );
+    assert!(x.contains("CA:TRUE"), "{x}");
+    for (pair, purpose) in [
+        (layout.ca(), None),
+        (layout.server("c0"), Some("sslserver")),
+        (layout.peer("c1"), Some("sslclient")),
+        (layout.client("admin"), Some("sslclient")),
+    ] {
+        let crt = pair.cert.to_str().unwrap();
+        let key = pair.key.to_str().unwrap();
+        if let Some(purpose) = purpose {
+            let v = openssl(&["verify", "-CAfile", ca_crt, "-purpose", purpose, crt]);
+            assert_eq!(v.trim(), format!("{crt}: OK"));
+            let x = openssl(&["x509", "-in", crt, "-noout", "-text"]);
+            assert!(x.contains("Public Key Algorithm: rsaEncryption"), "{x}");
+            assert!(
+                x.contains("Signature Algorithm: sha256WithRSAEncryption"),
+                "{x}"
+            );
+        }
+        // PKCS#8 PEM, an RSA key, the one in the certificate, 0600.
+        let pem = std::fs::read_to_string(&pair.key).unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{pem}");
+        let k = openssl(&["pkey", "-in", key, "-noout", "-text"]);
+        assert!(k.contains("Private-Key: (2048 bit"), "{key}: {k}");
+        assert!(k.contains("publicExponent: 65537"), "{key}: {k}");
+        assert_eq!(
+            openssl(&["pkey", "-in", key, "-pubout"]),
+            openssl(&["x509", "-in", crt, "-noout", "-pubkey"]),
+            "{key} belongs to {crt}"
+        );
+        let mode = std::fs::metadata(&pair.key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{key}");
+    }
+}
+
+#[test]
+fn rsa_keys_are_kept_by_rerun_and_renew() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = spec("[tls]\nkey-algorithm = \"rsa-2048\"\nvalidity-days = 10\nrenew-before-days = 5");
+    let issued = OffsetDateTime::now_utc() - time::Duration::days(7);
+    ensure(&s, dir.path(), Mode::Generate, issued).unwrap();
+    let before = snapshot(dir.path());
+    let now = OffsetDateTime::now_utc();
+    let r = ensure(&s, dir.path(), Mode::Generate, now).unwrap();
+    assert!(r.unchanged(), "{r}");
+    assert_eq!(before, snapshot(dir.path()), "re-running touches nothing");
+    let layout = Layout::new(dir.path());
+    let keys = |l: &Layout| {
+        [l.ca(), l.server("c0"), l.peer("c1"), l.client("admin")]
+            .map(|p| std::fs::read(p.key).unwrap())
+    };
+    let keys_before = keys(&layout);
+    let r = ensure(&s, dir.path(), Mode::Renew, now).unwrap();
+    assert_eq!(r.entries[0].action, Action::Keep, "CA kept");
+    assert!(
+        r.entries[1..]
+            .iter()
+            .all(|e| matches!(e.action, Action::Reissue { new_key: false, .. })),
+        "{r}"
+    );
+    assert_eq!(keys(&layout), keys_before, "renew keeps the RSA keys");
+    let crt = layout.server("c0").cert;
+    let v = openssl(&[
+        "verify",
+        "-CAfile",
+        layout.ca().cert.to_str().unwrap(),
+        crt.to_str().unwrap(),
+    ]);
+    assert!(v.trim().ends_with(": OK"), "{v}");
+    assert!(ensure(&s, dir.path(), Mode::Renew, now)
+        .unwrap()
+        .unchanged());
+}
+
 #[test]
 fn an_imported_ca_signs_the_leaves_and_is_never_replaced() {
     let ext = tempfile::tempdir().unwrap();

@@ -44,7 +44,7 @@ pub struct RawCluster {
 pub struct RawTls {
     /// TLS on (default) or off.
     pub enabled: Option<bool>,
-    /// `ecdsa-p256` (default) or `ed25519`.
+    /// `ecdsa-p256` (default), `ed25519`, `rsa` (2048 bits), `rsa-3072` or `rsa-4096`.
     pub key_algorithm: Option<String>,
     /// Leaf validity in days (default 365).
     pub validity_days: Option<u32>,

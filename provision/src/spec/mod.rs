@@ -67,14 +67,26 @@ pub enum KeyAlgorithm {
     EcdsaP256,
     /// Ed25519.
     Ed25519,
+    /// RSA with PKCS#1 v1.5 SHA-256 signatures; `bits` is 2048, 3072 or 4096.
+    Rsa {
+        /// Modulus size in bits.
+        bits: usize,
+    },
 }
 
 impl KeyAlgorithm {
-    /// Parses the spec's spelling (`ecdsa-p256`, `ed25519`).
+    /// The spellings [`parse`](Self::parse) accepts, for messages.
+    pub const NAMES: &'static str = "ecdsa-p256, ed25519, rsa (= rsa-2048), rsa-3072, rsa-4096";
+
+    /// Parses the spec's spelling (`ecdsa-p256`, `ed25519`, `rsa`, `rsa-2048`, `rsa-3072`,
+    /// `rsa-4096`).
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "ecdsa-p256" | "ecdsa" | "p256" => Some(Self::EcdsaP256),
             "ed25519" => Some(Self::Ed25519),
+            "rsa" | "rsa-2048" => Some(Self::Rsa { bits: 2048 }),
+            "rsa-3072" => Some(Self::Rsa { bits: 3072 }),
+            "rsa-4096" => Some(Self::Rsa { bits: 4096 }),
             _ => None,
         }
     }

@@ -227,7 +227,7 @@ pub fn validate(raw: &RawSpec) -> Result<ClusterSpec, SpecError> {
         Some(s) => KeyAlgorithm::parse(s).unwrap_or_else(|| {
             c.fail(
                 "tls",
-                format!("key-algorithm {s:?} is not one of ecdsa-p256, ed25519"),
+                format!("key-algorithm {s:?} is not one of {}", KeyAlgorithm::NAMES),
             );
             KeyAlgorithm::EcdsaP256
         }),
@@ -465,6 +465,36 @@ mod tests {
         );
         assert!(all.contains("member b: duplicate member name"), "{all}");
         assert!(all.contains("port 2380 is also used by member b"), "{all}");
+    }
+
+    #[test]
+    fn key_algorithm_spellings() {
+        let alg = |s: &str| {
+            validate(
+                &parse_str(
+                    &format!("[tls]\nkey-algorithm = \"{s}\"\n[[member]]\nname = \"a\"\nips = [\"10.0.0.1\"]\n"),
+                    "t",
+                )
+                .unwrap(),
+            )
+            .unwrap()
+            .tls
+            .key_algorithm
+        };
+        assert_eq!(alg("ecdsa-p256"), KeyAlgorithm::EcdsaP256);
+        assert_eq!(alg("ed25519"), KeyAlgorithm::Ed25519);
+        assert_eq!(alg("rsa"), KeyAlgorithm::Rsa { bits: 2048 });
+        assert_eq!(alg("rsa-2048"), KeyAlgorithm::Rsa { bits: 2048 });
+        assert_eq!(alg("rsa-3072"), KeyAlgorithm::Rsa { bits: 3072 });
+        assert_eq!(alg("rsa-4096"), KeyAlgorithm::Rsa { bits: 4096 });
+        let all = problems(
+            "[tls]\nkey-algorithm = \"rsa-8192\"\n[[member]]\nname = \"a\"\nips = [\"10.0.0.1\"]\n",
+        )
+        .join("\n");
+        assert!(
+            all.contains("key-algorithm \"rsa-8192\" is not one of ecdsa-p256, ed25519, rsa"),
+            "{all}"
+        );
     }
 
     #[test]
