@@ -89,6 +89,7 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
         peer_tls,
         peer_auto_tls: ptls.auto_tls,
         peer_client_cert,
+        strict_reconfig_check: cfg.strict_reconfig_check,
         enable_grpc_gateway: cfg.enable_grpc_gateway,
     })
 }
@@ -107,7 +108,6 @@ const NOT_ACTED_ON: &[&str] = &[
     "grpc-keepalive-interval",
     "grpc-keepalive-timeout",
     "max-concurrent-streams",
-    "strict-reconfig-check",
     "force-new-cluster",
     "unsafe-no-fsync",
     "auth-token",

@@ -49,6 +49,8 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// `--initial-cluster-token` (part of the ID of members added at runtime).
     pub cluster_token: String,
+    /// `--strict-reconfig-check`.
+    pub strict_reconfig_check: bool,
 }
 
 /// Everything the facade reaches.

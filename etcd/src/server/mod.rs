@@ -105,6 +105,9 @@ pub struct ServerOptions {
     pub peer_auto_tls: bool,
     /// `--peer-client-cert-file`/`--peer-client-key-file` (default: the peer cert).
     pub peer_client_cert: Option<(PathBuf, PathBuf)>,
+    /// `--strict-reconfig-check`: refuse membership changes that would leave too few
+    /// started voters for a quorum.
+    pub strict_reconfig_check: bool,
 }
 
 /// Errors that stop the server from starting or running.
@@ -445,6 +448,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
         quota_bytes: opts.quota_bytes,
         request_timeout: Duration::from_secs(5) + 2 * opts.election_timeout,
         cluster_token: opts.initial_cluster_token.clone(),
+        strict_reconfig_check: opts.strict_reconfig_check,
     };
     let server = EtcdServer::new(facade::Parts {
         settings,

@@ -38,6 +38,29 @@ fn check_urls(urls: &[String]) -> Result<(), EtcdError> {
     Ok(())
 }
 
+/// etcd's quorum of `n` voters.
+fn quorum(n: usize) -> usize {
+    n / 2 + 1
+}
+
+/// `--strict-reconfig-check`, as etcd counts it: a voter is started once it has
+/// published its name. Adding a voter needs a quorum of the larger cluster started;
+/// removing one needs a quorum of the smaller cluster started among the rest.
+fn enough_started(records: &[StoredMember], adding: bool, removing: Option<u64>) -> bool {
+    let voters: Vec<&StoredMember> = records.iter().filter(|m| !m.is_learner).collect();
+    let started = |m: &&&StoredMember| !m.name.is_empty();
+    if adding {
+        return voters.iter().filter(started).count() >= quorum(voters.len() + 1);
+    }
+    match removing {
+        Some(id) if voters.iter().any(|m| m.id == id) => {
+            let rest: Vec<&&StoredMember> = voters.iter().filter(|m| m.id != id).collect();
+            rest.iter().filter(|m| !m.name.is_empty()).count() >= quorum(rest.len())
+        }
+        _ => true,
+    }
+}
+
 fn to_api(m: &StoredMember) -> Member {
     Member {
         id: m.id,
@@ -123,6 +146,12 @@ impl EtcdServer {
         if is_learner && records.iter().filter(|m| m.is_learner).count() >= MAX_LEARNERS {
             return Err(EtcdError::TooManyLearners);
         }
+        if !is_learner
+            && self.p.settings.strict_reconfig_check
+            && !enough_started(&records, true, None)
+        {
+            return Err(EtcdError::MemberNotEnoughStarted);
+        }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -152,6 +181,11 @@ impl EtcdServer {
     pub async fn member_remove(&self, id: u64) -> Result<(ResponseHeader, Vec<Member>), EtcdError> {
         if self.p.members.get(id).is_none() {
             return Err(EtcdError::MemberNotFound);
+        }
+        if self.p.settings.strict_reconfig_check
+            && !enough_started(&self.p.members.records(), false, Some(id))
+        {
+            return Err(EtcdError::MemberNotEnoughStarted);
         }
         self.propose_conf_change(ConfChangeType::RemoveNode, id, Vec::new())
             .await?;
@@ -239,5 +273,36 @@ mod tests {
             );
         }
         assert_eq!(check_urls(&[]), Err(EtcdError::MemberBadUrls));
+    }
+
+    fn m(id: u64, started: bool, learner: bool) -> StoredMember {
+        StoredMember {
+            id,
+            name: if started {
+                format!("m{id}")
+            } else {
+                String::new()
+            },
+            peer_urls: vec![],
+            client_urls: vec![],
+            is_learner: learner,
+        }
+    }
+
+    #[test]
+    fn strict_reconfig_counts_started_voters() {
+        // 3 started voters: a 4th voter may be added (3 >= quorum(4) = 3).
+        let three = vec![m(1, true, false), m(2, true, false), m(3, true, false)];
+        assert!(enough_started(&three, true, None));
+        // 3 voters, one never started: adding another would need 3 started.
+        let one_unstarted = vec![m(1, true, false), m(2, true, false), m(3, false, false)];
+        assert!(!enough_started(&one_unstarted, true, None));
+        // Removing a started voter of 3 with one unstarted leaves 1 of 2 started.
+        assert!(!enough_started(&one_unstarted, false, Some(1)));
+        // Removing the unstarted one leaves 2 of 2.
+        assert!(enough_started(&one_unstarted, false, Some(3)));
+        // Learners never count, and removing one is always allowed.
+        let with_learner = vec![m(1, true, false), m(2, false, true)];
+        assert!(enough_started(&with_learner, false, Some(2)));
     }
 }
