@@ -67,7 +67,17 @@ pub async fn bind(url: &Url, tls: Option<&TlsFiles>) -> Result<Bound, ListenErro
                 .ok_or_else(|| ListenError::BadUrl(url.to_string(), "no host".into()))?;
             let host = host.trim_start_matches('[').trim_end_matches(']');
             let port = url.port().unwrap_or(2379);
-            let l = TcpListener::bind((host, port))
+            // Like Go's net.Listen (what etcd uses): a host name is bound on one of its
+            // addresses, IPv4 first, so `localhost` means 127.0.0.1 even where
+            // /etc/hosts lists ::1 first.
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, port))
+                .await
+                .map_err(|e| ListenError::Bind(url.to_string(), e))?
+                .collect();
+            let addr = listen_addr(&addrs).ok_or_else(|| {
+                ListenError::BadUrl(url.to_string(), "host has no address".into())
+            })?;
+            let l = TcpListener::bind(addr)
                 .await
                 .map_err(|e| ListenError::Bind(url.to_string(), e))?;
             Socket::Tcp(l)
@@ -207,4 +217,37 @@ where
     }
     conn.as_mut().graceful_shutdown();
     let _ = tokio::time::timeout(grace, conn).await;
+}
+
+/// The address a host name is bound on: its first IPv4 address, else its first one.
+fn listen_addr(addrs: &[std::net::SocketAddr]) -> Option<std::net::SocketAddr> {
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+}
+
+#[cfg(test)]
+mod bind_tests {
+    use super::*;
+
+    #[test]
+    fn a_host_name_is_bound_on_its_ipv4_address_first() {
+        let v6: std::net::SocketAddr = "[::1]:2379".parse().unwrap();
+        let v4: std::net::SocketAddr = "127.0.0.1:2379".parse().unwrap();
+        assert_eq!(listen_addr(&[v6, v4]), Some(v4));
+        assert_eq!(listen_addr(&[v6]), Some(v6));
+        assert_eq!(listen_addr(&[]), None);
+    }
+
+    #[tokio::test]
+    async fn localhost_binds_ipv4_loopback_as_go_does() {
+        let url = Url::parse("http://localhost:0").unwrap();
+        let b = bind(&url, None).await.unwrap();
+        match &b.socket {
+            Socket::Tcp(l) => assert!(l.local_addr().unwrap().ip().is_ipv4()),
+            _ => panic!("a TCP socket"),
+        }
+    }
 }
