@@ -330,3 +330,67 @@ fn deb_installs_starts_when_asked_keeps_data_across_restart_remove_and_reinstall
     assert_eq!(r("start3.rc"), "0", "{diag}");
     assert_eq!(r("get4"), "v1", "reinstall lost the data\n{diag}");
 }
+
+const UPGRADE_SH: &str = r#"#!/bin/sh
+exec > /e2e/out/run.log 2>&1
+set -x
+export ETCDCTL_API=3
+C="/e2e/etcdctl --endpoints=http://127.0.0.1:2379 --command-timeout=5s"
+apt-get install -y /e2e/etcd_old.deb; echo $? > /e2e/out/install.rc
+systemctl start etcd; echo $? > /e2e/out/start.rc
+$C put k1 v1 > /e2e/out/put 2>&1
+systemctl show -p MainPID --value etcd > /e2e/out/pid_old
+apt-get install -y /e2e/etcd_new.deb; echo $? > /e2e/out/upgrade.rc
+dpkg-query -W -f='${Version}\n' etcd > /e2e/out/version
+systemctl is-active etcd > /e2e/out/active
+systemctl show -p MainPID --value etcd > /e2e/out/pid_new
+$C get k1 --print-value-only > /e2e/out/get 2>&1
+# A stopped service stays stopped across an upgrade (reinstalling the same version).
+systemctl stop etcd
+apt-get install -y --reinstall /e2e/etcd_new.deb; echo $? > /e2e/out/reinstall.rc
+systemctl is-active etcd > /e2e/out/active_stopped
+# purge: configuration gone, data kept with a message.
+apt-get purge -y etcd > /e2e/out/purge 2>&1; echo $? > /e2e/out/purge.rc
+ls /etc/etcd/etcd.toml > /e2e/out/config_after_purge 2>&1
+ls -A /var/lib/etcd > /e2e/out/data_after_purge
+journalctl -u etcd --no-pager > /e2e/out/journal 2>&1
+echo done > /e2e/out/done
+systemctl poweroff --no-block
+"#;
+
+#[test]
+fn deb_upgrade_restarts_a_running_service_and_keeps_data_purge_keeps_data() {
+    if !prerequisites() {
+        return;
+    }
+    let (_work, out, diag) = boot(UPGRADE_SH);
+    let r = |f: &str| read(&out, f);
+    assert_eq!(r("done"), "done", "{diag}");
+    assert_eq!(r("install.rc"), "0", "{diag}");
+    assert_eq!(r("start.rc"), "0", "{diag}");
+    assert_eq!(r("upgrade.rc"), "0", "{diag}");
+    assert_eq!(r("version"), "0.1.1-1", "{diag}");
+    assert_eq!(r("active"), "active", "{diag}");
+    let (old, new) = (r("pid_old"), r("pid_new"));
+    assert!(
+        old != "0" && new != "0" && old != new,
+        "not restarted: {old} -> {new}\n{diag}"
+    );
+    assert_eq!(r("get"), "v1", "upgrade lost the data\n{diag}");
+    assert_eq!(r("reinstall.rc"), "0", "{diag}");
+    assert_eq!(
+        r("active_stopped"),
+        "inactive",
+        "a stopped service was started\n{diag}"
+    );
+    assert_eq!(r("purge.rc"), "0", "{diag}");
+    assert!(r("config_after_purge").contains("No such file"), "{diag}");
+    assert!(
+        !r("data_after_purge").is_empty(),
+        "purge deleted data\n{diag}"
+    );
+    assert!(
+        r("purge").contains("/var/lib/etcd was kept"),
+        "no message\n{diag}"
+    );
+}
