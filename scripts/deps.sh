@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the build and the tests need (idempotent; root).
+# Installs the Debian packages (and cargo-installed tools) the build and the tests need
+# (idempotent; root).
+#   bash scripts/deps.sh          build dependencies
+#   bash scripts/deps.sh --dist   + cargo-deb and cargo-generate-rpm (scripts/dist.sh)
+#   bash scripts/deps.sh --test   + everything the test suite uses (includes --dist)
 set -euo pipefail
 pkgs=(clang libclang-dev protobuf-compiler build-essential pkg-config ca-certificates)
+dist=0
 if [ "${1:-}" = "--test" ]; then
   # The real etcdctl (v3.4) drives the end-to-end tests; iproute2 (ip netns) the
   # partition tests; openssl, systemd (systemd-analyze), debootstrap and
-  # systemd-container (a booted Debian for unit/install tests) the provision tests.
-  pkgs+=(etcd-client curl iproute2 openssl systemd debootstrap systemd-container)
+  # systemd-container (a booted Debian for unit/install/package tests) the provision and
+  # package tests; rpm, rpmlint and shellcheck check the rpm and the package scripts.
+  pkgs+=(etcd-client curl iproute2 openssl systemd debootstrap systemd-container rpm rpmlint shellcheck)
+  dist=1
+elif [ "${1:-}" = "--dist" ]; then
+  dist=1
 fi
 missing=()
 for p in "${pkgs[@]}"; do
@@ -24,4 +33,11 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "a Rust toolchain (cargo, rustc >= 1.85) is required: https://rustup.rs" >&2
   fi
   exit 1
+fi
+if [ "$dist" = 1 ]; then
+  # Pinned packaging tools, installed once (`cargo deb --version` prints "cargo-deb 3.8.0").
+  cargo deb --version 2>/dev/null | grep -q ' 3\.8\.0$' ||
+    cargo install --locked cargo-deb --version 3.8.0
+  cargo generate-rpm --version 2>/dev/null | grep -q ' 0\.21\.1$' ||
+    cargo install --locked cargo-generate-rpm --version 0.21.1
 fi
