@@ -180,12 +180,16 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(run(cfg)) {
+    let code = match rt.block_on(run(cfg)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "etcd stopped with an error");
             eprintln!("etcd: {e:#}");
             ExitCode::from(1)
         }
-    }
+    };
+    // Cancel what is left (lingering connections hold the server and its database):
+    // the database closes before the process exits.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    code
 }

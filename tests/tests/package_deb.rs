@@ -274,8 +274,8 @@ systemctl show -p Type --value etcd > /e2e/out/type
 # `start --no-block`, then the first time the unit is active etcd must already serve.
 systemctl start --no-block etcd
 i=0
-while [ "$(systemctl is-active etcd)" != active ] && [ $i -lt 1200 ]; do
-  systemctl is-active etcd >> /e2e/out/states; sleep 0.05; i=$((i+1))
+while s=$(systemctl is-active etcd); [ "$s" != active ] && [ $i -lt 1200 ]; do
+  echo "$s" >> /e2e/out/states; sleep 0.05; i=$((i+1))
 done
 $C endpoint health > /e2e/out/health_at_active 2>&1; echo $? > /e2e/out/health_at_active.rc
 $C put k1 v1 > /e2e/out/put 2>&1

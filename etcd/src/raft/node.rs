@@ -164,6 +164,7 @@ enum Command {
     },
     ReadIndex(oneshot::Sender<Result<u64, RaftError>>),
     Progress(oneshot::Sender<Option<ReplicationProgress>>),
+    Stop,
     TransferLeader(u64),
     Step(Message),
     ReportUnreachable(u64),
@@ -277,6 +278,12 @@ impl RaftHandle {
             .map_err(|_| RaftError::Stopped)
     }
 
+    /// Ends the loop (its thread returns and drops the state machine and log, so the
+    /// database can close) even while other handles exist.
+    pub fn stop(&self) {
+        let _ = self.tx.send(Command::Stop);
+    }
+
     /// Live status counters.
     pub fn status(&self) -> &RaftStatus {
         &self.status
@@ -386,12 +393,21 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
         loop {
             let wait = self.cfg.tick.saturating_sub(last_tick.elapsed());
             match rx.recv_timeout(wait) {
+                Ok(Command::Stop) => break,
                 Ok(cmd) => self.handle(cmd),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            let mut stop = false;
             while let Ok(cmd) = rx.try_recv() {
+                if matches!(cmd, Command::Stop) {
+                    stop = true;
+                    break;
+                }
                 self.handle(cmd);
+            }
+            if stop {
+                break;
             }
             if last_tick.elapsed() >= self.cfg.tick {
                 self.node.tick();
@@ -451,6 +467,7 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
                 let _ = tx.send(p);
             }
             Command::ReadIndex(tx) => self.pending_reads.push(tx),
+            Command::Stop => {}
             Command::TransferLeader(target) => self.node.transfer_leader(target),
             Command::Step(msg) => {
                 if let Err(e) = self.node.step(msg) {

@@ -731,9 +731,19 @@ impl Running {
             tracing::error!(error = %e, "failed to sync the database on shutdown");
         }
         self.transport.shutdown();
+        // Stop the raft loop and wait for its thread: it owns the state machine and the
+        // log, and RocksDB must be closed (every handle dropped) before the process
+        // exits, or its background threads race the C++ static destructors.
+        self.server.raft().stop();
         drop(self.server);
         if let Some(t) = self.raft_thread.take() {
-            drop(t);
+            let joined = tokio::task::spawn_blocking(move || t.join());
+            if tokio::time::timeout(Duration::from_secs(5), joined)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the raft loop did not stop within 5s");
+            }
         }
         tracing::info!("stopped serving; data is on disk");
     }
