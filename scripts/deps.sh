@@ -3,16 +3,23 @@
 # (idempotent; root).
 #   bash scripts/deps.sh          build dependencies
 #   bash scripts/deps.sh --dist   + cargo-deb and cargo-generate-rpm (scripts/dist.sh)
-#   bash scripts/deps.sh --test   + everything the test suite uses (includes --dist)
+#   bash scripts/deps.sh --bench  + what tests/bench needs (reference etcd-server, etcdctl,
+#                                 python3, Go and etcd's library sources for its load tool)
+#   bash scripts/deps.sh --test   + everything the test suite uses (includes --dist, --bench)
 set -euo pipefail
 pkgs=(clang libclang-dev protobuf-compiler build-essential pkg-config ca-certificates)
 dist=0
-if [ "${1:-}" = "--test" ]; then
+# Debian's etcd 3.4 (the reference server), its etcdctl, python3 (the harness), Go and
+# etcd's library sources (to build etcd's `benchmark` tool): tests/bench and its smoke test.
+bench=(etcd-server etcd-client python3 golang-go golang-etcd-server-dev curl)
+if [ "${1:-}" = "--bench" ]; then
+  pkgs+=("${bench[@]}")
+elif [ "${1:-}" = "--test" ]; then
   # The real etcdctl (v3.4) drives the end-to-end tests; iproute2 (ip netns) the
   # partition tests; openssl, systemd (systemd-analyze), debootstrap and
   # systemd-container (a booted Debian for unit/install/package tests) the provision and
   # package tests; rpm, rpmlint and shellcheck check the rpm and the package scripts.
-  pkgs+=(etcd-client curl iproute2 openssl systemd debootstrap systemd-container rpm rpmlint shellcheck)
+  pkgs+=(etcd-client curl iproute2 openssl systemd debootstrap systemd-container rpm rpmlint shellcheck "${bench[@]}")
   dist=1
 elif [ "${1:-}" = "--dist" ]; then
   dist=1

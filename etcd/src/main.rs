@@ -7,6 +7,11 @@ use anyhow::Context as _;
 use etcd::config::{self, Config, LoadOutcome, TlsVersion};
 use etcd::server::{self, AutoCompaction, ServerOptions, TlsFiles};
 
+/// Every Rust allocation of the server goes through jemalloc (RocksDB's own C++
+/// allocations stay with the system allocator).
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
     let members = cfg
         .initial_cluster_members()

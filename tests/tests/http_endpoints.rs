@@ -180,6 +180,54 @@ fn metrics_on_client_and_metrics_urls() -> Result<()> {
     Ok(())
 }
 
+/// The value of the sample line that starts with `prefix` (name plus labels).
+fn labelled(page: &str, prefix: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The metrics that explain write performance move with the writes: raft-log fsyncs,
+/// backend commits, committed/applied proposals, apply duration per op, mvcc counters;
+/// nothing is left pending once every request was answered.
+#[test]
+fn write_path_metrics_move_with_writes() -> Result<()> {
+    let etcd = EtcdProcess::start(EtcdOptions::default())?;
+    let (_, _, before) = get(&etcd.http_url("/metrics"))?;
+    for i in 0..5 {
+        assert_eq!(etcd.etcdctl_ok(&["put", &format!("k{i}"), "v"]), "OK\n");
+    }
+    etcd.etcdctl_ok(&["get", "k0"]);
+    // etcd commits its backend every 100 ms: give the last commit time to happen.
+    let commits = |page: &str| labelled(page, "etcd_disk_backend_commit_duration_seconds_count ");
+    let mut after = String::new();
+    for _ in 0..30 {
+        after = get(&etcd.http_url("/metrics"))?.2;
+        if commits(&after) > commits(&before) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let grew_by = |name: &str, n: f64| {
+        let b = labelled(&before, name).unwrap_or(0.0);
+        let a = labelled(&after, name).unwrap_or_else(|| panic!("{name} missing"));
+        assert!(a >= b + n, "{name}: {b} -> {a}");
+    };
+    let grew = |name: &str| grew_by(name, 5.0);
+    grew("etcd_disk_wal_fsync_duration_seconds_count ");
+    // etcd commits its backend in batches (every 100 ms): at least one.
+    grew_by("etcd_disk_backend_commit_duration_seconds_count ", 1.0);
+    grew("etcd_server_proposals_committed_total ");
+    grew("etcd_server_proposals_applied_total ");
+    assert_eq!(sample(&after, "etcd_server_proposals_pending"), Some(0.0));
+    etcd_tests::only_36!("3.5 metric names", {
+        grew(r#"etcd_server_apply_duration_seconds_count{op="Put",success="true",version="v3"} "#);
+        grew("etcd_mvcc_put_total ");
+        assert!(sample(&after, "etcd_mvcc_range_total").unwrap_or(0.0) >= 1.0);
+    });
+    Ok(())
+}
+
 /// One unary gRPC call with curl over h2c: returns (grpc-status, response
 /// message bytes without the 5-byte frame header).
 fn grpc_call(

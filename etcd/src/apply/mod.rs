@@ -170,6 +170,8 @@ impl Applier {
     }
 
     fn apply_request(&mut self, index: u64, req: Request) -> Result<Applied, MvccError> {
+        let started = std::time::Instant::now();
+        let op = op_name(&req);
         let storage = self.storage.clone();
         let mut batch = storage.batch();
         batch.put(Cf::Meta, APPLIED_INDEX_KEY, &index.to_be_bytes());
@@ -260,17 +262,51 @@ impl Applier {
             drop(wtxn);
             None
         };
+        let commit = std::time::Instant::now();
         self.storage.write(batch, false)?;
+        crate::metrics::BACKEND_COMMIT.observe(commit.elapsed().as_secs_f64());
         if let Some(p) = pending {
             let events = self.store.publish(p);
             if !events.is_empty() {
                 self.hub.notify(self.store.current_revision(), &events);
             }
         }
+        count_op(op, result.is_ok());
+        crate::metrics::APPLY_DURATION
+            .with_label_values(&["v3", op, if result.is_ok() { "true" } else { "false" }])
+            .observe(started.elapsed().as_secs_f64());
         Ok(Applied {
             result,
             revision: self.store.current_revision(),
         })
+    }
+}
+
+/// The `op` label of `etcd_server_apply_duration_seconds` (etcd's request names).
+fn op_name(req: &Request) -> &'static str {
+    match req {
+        Request::Put(_) => "Put",
+        Request::DeleteRange(_) => "DeleteRange",
+        Request::Txn(_) => "Txn",
+        Request::Compaction(_) => "Compaction",
+        Request::LeaseGrant(_) => "LeaseGrant",
+        Request::LeaseRevoke(_) => "LeaseRevoke",
+        Request::Alarm(_) => "Alarm",
+        Request::MemberPeerUrls(_) => "ClusterMemberAttrSet",
+        Request::MemberAttributes(_) => "ClusterMemberAttrSet",
+    }
+}
+
+/// Counts an applied KV request in `etcd_mvcc_{put,delete,txn}_total`.
+fn count_op(op: &str, ok: bool) {
+    if !ok {
+        return;
+    }
+    match op {
+        "Put" => crate::metrics::PUT_TOTAL.inc(),
+        "DeleteRange" => crate::metrics::DELETE_TOTAL.inc(),
+        "Txn" => crate::metrics::TXN_TOTAL.inc(),
+        _ => {}
     }
 }
 

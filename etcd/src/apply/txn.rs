@@ -41,10 +41,17 @@ pub fn range(txn: &WriteTxn<'_>, req: &RangeRequest) -> Result<RangeResponse, Et
 
 /// Checks a Put before anything is written.
 fn check_put(txn: &WriteTxn<'_>, lessor: &Lessor, req: &PutRequest) -> Result<(), EtcdError> {
-    let prev = txn.get(&req.key).map_err(mvcc_err)?;
-    if (req.ignore_value || req.ignore_lease) && prev.is_none() {
-        return Err(EtcdError::KeyNotFound);
-    }
+    // The previous value matters only for ignore_value / ignore_lease (a read saved on
+    // the common put).
+    let prev = if req.ignore_value || req.ignore_lease {
+        let prev = txn.get(&req.key).map_err(mvcc_err)?;
+        if prev.is_none() {
+            return Err(EtcdError::KeyNotFound);
+        }
+        prev
+    } else {
+        None
+    };
     let lease = if req.ignore_lease {
         prev.map(|p| p.lease).unwrap_or(0)
     } else {
@@ -72,7 +79,9 @@ pub fn put(
         (Some(p), true) => p.lease,
         _ => req.lease,
     };
-    let prev = txn.put(&req.key, value, lease).map_err(mvcc_err)?;
+    let prev = txn
+        .put_over(&req.key, value, lease, prev)
+        .map_err(mvcc_err)?;
     if let Some(p) = &prev {
         if p.lease != 0 && p.lease != lease {
             lessor.detach(p.lease, &req.key);

@@ -259,6 +259,15 @@ impl Membership {
         self.members.read().ok()?.get(&id).cloned()
     }
 
+    /// Whether member `id` is a learner (false for an unknown member); checked on every
+    /// request, so it copies nothing.
+    pub fn is_learner(&self, id: u64) -> bool {
+        self.members
+            .read()
+            .map(|t| t.get(&id).is_some_and(|m| m.is_learner))
+            .unwrap_or(false)
+    }
+
     /// Every member as the API reports them, by ID.
     pub fn list(&self) -> Vec<Member> {
         self.members

@@ -148,6 +148,25 @@ fn load_kv(snap: &Snapshot<'_>, rev: Revision) -> Result<KeyValue, MvccError> {
     }
 }
 
+/// Reads the put records at `revs` from `snap` in one batched lookup, in the order given.
+fn load_kvs(snap: &Snapshot<'_>, revs: &[Revision]) -> Result<Vec<KeyValue>, MvccError> {
+    if revs.len() == 1 {
+        return Ok(vec![load_kv(snap, revs[0])?]);
+    }
+    let keys: Vec<Vec<u8>> = revs.iter().map(|r| r.to_key()).collect();
+    snap.multi_get(Cf::Kv, &keys)?
+        .into_iter()
+        .zip(revs)
+        .map(|(v, rev)| match v {
+            Some(bytes) => decode_kv(&bytes),
+            None => Err(MvccError::Corrupt(format!(
+                "index points at missing record {}.{}",
+                rev.main, rev.sub
+            ))),
+        })
+        .collect()
+}
+
 fn read_meta(storage: &Storage, key: &[u8]) -> Result<i64, MvccError> {
     match storage.get(Cf::Meta, key)? {
         Some(bytes) => decode_i64(&String::from_utf8_lossy(key), &bytes),
@@ -276,10 +295,7 @@ impl Store {
             }
             (revs, count, st.current, self.storage.snapshot())
         };
-        let kvs = revs
-            .into_iter()
-            .map(|rev| load_kv(&snap, rev))
-            .collect::<Result<Vec<_>, _>>()?;
+        let kvs = load_kvs(&snap, &revs)?;
         Ok(Fetched {
             kvs,
             count,
@@ -287,16 +303,21 @@ impl Store {
         })
     }
 
-    /// The newest value of `key` among published data.
-    fn latest(&self, key: &[u8]) -> Result<Option<KeyValue>, MvccError> {
-        let (rev, snap) = {
-            let st = self.read_state();
-            match st.index.latest(key) {
-                Some(found) => (found.rev, self.storage.snapshot()),
-                None => return Ok(None),
-            }
+    /// The newest value of `key` among published data, for the holder of the writer slot:
+    /// read without a RocksDB snapshot. Safe because records are only removed by writes (compaction, snapshot
+    /// install), which cannot run while the caller holds the slot.
+    fn latest_for_writer(&self, key: &[u8]) -> Result<Option<KeyValue>, MvccError> {
+        let found = self.read_state().index.latest(key);
+        let Some(found) = found else {
+            return Ok(None);
         };
-        load_kv(&snap, rev).map(Some)
+        match self.storage.get(Cf::Kv, &found.rev.to_key())? {
+            Some(bytes) => decode_kv(&bytes).map(Some),
+            None => Err(MvccError::Corrupt(format!(
+                "index points at missing record {}.{}",
+                found.rev.main, found.rev.sub
+            ))),
+        }
     }
 
     /// Starts the next write; its revision is `current_revision() + 1`. Blocks while

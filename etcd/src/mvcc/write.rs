@@ -11,7 +11,7 @@ use crate::storage::{Batch, Cf};
 use super::key_range::bounds;
 use super::range::{self, FetchOptions, Fetched, RangeResult};
 use super::revision::{encode_i64, Revision};
-use super::{load_kv, MvccError, Store, WriterToken, META_CURRENT_REV};
+use super::{load_kvs, MvccError, Store, WriterToken, META_CURRENT_REV};
 
 /// A key this transaction changed.
 #[derive(Debug, Clone)]
@@ -192,13 +192,29 @@ impl<'a> WriteTxn<'a> {
             }
             (slots, count, self.store.storage.snapshot())
         };
-        let kvs = slots
-            .into_iter()
-            .map(|slot| match slot {
-                Slot::Disk(rev) => load_kv(&snap, rev),
-                Slot::Mem(kv) => Ok(kv.clone()),
+        let disk: Vec<Revision> = slots
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Disk(rev) => Some(*rev),
+                Slot::Mem(_) => None,
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect();
+        let mut loaded = load_kvs(&snap, &disk)?.into_iter();
+        let mut kvs = Vec::with_capacity(slots.len());
+        for slot in slots {
+            match slot {
+                Slot::Disk(rev) => match loaded.next() {
+                    Some(kv) => kvs.push(kv),
+                    None => {
+                        return Err(MvccError::Corrupt(format!(
+                            "record {}.{} not read",
+                            rev.main, rev.sub
+                        )))
+                    }
+                },
+                Slot::Mem(kv) => kvs.push(kv.clone()),
+            }
+        }
         Ok((kvs, count))
     }
 
@@ -207,21 +223,7 @@ impl<'a> WriteTxn<'a> {
     pub fn get(&self, key: &[u8]) -> Result<Option<KeyValue>, MvccError> {
         match self.touched.get(key) {
             Some(t) => Ok(t.now.clone()),
-            None => self.store.latest(key),
-        }
-    }
-
-    /// The key before this transaction, and its newest value including this transaction.
-    fn before_and_now(
-        &self,
-        key: &[u8],
-    ) -> Result<(Option<KeyValue>, Option<KeyValue>), MvccError> {
-        match self.touched.get(key) {
-            Some(t) => Ok((t.before.clone(), t.now.clone())),
-            None => {
-                let kv = self.store.latest(key)?;
-                Ok((kv.clone(), kv))
-            }
+            None => self.store.latest_for_writer(key),
         }
     }
 
@@ -239,7 +241,23 @@ impl<'a> WriteTxn<'a> {
         value: Vec<u8>,
         lease: i64,
     ) -> Result<Option<KeyValue>, MvccError> {
-        let (before, prev) = self.before_and_now(key)?;
+        let current = self.get(key)?;
+        self.put_over(key, value, lease, current)
+    }
+
+    /// [`put`](Self::put) for a caller that has just read `current` with
+    /// [`get`](Self::get) in this transaction (saves reading the key again).
+    pub fn put_over(
+        &mut self,
+        key: &[u8],
+        value: Vec<u8>,
+        lease: i64,
+        current: Option<KeyValue>,
+    ) -> Result<Option<KeyValue>, MvccError> {
+        let (before, prev) = match self.touched.get(key) {
+            Some(t) => (t.before.clone(), t.now.clone()),
+            None => (current.clone(), current),
+        };
         let rev = self.next_sub();
         let kv = KeyValue {
             key: key.to_vec(),

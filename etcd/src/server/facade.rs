@@ -187,6 +187,7 @@ impl EtcdServer {
 
     /// Proposes `req` and waits for its applied result.
     pub(super) async fn propose(&self, req: Request) -> Result<Applied, EtcdError> {
+        let _pending = crate::metrics::PendingProposal::start();
         let (id, rx) = self.p.wait.register();
         let data = InternalRequest {
             id,
@@ -201,6 +202,7 @@ impl EtcdServer {
             Ok(f) => f,
             Err(e) => {
                 self.p.wait.cancel(id);
+                crate::metrics::PROPOSALS_FAILED.inc();
                 return Err(raft_err(e));
             }
         };
@@ -218,9 +220,14 @@ impl EtcdServer {
         })
         .await;
         match outcome {
-            Ok(r) => r,
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => {
+                crate::metrics::PROPOSALS_FAILED.inc();
+                Err(e)
+            }
             Err(_) => {
                 self.p.wait.cancel(id);
+                crate::metrics::PROPOSALS_FAILED.inc();
                 Err(EtcdError::Timeout)
             }
         }
@@ -308,6 +315,7 @@ impl EtcdServer {
             self.linearizable_barrier().await?;
         }
         let r = self.p.store.range(&req).map_err(mvcc_err)?;
+        crate::metrics::RANGE_TOTAL.inc();
         Ok(RangeResponse {
             header: Some(self.header(r.revision)),
             kvs: r.kvs,
@@ -319,10 +327,7 @@ impl EtcdServer {
     /// Whether this member is a learner (it then serves only serializable reads,
     /// Status, MemberList and snapshots, as in etcd).
     pub fn is_learner(&self) -> bool {
-        self.p
-            .members
-            .get(self.p.settings.member_id)
-            .is_some_and(|m| m.is_learner)
+        self.p.members.is_learner(self.p.settings.member_id)
     }
 
     /// KV.Put.
@@ -751,7 +756,6 @@ impl EtcdServer {
         m::IS_LEADER.set(st.is_leader() as i64);
         m::PROPOSALS_COMMITTED.set(st.commit() as i64);
         m::PROPOSALS_APPLIED.set(st.applied() as i64);
-        m::PROPOSALS_PENDING.set(st.commit().saturating_sub(st.applied()) as i64);
         m::DB_TOTAL_SIZE.set(self.p.storage.size_on_disk() as i64);
         m::DB_IN_USE_SIZE.set(self.p.storage.size_in_use() as i64);
         m::QUOTA_BYTES.set(self.p.settings.quota_bytes as i64);

@@ -82,6 +82,9 @@ impl std::fmt::Debug for Storage {
 /// Owned key/value pair returned by iteration.
 pub type KvPair = (Box<[u8]>, Box<[u8]>);
 
+/// Bytes of RocksDB memtables, all column families together.
+const MEMTABLE_BUDGET: usize = 32 << 20;
+
 impl Storage {
     /// Opens (creating if needed) the database at `dir`, with every column family.
     pub fn open(dir: &Path) -> Result<Self> {
@@ -96,9 +99,14 @@ impl Storage {
         opts.set_keep_log_file_num(3);
         // Acknowledged writes must survive a crash: never trade the WAL away.
         opts.set_manual_wal_flush(false);
+        // Memory: all memtables together stay under MEMTABLE_BUDGET (the largest is
+        // flushed beyond it). Values are read back from SSTs through the block cache, so
+        // large memtables buy little and cost resident memory.
+        opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
         let cfs = Cf::ALL.iter().map(|cf| {
             let mut o = Options::default();
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            o.set_write_buffer_size(MEMTABLE_BUDGET / 2);
             ColumnFamilyDescriptor::new(cf.name(), o)
         });
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
@@ -246,6 +254,20 @@ impl Snapshot<'_> {
         let mut ro = rocksdb::ReadOptions::default();
         ro.set_snapshot(&self.snap);
         Ok(self.storage.db.get_cf_opt(self.storage.cf(cf), key, &ro)?)
+    }
+
+    /// Reads every key of `keys` as of the snapshot in one batched lookup (RocksDB's
+    /// MultiGet: data blocks shared by several keys are read once). Results are in the
+    /// order of `keys`.
+    pub fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_snapshot(&self.snap);
+        self.storage
+            .db
+            .batched_multi_get_cf_opt(self.storage.cf(cf), keys.iter(), false, &ro)
+            .into_iter()
+            .map(|r| r.map(|v| v.map(|s| s.to_vec())).map_err(StorageError::from))
+            .collect()
     }
 
     /// Visits pairs with `start <= key < end` as of the snapshot until `f` returns `false`.
