@@ -145,6 +145,13 @@ async fn replay_from_start_revision_with_prev_kv() -> anyhow::Result<()> {
         ),
         (8, 0, 0, &b""[..])
     );
+    // A live deletion carries the deleted value as prev_kv (read when it is sent).
+    assert_eq!(
+        r.events()[0]
+            .prev_kv()
+            .map(|p| (p.value(), p.mod_revision())),
+        Some((&b"4"[..], 7))
+    );
     Ok(())
 }
 
@@ -374,5 +381,79 @@ async fn create_errors_and_explicit_ids() -> anyhow::Result<()> {
             )
         );
     });
+    Ok(())
+}
+
+/// A range delete of many keys: one revision; the response counts every key; a watcher
+/// with prev_kv gets each deleted value, one without gets none; the lease the keys were
+/// attached to no longer lists them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_range_delete_events_and_prev_kv() -> anyhow::Result<()> {
+    use etcd_client::{DeleteOptions, LeaseTimeToLiveOptions, PutOptions, Txn, TxnOp};
+    let etcd = EtcdProcess::start_default()?;
+    let mut c = etcd.client().await?;
+    let lease = c.lease_grant(600, None).await?.id();
+    const N: usize = 3000;
+    for chunk in 0..N / 100 {
+        let ops: Vec<TxnOp> = (0..100)
+            .map(|i| {
+                let n = chunk * 100 + i;
+                let opts = (n % 2 == 0).then(|| PutOptions::new().with_lease(lease));
+                TxnOp::put(format!("big/{n:05}"), format!("v{n}"), opts)
+            })
+            .collect();
+        c.txn(Txn::new().and_then(ops)).await?;
+    }
+    let leased = c
+        .lease_time_to_live(lease, Some(LeaseTimeToLiveOptions::new().with_keys()))
+        .await?;
+    assert_eq!(leased.keys().len(), N / 2);
+
+    let mut with_prev = c
+        .watch(
+            "big/",
+            Some(WatchOptions::new().with_prefix().with_prev_key()),
+        )
+        .await?;
+    assert!(next_watch(&mut with_prev, T).await?.created());
+    let mut bare = c
+        .watch("big/", Some(WatchOptions::new().with_prefix()))
+        .await?;
+    assert!(next_watch(&mut bare, T).await?.created());
+
+    let r = c
+        .delete("big/", Some(DeleteOptions::new().with_prefix()))
+        .await?;
+    assert_eq!(r.deleted(), N as i64);
+    assert!(r.prev_kvs().is_empty(), "prev_kvs only when asked for");
+    let del_rev = r.header().expect("header").revision();
+
+    let mut got = Vec::new();
+    while got.len() < N {
+        let r = next_watch(&mut with_prev, T).await?;
+        got.extend(events(&r));
+    }
+    for (n, e) in got.iter().enumerate() {
+        assert_eq!(
+            (e.0, e.1.as_str(), e.3, e.4.as_deref()),
+            (
+                EventType::Delete,
+                format!("big/{n:05}").as_str(),
+                del_rev,
+                Some(format!("v{n}").as_str())
+            )
+        );
+    }
+    let mut count = 0;
+    while count < N {
+        let r = next_watch(&mut bare, T).await?;
+        assert!(r.events().iter().all(|e| e.prev_kv().is_none()));
+        count += r.events().len();
+    }
+    assert_eq!(count, N);
+    let leased = c
+        .lease_time_to_live(lease, Some(LeaseTimeToLiveOptions::new().with_keys()))
+        .await?;
+    assert!(leased.keys().is_empty(), "deleted keys left the lease");
     Ok(())
 }

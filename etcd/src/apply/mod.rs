@@ -219,7 +219,7 @@ impl Applier {
                     keys.sort();
                     let mut res = Ok(ApplyResponse::LeaseRevoked);
                     for k in keys {
-                        if let Err(e) = wtxn.delete_range(&k, &[]) {
+                        if let Err(e) = wtxn.delete_range(&k, &[], false) {
                             res = Err(EtcdError::Internal(e.to_string()));
                             break;
                         }

@@ -103,17 +103,15 @@ pub fn delete_range(
     req: &DeleteRangeRequest,
 ) -> Result<DeleteRangeResponse, EtcdError> {
     let deleted = txn
-        .delete_range(&req.key, &req.range_end)
+        .delete_range(&req.key, &req.range_end, req.prev_kv)
         .map_err(mvcc_err)?;
-    for kv in &deleted {
-        if kv.lease != 0 {
-            lessor.detach(kv.lease, &kv.key);
-        }
+    for k in &deleted.keys {
+        lessor.detach_key(k);
     }
     Ok(DeleteRangeResponse {
         header: None,
-        deleted: deleted.len() as i64,
-        prev_kvs: if req.prev_kv { deleted } else { Vec::new() },
+        deleted: deleted.keys.len() as i64,
+        prev_kvs: deleted.prev_kvs,
     })
 }
 

@@ -71,6 +71,8 @@ pub struct LeaseInfo {
 
 struct Inner {
     leases: HashMap<i64, Lease>,
+    /// The lease each attached key belongs to (the reverse of `Lease::keys`).
+    owner: HashMap<Vec<u8>, i64>,
     primary: bool,
 }
 
@@ -90,6 +92,7 @@ impl Lessor {
         Lessor {
             inner: Mutex::new(Inner {
                 leases: HashMap::new(),
+                owner: HashMap::new(),
                 primary: false,
             }),
             min_ttl: min_ttl.max(1),
@@ -135,7 +138,11 @@ impl Lessor {
     /// Replaces the whole table with what `storage` holds (after a snapshot from the
     /// leader); keys must be attached again with [`Lessor::attach`].
     pub fn reload(&self, storage: &Storage) -> Result<(), LeaseLoadError> {
-        self.lock().leases.clear();
+        {
+            let mut inner = self.lock();
+            inner.leases.clear();
+            inner.owner.clear();
+        }
         self.load(storage)
     }
 
@@ -173,6 +180,9 @@ impl Lessor {
         let mut inner = self.lock();
         let lease = inner.leases.remove(&id).ok_or(LeaseError::NotFound)?;
         batch.delete(Cf::Lease, &lease_key(id));
+        for k in &lease.keys {
+            inner.owner.remove(k);
+        }
         Ok(lease.keys.into_iter().collect())
     }
 
@@ -182,16 +192,42 @@ impl Lessor {
     }
 
     /// Attaches `key` to lease `id` (no-op for unknown ids).
+    /// A key belongs to at most one lease: attaching it moves it from any other.
     pub fn attach(&self, id: i64, key: &[u8]) {
-        if let Some(l) = self.lock().leases.get_mut(&id) {
+        let mut inner = self.lock();
+        if !inner.leases.contains_key(&id) {
+            return;
+        }
+        if let Some(old) = inner.owner.insert(key.to_vec(), id) {
+            if old != id {
+                if let Some(l) = inner.leases.get_mut(&old) {
+                    l.keys.remove(key);
+                }
+            }
+        }
+        if let Some(l) = inner.leases.get_mut(&id) {
             l.keys.insert(key.to_vec());
         }
     }
 
     /// Detaches `key` from lease `id`.
     pub fn detach(&self, id: i64, key: &[u8]) {
-        if let Some(l) = self.lock().leases.get_mut(&id) {
-            l.keys.remove(key);
+        let mut inner = self.lock();
+        if let Some(l) = inner.leases.get_mut(&id) {
+            if l.keys.remove(key) {
+                inner.owner.remove(key);
+            }
+        }
+    }
+
+    /// Detaches `key` from whatever lease it is attached to (a deleted key), without
+    /// the caller reading the key's record.
+    pub fn detach_key(&self, key: &[u8]) {
+        let mut inner = self.lock();
+        if let Some(id) = inner.owner.remove(key) {
+            if let Some(l) = inner.leases.get_mut(&id) {
+                l.keys.remove(key);
+            }
         }
     }
 
@@ -301,6 +337,30 @@ mod tests {
         l2.load(&st).unwrap();
         assert_eq!(l2.ids(), vec![6]);
         assert_eq!(l2.info(6).unwrap().granted_ttl, 100);
+    }
+
+    #[test]
+    fn a_key_has_one_owner_and_detaches_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Storage::open(dir.path()).unwrap();
+        let l = Lessor::new(1);
+        let mut b = st.batch();
+        l.grant(1, 10, &mut b).unwrap();
+        l.grant(2, 10, &mut b).unwrap();
+        l.attach(1, b"a");
+        l.attach(1, b"b");
+        // Re-attaching to another lease moves the key.
+        l.attach(2, b"a");
+        assert_eq!(l.info(1).unwrap().keys, vec![b"b".to_vec()]);
+        assert_eq!(l.info(2).unwrap().keys, vec![b"a".to_vec()]);
+        l.detach_key(b"a");
+        l.detach_key(b"nope");
+        assert!(l.info(2).unwrap().keys.is_empty());
+        // A revoked lease's keys have no owner left.
+        assert_eq!(l.revoke(1, &mut b).unwrap(), vec![b"b".to_vec()]);
+        l.attach(2, b"b");
+        l.detach_key(b"b");
+        assert!(l.info(2).unwrap().keys.is_empty());
     }
 
     #[test]

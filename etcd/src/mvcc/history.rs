@@ -18,6 +18,8 @@ impl Store {
     /// `mod_revision - 1`, omitted when that revision is compacted or the key did not
     /// exist then. These events equal the ones [`Store::publish`] returned.
     ///
+    /// With `with_prev` false no `prev_kv` is read (a watcher that did not ask for it).
+    ///
     /// Fails with [`MvccError::Compacted`] when `from_rev < compact_revision()`.
     pub fn events(
         &self,
@@ -25,6 +27,7 @@ impl Store {
         to_rev: i64,
         key: &[u8],
         range_end: &[u8],
+        with_prev: bool,
     ) -> Result<Vec<Event>, MvccError> {
         let (snap, to) = {
             let st = self.read_state();
@@ -60,6 +63,9 @@ impl Store {
         if let Some(e) = failure {
             return Err(e);
         }
+        if !with_prev {
+            return Ok(events);
+        }
 
         // prev_kv: the key at mod_revision - 1, looked up under the current compaction
         // state. A revision still indexed was on disk when `snap` was taken.
@@ -85,6 +91,27 @@ impl Store {
             }
         }
         Ok(events)
+    }
+}
+
+impl Store {
+    /// `key` as of `mod_revision - 1`: the `prev_kv` of an event at `mod_revision` (None
+    /// when the key did not exist then or that revision is compacted). Events of a write
+    /// are published without the `prev_kv` of their deletions; watchers that asked for
+    /// it read it here, as etcd's watch streams do.
+    pub fn prev_kv(&self, key: &[u8], mod_revision: i64) -> Result<Option<KeyValue>, MvccError> {
+        let at = mod_revision - 1;
+        let (rev, snap) = {
+            let st = self.read_state();
+            if at < st.compacted {
+                return Ok(None);
+            }
+            match st.index.get(key, at) {
+                Some(f) => (f.rev, self.storage.snapshot()),
+                None => return Ok(None),
+            }
+        };
+        load_kv(&snap, rev).map(Some)
     }
 }
 

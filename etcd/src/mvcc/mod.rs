@@ -44,7 +44,7 @@ pub use range::RangeResult;
 use range::{resolve_revision, FetchOptions, Fetched};
 pub use revision::Revision;
 use revision::{decode_i64, RecordKey};
-pub use write::{PendingWrite, WriteTxn};
+pub use write::{Deleted, PendingWrite, WriteTxn};
 
 /// `Cf::Meta` key of the last compaction revision (8 bytes big-endian).
 pub const META_COMPACT_REV: &[u8] = b"compact_rev";

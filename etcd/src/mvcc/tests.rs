@@ -40,8 +40,9 @@ pub(super) fn del(s: &Store, key: &str, end: &str) -> usize {
     let mut n = 0;
     commit(s, |t| {
         n = t
-            .delete_range(key.as_bytes(), end.as_bytes())
+            .delete_range(key.as_bytes(), end.as_bytes(), false)
             .unwrap()
+            .keys
             .len()
     });
     n
@@ -137,7 +138,7 @@ fn writes_that_change_nothing_keep_the_revision() {
     assert_eq!(s.current_revision(), 2);
     let mut txn = s.write();
     assert_eq!(txn.revision(), 3);
-    assert!(txn.delete_range(b"x", b"y").unwrap().is_empty());
+    assert!(txn.delete_range(b"x", b"y", true).unwrap().keys.is_empty());
     assert!(!txn.changed());
     let mut batch = s.storage().batch();
     let pending = txn.finish(&mut batch);
@@ -400,8 +401,10 @@ fn write_txn_sees_its_own_writes() {
         (vec!["a".to_string()], true, 3)
     );
     // Delete sees own puts; later reads see the delete.
-    let deleted = t.delete_range(b"b", b"\0").unwrap();
-    assert_eq!(keys(&deleted), ["b", "c"]);
+    let deleted = t.delete_range(b"b", b"\0", true).unwrap();
+    assert_eq!(keys(&deleted.prev_kvs), ["b", "c"]);
+    assert_eq!(deleted.keys, [b"b".to_vec(), b"c".to_vec()]);
+    assert_eq!(deleted.prev_kvs[1].value, b"1");
     assert!(t.get(b"c").unwrap().is_none());
     assert_eq!(keys(&t.range(&req("\0", "\0")).unwrap().kvs), ["a"]);
     // Re-create a deleted key in the same txn: new generation at this revision.
@@ -455,12 +458,13 @@ fn published_events_and_prev_kv() {
     });
     assert_eq!(ev(&e[0]).3, Some(("1".into(), 2)));
     let e = commit(&s, |t| {
-        t.delete_range(b"a", b"").unwrap();
+        t.delete_range(b"a", b"", false).unwrap();
     });
-    assert_eq!(
-        ev(&e[0]),
-        (EventType::Delete, "a".into(), 4, Some(("2".into(), 3)))
-    );
+    // A deletion is published without prev_kv; it is read on demand (watchers).
+    assert_eq!(ev(&e[0]), (EventType::Delete, "a".into(), 4, None));
+    let prev = s.prev_kv(b"a", 4).unwrap().unwrap();
+    assert_eq!((prev.value.as_slice(), prev.mod_revision), (&b"2"[..], 3));
+    assert_eq!(s.prev_kv(b"a", 2).unwrap(), None, "no a at revision 1");
     let kv = e[0].kv.as_ref().unwrap();
     assert_eq!(
         (kv.create_revision, kv.version, kv.value.len(), kv.lease),
@@ -474,7 +478,7 @@ fn published_events_and_prev_kv() {
         t.put(b"x", b"x3".to_vec(), 0).unwrap();
         t.put(b"n", b"n1".to_vec(), 0).unwrap();
         t.put(b"n", b"n2".to_vec(), 0).unwrap();
-        t.delete_range(b"n", b"").unwrap();
+        t.delete_range(b"n", b"", false).unwrap();
     }); // 6
     assert_eq!(
         e.iter().map(ev).collect::<Vec<_>>(),
@@ -489,7 +493,18 @@ fn published_events_and_prev_kv() {
     assert_eq!(cmv(e[1].kv.as_ref().unwrap()), (5, 6, 3));
 }
 
-/// Mixed history: puts, updates, deletes, multi-op txns, a re-creation.
+/// Fills the prev_kv of published deletions the way the watch hub does.
+fn fill_delete_prevs(s: &Store, events: &mut [Event]) {
+    for e in events {
+        if e.r#type == EventType::Delete as i32 {
+            let kv = e.kv.as_ref().unwrap();
+            e.prev_kv = s.prev_kv(&kv.key, kv.mod_revision).unwrap();
+        }
+    }
+}
+
+/// Mixed history: puts, updates, deletes, multi-op txns, a re-creation. The published
+/// events, deletions' prev_kv filled in.
 fn history_fixture(s: &Store) -> Vec<Event> {
     let mut all = Vec::new();
     all.extend(commit(s, |t| {
@@ -503,7 +518,7 @@ fn history_fixture(s: &Store) -> Vec<Event> {
         t.put(b"a", b"2".to_vec(), 0).unwrap();
     }));
     all.extend(commit(s, |t| {
-        t.delete_range(b"a", b"c").unwrap();
+        t.delete_range(b"a", b"c", false).unwrap();
     }));
     all.extend(commit(s, |t| {
         t.put(b"a", b"3".to_vec(), 0).unwrap();
@@ -513,6 +528,7 @@ fn history_fixture(s: &Store) -> Vec<Event> {
     all.extend(commit(s, |t| {
         t.put(b"d", b"1".to_vec(), 0).unwrap();
     }));
+    fill_delete_prevs(s, &mut all);
     all
 }
 
@@ -523,13 +539,13 @@ fn history_events_match_published_events() {
         let s = open(dir.path());
         let published = history_fixture(&s);
         assert_eq!(s.current_revision(), 7);
-        assert_eq!(s.events(1, 100, b"\0", b"\0").unwrap(), published);
+        assert_eq!(s.events(1, 100, b"\0", b"\0", true).unwrap(), published);
         published
     };
     let s = open(dir.path());
     assert_eq!(s.current_revision(), 7);
     assert_eq!(
-        s.events(0, 7, b"\0", b"\0").unwrap(),
+        s.events(0, 7, b"\0", b"\0", true).unwrap(),
         published,
         "after reopen"
     );
@@ -538,15 +554,24 @@ fn history_events_match_published_events() {
         .filter(|e| e.kv.as_ref().unwrap().key == b"a")
         .cloned()
         .collect();
-    assert_eq!(s.events(1, 7, b"a", b"").unwrap(), only_a);
+    assert_eq!(s.events(1, 7, b"a", b"", true).unwrap(), only_a);
     let window: Vec<Event> = published
         .iter()
         .filter(|e| (3..=5).contains(&e.kv.as_ref().unwrap().mod_revision))
         .cloned()
         .collect();
-    assert_eq!(s.events(3, 5, b"\0", b"\0").unwrap(), window);
-    assert!(s.events(8, 20, b"\0", b"\0").unwrap().is_empty());
-    assert!(s.events(5, 4, b"\0", b"\0").unwrap().is_empty());
+    assert_eq!(s.events(3, 5, b"\0", b"\0", true).unwrap(), window);
+    assert!(s.events(8, 20, b"\0", b"\0", true).unwrap().is_empty());
+    // Without prev_kv: the same events, none carrying it.
+    let bare: Vec<Event> = published
+        .iter()
+        .map(|e| Event {
+            prev_kv: None,
+            ..e.clone()
+        })
+        .collect();
+    assert_eq!(s.events(1, 7, b"\0", b"\0", false).unwrap(), bare);
+    assert!(s.events(5, 4, b"\0", b"\0", true).unwrap().is_empty());
 }
 
 #[test]
@@ -556,10 +581,10 @@ fn history_after_compaction() {
     let published = history_fixture(&s);
     compact(&s, 5).unwrap();
     assert!(matches!(
-        s.events(4, 7, b"\0", b"\0"),
+        s.events(4, 7, b"\0", b"\0", true),
         Err(MvccError::Compacted)
     ));
-    let got = s.events(5, 7, b"\0", b"\0").unwrap();
+    let got = s.events(5, 7, b"\0", b"\0", true).unwrap();
     // The deletions at 5 are kept (a watch may start at the compaction revision); their
     // prev_kv at 4 is compacted and omitted.
     assert_eq!(
@@ -578,10 +603,14 @@ fn history_after_compaction() {
         .filter(|e| e.kv.as_ref().unwrap().mod_revision >= 6)
         .cloned()
         .collect();
-    assert_eq!(s.events(6, 7, b"\0", b"\0").unwrap(), later);
+    assert_eq!(s.events(6, 7, b"\0", b"\0", true).unwrap(), later);
     drop(s);
     let s = open(dir.path());
-    assert_eq!(s.events(5, 7, b"\0", b"\0").unwrap(), got, "after reopen");
+    assert_eq!(
+        s.events(5, 7, b"\0", b"\0", true).unwrap(),
+        got,
+        "after reopen"
+    );
 }
 
 fn snapshot_state(s: &Store) -> (i64, i64, usize, String) {
@@ -820,7 +849,7 @@ fn concurrent_reads_during_writes_and_compaction() {
         }
         let cur = s.current_revision();
         let _ = s
-            .events(s.compact_revision().max(cur - 3), cur, b"\0", b"\0")
+            .events(s.compact_revision().max(cur - 3), cur, b"\0", b"\0", true)
             .ok();
     }
     writer.join().unwrap();

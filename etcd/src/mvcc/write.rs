@@ -47,6 +47,19 @@ pub struct WriteTxn<'a> {
     events: Vec<Event>,
 }
 
+/// A key a range delete removes, with the revision of its published record (None: the
+/// value is the transaction's own).
+type Victim = (Vec<u8>, Option<Revision>);
+
+/// What [`WriteTxn::delete_range`] deleted.
+#[derive(Debug, Clone, Default)]
+pub struct Deleted {
+    /// The deleted keys, in key order.
+    pub keys: Vec<Vec<u8>>,
+    /// Their values before the deletion, in the same order (only when asked for).
+    pub prev_kvs: Vec<KeyValue>,
+}
+
 /// An index update to apply at publish time.
 #[derive(Debug, Clone)]
 pub(super) struct IndexChange {
@@ -294,41 +307,102 @@ impl<'a> WriteTxn<'a> {
     }
 
     /// Deletes every key of the range (etcd conventions) that exists, including keys this
-    /// transaction wrote. Returns the deleted kvs in key order; deleting nothing is not a
-    /// change.
+    /// transaction wrote; deleting nothing is not a change. Returns the deleted keys in
+    /// key order, and their values before the deletion only when `with_prev` is set: a
+    /// range delete reads no values otherwise, so deleting many large keys costs index
+    /// work and one tombstone each.
+    ///
+    /// DELETE events carry no `prev_kv`; whoever needs it reads the key as of the
+    /// revision before (see [`Store::prev_kv`]).
     pub fn delete_range(
         &mut self,
         key: &[u8],
         range_end: &[u8],
-    ) -> Result<Vec<KeyValue>, MvccError> {
-        let (victims, _) = self.merged(key, range_end, 0, false)?;
-        for kv in &victims {
-            // An untouched key's state before the transaction is what was just read.
-            let before = match self.touched.get(&kv.key) {
-                Some(t) => t.before.clone(),
-                None => Some(kv.clone()),
-            };
+        with_prev: bool,
+    ) -> Result<Deleted, MvccError> {
+        let victims = self.merged_keys(key, range_end);
+        let prev_kvs = if with_prev {
+            let disk: Vec<Revision> = victims.iter().filter_map(|(_, r)| *r).collect();
+            let mut loaded = load_kvs(&self.store.storage.snapshot(), &disk)?.into_iter();
+            let mut kvs = Vec::with_capacity(victims.len());
+            for (k, rev) in &victims {
+                let kv = match rev {
+                    Some(_) => loaded.next(),
+                    None => self.touched.get(k).and_then(|t| t.now.clone()),
+                };
+                match kv {
+                    Some(kv) => kvs.push(kv),
+                    None => return Err(MvccError::Corrupt("deleted key not read".into())),
+                }
+            }
+            kvs
+        } else {
+            Vec::new()
+        };
+        let mut keys = Vec::with_capacity(victims.len());
+        for (k, _) in victims {
             let rev = self.next_sub();
             let record = KeyValue {
-                key: kv.key.clone(),
+                key: k.clone(),
                 mod_revision: self.rev,
                 ..KeyValue::default()
             };
             self.events.push(Event {
                 r#type: EventType::Delete as i32,
                 kv: Some(record.clone()),
-                prev_kv: before.clone(),
+                prev_kv: None,
             });
             self.changes.push(Change {
-                key: kv.key.clone(),
+                key: k.clone(),
                 rev,
                 tombstone: true,
                 record,
             });
+            // A key first touched here: its state before the transaction is not read
+            // (`before: None`); a later put of it in this transaction is a creation.
+            let before = self.touched.get(&k).and_then(|t| t.before.clone());
             self.touched
-                .insert(kv.key.clone(), Touched { before, now: None });
+                .insert(k.clone(), Touched { before, now: None });
+            keys.push(k);
         }
-        Ok(victims)
+        Ok(Deleted { keys, prev_kvs })
+    }
+
+    /// The keys of the range at the transaction's new revision, in key order, each with
+    /// the revision of its published record (None: the key's value is this
+    /// transaction's own).
+    fn merged_keys(&self, start: &[u8], range_end: &[u8]) -> Vec<Victim> {
+        let Some(b) = bounds(start, range_end) else {
+            return Vec::new();
+        };
+        let st = self.store.read_state();
+        let mut published = st.index.iter_at(start, range_end, self.rev - 1).peekable();
+        let mut own = self.touched.range::<[u8], _>(b).peekable();
+        let mut out = Vec::new();
+        loop {
+            let item = match (published.peek(), own.peek()) {
+                (None, None) => break,
+                (Some(_), None) => published.next().map(|(k, f)| (k.to_vec(), Some(f.rev))),
+                (None, Some(_)) => own
+                    .next()
+                    .and_then(|(k, t)| t.now.as_ref().map(|_| (k.clone(), None))),
+                (Some((pk, _)), Some((ok, _))) => {
+                    if *pk < ok.as_slice() {
+                        published.next().map(|(k, f)| (k.to_vec(), Some(f.rev)))
+                    } else {
+                        if *pk == ok.as_slice() {
+                            published.next();
+                        }
+                        own.next()
+                            .and_then(|(k, t)| t.now.as_ref().map(|_| (k.clone(), None)))
+                    }
+                }
+            };
+            if let Some(item) = item {
+                out.push(item);
+            }
+        }
+        out
     }
 
     /// Adds this transaction's records (and the new current revision in `Cf::Meta`) to

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use crate::mvcc::{key_in_range, MvccError, Store};
-use crate::proto::mvccpb::{event::EventType, Event};
+use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
 
 /// Replay batches hold at most this many revisions (etcd's limit), never splitting one.
 const REPLAY_BATCH_REVISIONS: i64 = 1000;
@@ -208,11 +208,15 @@ impl WatchHub {
         }
         let rev = inner.revision;
         let mut dead = Vec::new();
+        let mut prevs = DeletePrevs::new(&self.store);
         for (key, w) in inner.watchers.iter_mut() {
             if !w.synced || revision < w.next_rev {
                 continue;
             }
-            let evs = filter(&w.spec, events.iter());
+            let mut evs = filter(&w.spec, events.iter());
+            if w.spec.prev_kv {
+                prevs.fill(&mut evs);
+            }
             w.next_rev = revision + 1;
             if evs.is_empty() {
                 continue;
@@ -277,7 +281,10 @@ impl WatchHub {
                 return;
             }
             let upto = target.min(next + REPLAY_BATCH_REVISIONS - 1);
-            match self.store.events(next, upto, &spec.key, &spec.range_end) {
+            match self
+                .store
+                .events(next, upto, &spec.key, &spec.range_end, spec.prev_kv)
+            {
                 Ok(events) => {
                     let evs = filter(&spec, events.iter());
                     if !evs.is_empty() {
@@ -331,6 +338,47 @@ impl WatchHub {
                 compact_revision: compact,
                 reason: String::new(),
             });
+        }
+    }
+}
+
+/// The `prev_kv` of the deletions of one published write (published without it), read
+/// from the store at most once per event and only for watchers that asked for it.
+struct DeletePrevs<'a> {
+    store: &'a Store,
+    /// key and revision of each deletion -> its previous value, once read.
+    read: HashMap<(Vec<u8>, i64), Option<KeyValue>>,
+}
+
+impl<'a> DeletePrevs<'a> {
+    fn new(store: &'a Store) -> Self {
+        DeletePrevs {
+            store,
+            read: HashMap::new(),
+        }
+    }
+
+    /// Fills `prev_kv` of the DELETE events in `evs` that lack it.
+    fn fill(&mut self, evs: &mut [Event]) {
+        for e in evs.iter_mut() {
+            if e.r#type != EventType::Delete as i32 || e.prev_kv.is_some() {
+                continue;
+            }
+            let Some(kv) = e.kv.as_ref() else { continue };
+            let id = (kv.key.clone(), kv.mod_revision);
+            if let Some(prev) = self.read.get(&id) {
+                e.prev_kv = prev.clone();
+                continue;
+            }
+            let prev = match self.store.prev_kv(&kv.key, kv.mod_revision) {
+                Ok(p) => p,
+                Err(err) => {
+                    tracing::error!(error = %err, "watch: reading a deleted key's previous value failed");
+                    None
+                }
+            };
+            e.prev_kv = prev.clone();
+            self.read.insert(id, prev);
         }
     }
 }
