@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::raft::prelude::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType};
-use ::raft::storage::MemStorage;
+
 use ::raft::{RawNode, StateRole};
 use protobuf::Message as _;
 use raft_proto::ConfChangeI as _;
@@ -372,7 +372,7 @@ pub fn start<S: StateMachine, T: Transport>(
 }
 
 struct Loop<S, T> {
-    node: RawNode<MemStorage>,
+    node: RawNode<LogStore>,
     log: LogStore,
     sm: S,
     transport: T,
