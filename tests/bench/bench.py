@@ -406,6 +406,9 @@ def main():
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--no-check-perf", action="store_true")
     ap.add_argument("--members", default="1,3", help="configurations, e.g. 1 or 1,3")
+    ap.add_argument("--only", default=None,
+                    help="run only these tests, e.g. b,w (for quick looks; the table of "
+                         "record runs the whole suite)")
     a = ap.parse_args()
     BENCH = os.environ.get("BENCH", "/var/tmp/etcd-benchmark/etcd-benchmark")
     ETCDCTL = os.environ.get("ETCDCTL", "/usr/bin/etcdctl")
@@ -418,6 +421,9 @@ def main():
     os.makedirs(out, exist_ok=True)
     servers = {"etcd": a.etcd, "ours": a.ours}
     configs = [(int(m), suite(a.smoke, int(m))) for m in a.members.split(",")]
+    if a.only:
+        keep = set(a.only.split(","))
+        configs = [(m, [t for t in ts if t.name in keep]) for m, ts in configs]
     results, hwm, perf = {}, {}, {}
     started = datetime.datetime.now(datetime.timezone.utc)
     for rnd in range(1, rounds + 1):

@@ -82,8 +82,13 @@ impl std::fmt::Debug for Storage {
 /// Owned key/value pair returned by iteration.
 pub type KvPair = (Box<[u8]>, Box<[u8]>);
 
-/// Bytes of RocksDB memtables, all column families together.
-const MEMTABLE_BUDGET: usize = 32 << 20;
+/// Bytes of RocksDB memtables, all column families together. Small: a write is durable
+/// in the WAL, values are read back from SSTs through the block cache and the OS page
+/// cache, and every memtable byte is resident memory.
+const MEMTABLE_BUDGET: usize = 8 << 20;
+/// Bytes of RocksDB's block cache (uncompressed SST blocks), shared by every column
+/// family; the OS page cache holds the files themselves.
+const BLOCK_CACHE: usize = 8 << 20;
 
 impl Storage {
     /// Opens (creating if needed) the database at `dir`, with every column family.
@@ -103,8 +108,12 @@ impl Storage {
         // flushed beyond it). Values are read back from SSTs through the block cache, so
         // large memtables buy little and cost resident memory.
         opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE);
         let cfs = Cf::ALL.iter().map(|cf| {
             let mut o = Options::default();
+            let mut table = rocksdb::BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            o.set_block_based_table_factory(&table);
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
             o.set_write_buffer_size(MEMTABLE_BUDGET / 2);
             ColumnFamilyDescriptor::new(cf.name(), o)
@@ -145,6 +154,7 @@ impl Storage {
     }
 
     /// Visits pairs with `start <= key < end` in key order until `f` returns `false`.
+    /// A scan: the blocks it reads do not displace the block cache.
     pub fn for_each(
         &self,
         cf: Cf,
@@ -152,8 +162,11 @@ impl Storage {
         end: Option<&[u8]>,
         f: impl FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()> {
-        let iter = self.db.iterator_cf(
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.fill_cache(false);
+        let iter = self.db.iterator_cf_opt(
             self.cf(cf),
+            ro,
             rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward),
         );
         walk(iter, end, f)
