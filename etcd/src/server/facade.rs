@@ -105,7 +105,7 @@ impl SizeCache {
             + 1;
         let at = self.read_at_ms.load(Relaxed);
         if at == 0 || now.saturating_sub(at) >= Self::TTL.as_millis() as u64 {
-            let size = storage.size_on_disk();
+            let size = storage.quota_size();
             self.bytes.store(size, Relaxed);
             self.read_at_ms.store(now, Relaxed);
             return size;
