@@ -5,7 +5,7 @@ use crate::storage::Cf;
 
 use super::key_range::key_in_range;
 use super::revision::{RecordKey, Revision};
-use super::{decode_kv, load_kv, MvccError, Store};
+use super::{decode_kv, load_kv, MvccError, State, Store};
 
 impl Store {
     /// The events of revisions `from_rev..=to_rev` (clamped to the current revision) for
@@ -75,13 +75,12 @@ impl Store {
                 .iter()
                 .map(|ev| {
                     let kv = ev.kv.as_ref()?;
-                    let at = kv.mod_revision - 1;
                     let creation =
                         ev.r#type == EventType::Put as i32 && kv.create_revision == kv.mod_revision;
-                    if creation || at < st.compacted {
+                    if creation {
                         return None;
                     }
-                    st.index.get(&kv.key, at).map(|f| f.rev)
+                    st.prev_record(&kv.key, kv.mod_revision)
                 })
                 .collect()
         };
@@ -100,18 +99,26 @@ impl Store {
     /// are published without the `prev_kv` of their deletions; watchers that asked for
     /// it read it here, as etcd's watch streams do.
     pub fn prev_kv(&self, key: &[u8], mod_revision: i64) -> Result<Option<KeyValue>, MvccError> {
-        let at = mod_revision - 1;
         let (rev, snap) = {
             let st = self.read_state();
-            if at < st.compacted {
-                return Ok(None);
-            }
-            match st.index.get(key, at) {
-                Some(f) => (f.rev, self.storage.snapshot()),
+            match st.prev_record(key, mod_revision) {
+                Some(rev) => (rev, self.storage.snapshot()),
                 None => return Ok(None),
             }
         };
         load_kv(&snap, rev).map(Some)
+    }
+}
+
+impl State {
+    /// The record holding `key` as of `mod_revision - 1` (an event's prev_kv), if that
+    /// revision is not compacted and the key existed then.
+    fn prev_record(&self, key: &[u8], mod_revision: i64) -> Option<Revision> {
+        let at = mod_revision - 1;
+        if at < self.compacted {
+            return None;
+        }
+        self.index.get(key, at).map(|f| f.rev)
     }
 }
 

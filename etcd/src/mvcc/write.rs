@@ -8,6 +8,7 @@ use crate::proto::etcdserverpb::RangeRequest;
 use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
 use crate::storage::{Batch, Cf};
 
+use super::index::Index;
 use super::key_range::bounds;
 use super::range::{self, FetchOptions, Fetched, RangeResult};
 use super::revision::{encode_i64, Revision};
@@ -50,6 +51,14 @@ pub struct WriteTxn<'a> {
 /// A key a range delete removes, with the revision of its published record (None: the
 /// value is the transaction's own).
 type Victim = (Vec<u8>, Option<Revision>);
+
+/// Where a key's value lives in a transaction's merged view.
+enum Slot<'k> {
+    /// The published record at this revision.
+    Disk(Revision),
+    /// This transaction's own value.
+    Mem(&'k KeyValue),
+}
 
 /// What [`WriteTxn::delete_range`] deleted.
 #[derive(Debug, Clone, Default)]
@@ -168,41 +177,16 @@ impl<'a> WriteTxn<'a> {
         limit: usize,
         count_only: bool,
     ) -> Result<(Vec<KeyValue>, i64), MvccError> {
-        enum Slot<'k> {
-            Disk(Revision),
-            Mem(&'k KeyValue),
-        }
-        let Some(b) = bounds(start, range_end) else {
-            return Ok((Vec::new(), 0));
-        };
         let (slots, count, snap) = {
             let st = self.store.read_state();
-            let mut published = st.index.iter_at(start, range_end, self.rev - 1).peekable();
-            let mut own = self.touched.range::<[u8], _>(b).peekable();
             let mut slots = Vec::new();
             let mut count = 0i64;
-            loop {
-                let slot = match (published.peek(), own.peek()) {
-                    (None, None) => break,
-                    (Some(_), None) => published.next().map(|(_, f)| Slot::Disk(f.rev)),
-                    (None, Some(_)) => own.next().and_then(|(_, t)| t.now.as_ref().map(Slot::Mem)),
-                    (Some((pk, _)), Some((ok, _))) => {
-                        if *pk < ok.as_slice() {
-                            published.next().map(|(_, f)| Slot::Disk(f.rev))
-                        } else {
-                            if *pk == ok.as_slice() {
-                                published.next();
-                            }
-                            own.next().and_then(|(_, t)| t.now.as_ref().map(Slot::Mem))
-                        }
-                    }
-                };
-                let Some(slot) = slot else { continue };
+            self.walk_merged(&st.index, start, range_end, |_, slot| {
                 count += 1;
                 if !count_only && (limit == 0 || slots.len() < limit) {
                     slots.push(slot);
                 }
-            }
+            });
             (slots, count, self.store.storage.snapshot())
         };
         let disk: Vec<Revision> = slots
@@ -372,37 +356,56 @@ impl<'a> WriteTxn<'a> {
     /// the revision of its published record (None: the key's value is this
     /// transaction's own).
     fn merged_keys(&self, start: &[u8], range_end: &[u8]) -> Vec<Victim> {
-        let Some(b) = bounds(start, range_end) else {
-            return Vec::new();
-        };
         let st = self.store.read_state();
-        let mut published = st.index.iter_at(start, range_end, self.rev - 1).peekable();
-        let mut own = self.touched.range::<[u8], _>(b).peekable();
         let mut out = Vec::new();
+        self.walk_merged(&st.index, start, range_end, |key, slot| {
+            let rev = match slot {
+                Slot::Disk(rev) => Some(rev),
+                Slot::Mem(_) => None,
+            };
+            out.push((key.to_vec(), rev));
+        });
+        out
+    }
+
+    /// Visits the keys of the range at the transaction's new revision in key order:
+    /// `index` (the published keys as of the revision before) overlaid with this
+    /// transaction's changes; keys it deleted are skipped.
+    fn walk_merged<'s, 'i>(
+        &'s self,
+        index: &'i Index,
+        start: &'i [u8],
+        range_end: &'i [u8],
+        mut f: impl FnMut(&[u8], Slot<'s>),
+    ) {
+        let Some(b) = bounds(start, range_end) else {
+            return;
+        };
+        let mut published = index.iter_at(start, range_end, self.rev - 1).peekable();
+        let mut own = self.touched.range::<[u8], _>(b).peekable();
+        let own_slot = |(k, t): (&'s Vec<u8>, &'s Touched)| {
+            t.now.as_ref().map(|kv| (k.as_slice(), Slot::Mem(kv)))
+        };
         loop {
             let item = match (published.peek(), own.peek()) {
                 (None, None) => break,
-                (Some(_), None) => published.next().map(|(k, f)| (k.to_vec(), Some(f.rev))),
-                (None, Some(_)) => own
-                    .next()
-                    .and_then(|(k, t)| t.now.as_ref().map(|_| (k.clone(), None))),
+                (Some(_), None) => published.next().map(|(k, f)| (k, Slot::Disk(f.rev))),
+                (None, Some(_)) => own.next().and_then(own_slot),
                 (Some((pk, _)), Some((ok, _))) => {
                     if *pk < ok.as_slice() {
-                        published.next().map(|(k, f)| (k.to_vec(), Some(f.rev)))
+                        published.next().map(|(k, f)| (k, Slot::Disk(f.rev)))
                     } else {
                         if *pk == ok.as_slice() {
                             published.next();
                         }
-                        own.next()
-                            .and_then(|(k, t)| t.now.as_ref().map(|_| (k.clone(), None)))
+                        own.next().and_then(own_slot)
                     }
                 }
             };
-            if let Some(item) = item {
-                out.push(item);
+            if let Some((k, slot)) = item {
+                f(k, slot);
             }
         }
-        out
     }
 
     /// Adds this transaction's records (and the new current revision in `Cf::Meta`) to
