@@ -457,3 +457,63 @@ async fn big_range_delete_events_and_prev_kv() -> anyhow::Result<()> {
     assert!(leased.keys().is_empty(), "deleted keys left the lease");
     Ok(())
 }
+
+/// A stream whose reader falls behind still gets every event of each of its watchers,
+/// once and in revision order (prev_kv intact), and the events that waited are merged
+/// into fewer responses (etcd batches a lagging watcher's events the same way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_reader_gets_every_event_in_order_merged() -> anyhow::Result<()> {
+    const PUTS: usize = 2000;
+    let etcd = EtcdProcess::start_default()?;
+    let mut c = etcd.client().await?;
+    let start = current_revision(&mut c).await?;
+
+    let mut s = c
+        .watch("a", Some(WatchOptions::new().with_prev_key()))
+        .await?;
+    assert!(next_watch(&mut s, T).await?.created());
+    s.watch("", Some(WatchOptions::new().with_all_keys()))
+        .await?;
+    assert!(next_watch(&mut s, T).await?.created());
+
+    // Nobody reads `s` while these are written.
+    let value = |i: usize| format!("{i:05}{}", "x".repeat(1019));
+    for i in 0..PUTS {
+        c.put("a", value(i), None).await?;
+        if i == PUTS / 2 {
+            c.put("b", "middle", None).await?;
+        }
+    }
+    let last = current_revision(&mut c).await?;
+    assert_eq!(last, start + PUTS as i64 + 1);
+
+    let (mut a_events, mut all_events, mut responses) = (Vec::new(), Vec::new(), 0);
+    while a_events.len() < PUTS || all_events.len() < PUTS + 1 {
+        let r = next_watch(&mut s, T).await?;
+        assert!(!r.canceled(), "{r:?}");
+        responses += 1;
+        match r.watch_id() {
+            0 => a_events.extend(events(&r)),
+            1 => all_events.extend(events(&r)),
+            other => anyhow::bail!("unexpected watch id {other}"),
+        }
+    }
+    assert_eq!(a_events.len(), PUTS, "no event twice");
+    for (i, e) in a_events.iter().enumerate() {
+        let rev = start + 1 + i as i64 + i64::from(i > PUTS / 2);
+        assert_eq!((e.1.as_str(), e.3), ("a", rev), "event {i}");
+        assert_eq!(e.2, value(i));
+        assert_eq!(e.4, (i > 0).then(|| value(i - 1)), "prev_kv of event {i}");
+    }
+    let revs: Vec<i64> = all_events.iter().map(|e| e.3).collect();
+    assert_eq!(revs, ((start + 1)..=last).collect::<Vec<_>>());
+    assert!(all_events.iter().all(|e| e.4.is_none()), "no prev_kv asked");
+    assert_eq!(all_events[PUTS / 2 + 1].1, "b");
+    assert!(
+        responses < 2 * PUTS,
+        "{responses} responses for {} events: waiting events were not merged",
+        2 * PUTS + 1
+    );
+    expect_no_watch(&mut s, QUIET).await?;
+    Ok(())
+}

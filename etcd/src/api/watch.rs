@@ -1,12 +1,13 @@
 //! `etcdserverpb.Watch`: one bidirectional stream multiplexing many watchers.
 //! Every response carries a header; `created` responses come back in request order.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use prost::Message as _;
-use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::proto::etcdserverpb::{
@@ -14,7 +15,7 @@ use crate::proto::etcdserverpb::{
     WatchCreateRequest, WatchRequest, WatchResponse,
 };
 use crate::server::EtcdServer;
-use crate::watch::{WatchMessage, WatchSpec};
+use crate::watch::{StreamQueue, WatchMessage, WatchSpec};
 
 /// The Watch service.
 pub struct WatchService(pub Arc<EtcdServer>);
@@ -35,16 +36,19 @@ pub fn spec_of(c: &WatchCreateRequest) -> WatchSpec {
 
 /// Runs one watch session: requests in, responses out. The session (and its watchers)
 /// lives until the consumer of the responses goes away; the end of the request stream
-/// alone does not end it (as in etcd).
+/// alone does not end it (as in etcd). A response is produced when the consumer asks for
+/// one, so a slow consumer leaves messages waiting in the stream's queue, where the events
+/// of each watcher merge (see [`crate::watch::StreamQueue`]).
 pub fn session(
     server: Arc<EtcdServer>,
     mut requests: impl Stream<Item = Result<WatchRequest, Status>> + Send + Unpin + 'static,
 ) -> impl Stream<Item = Result<WatchResponse, Status>> + Send {
-    let (mut ws, rx) = server.hub().open_stream();
-    let (out_tx, out_rx) = mpsc::unbounded_channel::<WatchResponse>();
+    let (mut ws, queue) = server.hub().open_stream();
+    // Dropped with the response stream: tells the request task its consumer is gone.
+    let (consumer_alive, consumer_gone) = oneshot::channel::<()>();
     let srv = server.clone();
     tokio::spawn(async move {
-        let mut msgs = rx;
+        let mut consumer_gone = consumer_gone;
         let mut input_open = true;
         loop {
             tokio::select! {
@@ -64,22 +68,47 @@ pub fn session(
                     Some(Err(_)) => break,
                     None => input_open = false,
                 },
-                msg = msgs.recv() => match msg {
-                    Some(m) => {
-                        for resp in to_responses(&srv, m) {
-                            if out_tx.send(resp).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    None => break,
-                },
-                _ = out_tx.closed() => break,
+                _ = &mut consumer_gone => break,
                 _ = srv.hub().closed() => break,
             }
         }
+        // Dropping `ws` removes the watchers and closes the queue.
     });
-    tokio_stream::wrappers::UnboundedReceiverStream::new(out_rx).map(Ok)
+    let out = Outbound {
+        server,
+        queue,
+        ready: VecDeque::new(),
+        _consumer_alive: consumer_alive,
+    };
+    futures::stream::unfold(out, |mut out| async move {
+        let resp = out.next().await?;
+        Some((Ok(resp), out))
+    })
+}
+
+/// The response side of a session.
+struct Outbound {
+    server: Arc<EtcdServer>,
+    queue: Arc<StreamQueue>,
+    /// Responses of one message (several when fragmented) not yet handed out.
+    ready: VecDeque<WatchResponse>,
+    _consumer_alive: oneshot::Sender<()>,
+}
+
+impl Outbound {
+    /// The next response; `None` when the session ended.
+    async fn next(&mut self) -> Option<WatchResponse> {
+        loop {
+            if let Some(r) = self.ready.pop_front() {
+                return Some(r);
+            }
+            let m = tokio::select! {
+                m = self.queue.next() => m?,
+                _ = self.server.hub().closed() => return None,
+            };
+            self.ready.extend(to_responses(&self.server, m));
+        }
+    }
 }
 
 fn to_responses(server: &EtcdServer, m: WatchMessage) -> Vec<WatchResponse> {
@@ -126,7 +155,11 @@ fn to_responses(server: &EtcdServer, m: WatchMessage) -> Vec<WatchResponse> {
             let resp = WatchResponse {
                 header: header(revision),
                 watch_id,
-                events,
+                // The events' keys and values are shared (`Bytes`): a copy is cheap.
+                events: events
+                    .into_iter()
+                    .map(|e| Arc::try_unwrap(e).unwrap_or_else(|e| (*e).clone()))
+                    .collect(),
                 ..Default::default()
             };
             let limit = server.settings().max_request_bytes + 512 * 1024;
@@ -194,8 +227,8 @@ mod tests {
     fn fragments_split_but_keep_single_events() {
         let ev = |i: u8| Event {
             kv: Some(KeyValue {
-                key: vec![i],
-                value: vec![0; 100],
+                key: vec![i].into(),
+                value: vec![0; 100].into(),
                 ..Default::default()
             }),
             ..Default::default()

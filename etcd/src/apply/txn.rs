@@ -73,7 +73,7 @@ pub fn put(
     let prev = txn.get(&req.key).map_err(mvcc_err)?;
     let value = match (&prev, req.ignore_value) {
         (Some(p), true) => p.value.clone(),
-        _ => req.value.clone(),
+        _ => bytes::Bytes::from(req.value.clone()),
     };
     let lease = match (&prev, req.ignore_lease) {
         (Some(p), true) => p.lease,
@@ -124,7 +124,7 @@ fn compare_one(kv: &KeyValue, c: &Compare) -> bool {
                 Some(TargetUnion::Value(v)) => v,
                 _ => &[],
             };
-            kv.value.as_slice().cmp(want)
+            kv.value[..].cmp(want)
         }
         _ => {
             let (have, want) = match target {

@@ -109,7 +109,7 @@ fn revisions_and_versions_across_put_delete_recreate() {
     put_lease(&s, "a", "3", 7); // 4
     let kv = get(&s, "a", 0).unwrap();
     assert_eq!(cmv(&kv), (2, 4, 3));
-    assert_eq!((kv.value.as_slice(), kv.lease), (&b"3"[..], 7));
+    assert_eq!((&kv.value[..], kv.lease), (&b"3"[..], 7));
     assert_eq!(del(&s, "a", ""), 1); // 5
     assert_eq!(s.current_revision(), 5);
     assert!(get(&s, "a", 0).is_none());
@@ -328,7 +328,7 @@ fn range_at_old_revisions_and_errors() {
     let r = at(6).unwrap();
     assert_eq!(keys(&r.kvs), ["a", "b", "c", "d", "e"]);
     assert_eq!(r.revision, 9, "header revision is the current one");
-    assert_eq!(r.kvs[0].value, b"a0");
+    assert_eq!(r.kvs[0].value, &b"a0"[..]);
     assert_eq!(at(1).unwrap().count, 0);
     assert_eq!(keys(&at(3).unwrap().kvs), ["a", "b"]);
     assert!(at(9).is_ok());
@@ -344,8 +344,8 @@ fn range_at_old_revisions_and_errors() {
     assert_eq!(e.to_string(), "mvcc: required revision has been compacted");
     let r = at(5).unwrap();
     assert_eq!(keys(&r.kvs), ["a", "b", "c", "d"]);
-    assert_eq!(r.kvs[0].value, b"a0");
-    assert_eq!(r.kvs[2].value, b"c0");
+    assert_eq!(r.kvs[0].value, &b"a0"[..]);
+    assert_eq!(r.kvs[2].value, &b"c0"[..]);
 }
 
 #[test]
@@ -366,7 +366,7 @@ fn write_txn_sees_its_own_writes() {
     let prev = t.put(b"a", b"2".to_vec(), 0).unwrap().unwrap();
     assert_eq!(cmv(&prev), (2, 2, 1));
     let prev = t.put(b"a", b"3".to_vec(), 5).unwrap().unwrap();
-    assert_eq!(prev.value, b"2", "second put sees the first");
+    assert_eq!(prev.value, &b"2"[..], "second put sees the first");
     assert_eq!(cmv(&prev), (2, 4, 2));
     let now = t.get(b"a").unwrap().unwrap();
     assert_eq!(
@@ -378,7 +378,7 @@ fn write_txn_sees_its_own_writes() {
     let r = t.range(&req("\0", "\0")).unwrap();
     assert_eq!(keys(&r.kvs), ["a", "b", "c"]);
     assert_eq!((r.count, r.revision), (3, 4));
-    assert_eq!(r.kvs[0].value, b"3");
+    assert_eq!(r.kvs[0].value, &b"3"[..]);
     // Reading at the new revision is allowed, at the previous one shows published data.
     let mut q = req("\0", "\0");
     q.revision = 4;
@@ -389,7 +389,7 @@ fn write_txn_sees_its_own_writes() {
         (keys(&r.kvs), r.revision),
         (vec!["a".to_string(), "b".to_string()], 4)
     );
-    assert_eq!(r.kvs[0].value, b"1");
+    assert_eq!(r.kvs[0].value, &b"1"[..]);
     q.revision = 5;
     assert!(matches!(t.range(&q), Err(MvccError::FutureRevision)));
     // limit / count over the merged view
@@ -404,7 +404,7 @@ fn write_txn_sees_its_own_writes() {
     let deleted = t.delete_range(b"b", b"\0", true).unwrap();
     assert_eq!(keys(&deleted.prev_kvs), ["b", "c"]);
     assert_eq!(deleted.keys, [b"b".to_vec(), b"c".to_vec()]);
-    assert_eq!(deleted.prev_kvs[1].value, b"1");
+    assert_eq!(deleted.prev_kvs[1].value, &b"1"[..]);
     assert!(t.get(b"c").unwrap().is_none());
     assert_eq!(keys(&t.range(&req("\0", "\0")).unwrap().kvs), ["a"]);
     // Re-create a deleted key in the same txn: new generation at this revision.
@@ -463,7 +463,7 @@ fn published_events_and_prev_kv() {
     // A deletion is published without prev_kv; it is read on demand (watchers).
     assert_eq!(ev(&e[0]), (EventType::Delete, "a".into(), 4, None));
     let prev = s.prev_kv(b"a", 4).unwrap().unwrap();
-    assert_eq!((prev.value.as_slice(), prev.mod_revision), (&b"2"[..], 3));
+    assert_eq!((&prev.value[..], prev.mod_revision), (&b"2"[..], 3));
     assert_eq!(s.prev_kv(b"a", 2).unwrap(), None, "no a at revision 1");
     let kv = e[0].kv.as_ref().unwrap();
     assert_eq!(
@@ -551,7 +551,7 @@ fn history_events_match_published_events() {
     );
     let only_a: Vec<Event> = published
         .iter()
-        .filter(|e| e.kv.as_ref().unwrap().key == b"a")
+        .filter(|e| e.kv.as_ref().unwrap().key == b"a"[..])
         .cloned()
         .collect();
     assert_eq!(s.events(1, 7, b"a", b"", true).unwrap(), only_a);
@@ -780,7 +780,7 @@ fn for_each_current_visits_live_keys() {
     let s = open(dir.path());
     history_fixture(&s);
     let mut seen = Vec::new();
-    s.for_each_current(|kv| seen.push((kv.key.clone(), kv.value.clone())))
+    s.for_each_current(|kv| seen.push((kv.key.to_vec(), kv.value.to_vec())))
         .unwrap();
     assert_eq!(
         seen,

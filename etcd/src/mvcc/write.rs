@@ -235,7 +235,7 @@ impl<'a> WriteTxn<'a> {
     pub fn put(
         &mut self,
         key: &[u8],
-        value: Vec<u8>,
+        value: impl Into<bytes::Bytes>,
         lease: i64,
     ) -> Result<Option<KeyValue>, MvccError> {
         let current = self.get(key)?;
@@ -247,7 +247,7 @@ impl<'a> WriteTxn<'a> {
     pub fn put_over(
         &mut self,
         key: &[u8],
-        value: Vec<u8>,
+        value: impl Into<bytes::Bytes>,
         lease: i64,
         current: Option<KeyValue>,
     ) -> Result<Option<KeyValue>, MvccError> {
@@ -257,11 +257,11 @@ impl<'a> WriteTxn<'a> {
         };
         let rev = self.next_sub();
         let kv = KeyValue {
-            key: key.to_vec(),
+            key: bytes::Bytes::copy_from_slice(key),
             create_revision: prev.as_ref().map_or(self.rev, |p| p.create_revision),
             mod_revision: self.rev,
             version: prev.as_ref().map_or(1, |p| p.version + 1),
-            value,
+            value: value.into(),
             lease,
         };
         let prev_kv = if kv.create_revision == kv.mod_revision {
@@ -327,7 +327,7 @@ impl<'a> WriteTxn<'a> {
         for (k, _) in victims {
             let rev = self.next_sub();
             let record = KeyValue {
-                key: k.clone(),
+                key: bytes::Bytes::from(k.clone()),
                 mod_revision: self.rev,
                 ..KeyValue::default()
             };

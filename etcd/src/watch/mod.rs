@@ -1,11 +1,12 @@
 //! Watchers: streams of key-value change events, live and replayed from history.
 //!
 //! Each client stream gets a [`WatchStream`]; every message for it (created, events,
-//! canceled, progress) goes through one channel in the order the hub produced it, so:
+//! canceled, progress) goes through one [`StreamQueue`] in the order the hub produced it, so:
 //! - a watcher's `created` message precedes its events;
 //! - a progress message with revision R follows every event with revision ≤ R of every
 //!   watcher on the stream (it is only produced when all of them are synced);
-//! - a live ("synced") watcher receives one message per revision with all its events.
+//! - a live ("synced") watcher gets all events of a revision in one message; while its
+//!   messages wait for a slow reader, those of later revisions merge into it.
 //!
 //! A watcher that starts at or below the current revision is "unsynced": a catch-up task
 //! replays history from the store until it reaches the hub's revision and then joins the
@@ -15,10 +16,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
-
 use crate::mvcc::{key_in_range, MvccError, Store};
 use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
+
+mod queue;
+
+pub use queue::{Closed, StreamQueue};
 
 /// Replay batches hold at most this many revisions (etcd's limit), never splitting one.
 const REPLAY_BATCH_REVISIONS: i64 = 1000;
@@ -67,8 +70,9 @@ pub enum WatchMessage {
         watch_id: i64,
         /// Hub revision when sent.
         revision: i64,
-        /// The events (prev_kv filled only when asked for).
-        events: Vec<Event>,
+        /// The events (prev_kv filled only when asked for), shared with the other
+        /// watchers they went to.
+        events: Vec<Arc<Event>>,
         /// The watcher accepts fragments.
         fragment: bool,
     },
@@ -93,8 +97,6 @@ pub enum WatchMessage {
     },
 }
 
-type StreamTx = mpsc::UnboundedSender<WatchMessage>;
-
 struct Watcher {
     spec: WatchSpec,
     /// Next revision this watcher needs.
@@ -102,7 +104,7 @@ struct Watcher {
     synced: bool,
     /// An event was sent since the last progress tick.
     sent_since_tick: bool,
-    tx: StreamTx,
+    queue: Arc<StreamQueue>,
 }
 
 struct HubInner {
@@ -184,18 +186,19 @@ impl WatchHub {
         self.lock().watchers.len()
     }
 
-    /// Opens a stream; its messages arrive on the returned receiver.
-    pub fn open_stream(self: &Arc<Self>) -> (WatchStream, mpsc::UnboundedReceiver<WatchMessage>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// Opens a stream; its messages arrive on the returned queue, which is closed when
+    /// the [`WatchStream`] is dropped.
+    pub fn open_stream(self: &Arc<Self>) -> (WatchStream, Arc<StreamQueue>) {
+        let queue = Arc::new(StreamQueue::default());
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         (
             WatchStream {
                 hub: self.clone(),
                 id,
-                tx,
+                queue: queue.clone(),
                 next_watch_id: 0,
             },
-            rx,
+            queue,
         )
     }
 
@@ -208,16 +211,39 @@ impl WatchHub {
         }
         let rev = inner.revision;
         let mut dead = Vec::new();
-        let mut prevs = DeletePrevs::new(&self.store);
+        let mut wake: Vec<Arc<StreamQueue>> = Vec::new();
+        // Every event is copied at most twice per revision (without and with prev_kv),
+        // whatever the number of watchers; watchers share them.
+        let plain: Vec<Arc<Event>> = events
+            .iter()
+            .map(|e| {
+                Arc::new(Event {
+                    prev_kv: None,
+                    ..e.clone()
+                })
+            })
+            .collect();
+        let mut with_prev: Option<Vec<Arc<Event>>> = None;
         for (key, w) in inner.watchers.iter_mut() {
             if !w.synced || revision < w.next_rev {
                 continue;
             }
-            let mut evs = filter(&w.spec, events.iter());
-            if w.spec.prev_kv {
-                prevs.fill(&mut evs);
-            }
             w.next_rev = revision + 1;
+            let shared = if w.spec.prev_kv {
+                with_prev.get_or_insert_with(|| {
+                    let mut evs = events.to_vec();
+                    DeletePrevs::new(&self.store).fill(&mut evs);
+                    evs.into_iter().map(Arc::new).collect()
+                })
+            } else {
+                &plain
+            };
+            let evs: Vec<Arc<Event>> = events
+                .iter()
+                .zip(shared)
+                .filter(|(e, _)| wanted(&w.spec, e))
+                .map(|(_, s)| s.clone())
+                .collect();
             if evs.is_empty() {
                 continue;
             }
@@ -228,12 +254,22 @@ impl WatchHub {
                 events: evs,
                 fragment: w.spec.fragment,
             };
-            if w.tx.send(msg).is_err() {
-                dead.push(*key);
+            match w.queue.push_quiet(msg) {
+                Ok(true) => {
+                    if !wake.iter().any(|q| Arc::ptr_eq(q, &w.queue)) {
+                        wake.push(w.queue.clone());
+                    }
+                }
+                Ok(false) => {}
+                Err(Closed) => dead.push(*key),
             }
         }
         for k in dead {
             inner.watchers.remove(&k);
+        }
+        drop(inner);
+        for q in wake {
+            q.wake();
         }
     }
 
@@ -250,7 +286,7 @@ impl WatchHub {
                 w.sent_since_tick = false;
                 continue;
             }
-            let _ = w.tx.send(WatchMessage::Progress {
+            let _ = w.queue.push(WatchMessage::Progress {
                 watch_id: key.1,
                 revision: rev,
             });
@@ -263,7 +299,7 @@ impl WatchHub {
 
     fn catch_up_blocking(&self, key: (u64, i64)) {
         loop {
-            let (spec, next, tx, target) = {
+            let (spec, next, queue, target) = {
                 let mut inner = self.lock();
                 let target = inner.revision;
                 let Some(w) = inner.watchers.get_mut(&key) else {
@@ -273,7 +309,7 @@ impl WatchHub {
                     w.synced = true;
                     return;
                 }
-                (w.spec.clone(), w.next_rev, w.tx.clone(), target)
+                (w.spec.clone(), w.next_rev, w.queue.clone(), target)
             };
             let compact = self.store.compact_revision();
             if next < compact {
@@ -286,7 +322,16 @@ impl WatchHub {
                 .events(next, upto, &spec.key, &spec.range_end, spec.prev_kv)
             {
                 Ok(events) => {
-                    let evs = filter(&spec, events.iter());
+                    let evs: Vec<Arc<Event>> = events
+                        .into_iter()
+                        .filter(|e| wanted(&spec, e))
+                        .map(|mut e| {
+                            if !spec.prev_kv {
+                                e.prev_kv = None;
+                            }
+                            Arc::new(e)
+                        })
+                        .collect();
                     if !evs.is_empty() {
                         let msg = WatchMessage::Events {
                             watch_id: key.1,
@@ -294,7 +339,7 @@ impl WatchHub {
                             events: evs,
                             fragment: spec.fragment,
                         };
-                        if tx.send(msg).is_err() {
+                        if queue.push(msg).is_err() {
                             self.lock().watchers.remove(&key);
                             return;
                         }
@@ -315,7 +360,7 @@ impl WatchHub {
                     let mut inner = self.lock();
                     let rev = inner.revision;
                     if let Some(w) = inner.watchers.remove(&key) {
-                        let _ = w.tx.send(WatchMessage::Canceled {
+                        let _ = w.queue.push(WatchMessage::Canceled {
                             watch_id: key.1,
                             revision: rev,
                             compact_revision: 0,
@@ -332,7 +377,7 @@ impl WatchHub {
         let mut inner = self.lock();
         let rev = inner.revision;
         if let Some(w) = inner.watchers.remove(&key) {
-            let _ = w.tx.send(WatchMessage::Canceled {
+            let _ = w.queue.push(WatchMessage::Canceled {
                 watch_id: key.1,
                 revision: rev,
                 compact_revision: compact,
@@ -347,7 +392,7 @@ impl WatchHub {
 struct DeletePrevs<'a> {
     store: &'a Store,
     /// key and revision of each deletion -> its previous value, once read.
-    read: HashMap<(Vec<u8>, i64), Option<KeyValue>>,
+    read: HashMap<(bytes::Bytes, i64), Option<KeyValue>>,
 }
 
 impl<'a> DeletePrevs<'a> {
@@ -383,26 +428,16 @@ impl<'a> DeletePrevs<'a> {
     }
 }
 
-fn filter<'a>(spec: &WatchSpec, events: impl Iterator<Item = &'a Event>) -> Vec<Event> {
-    events
-        .filter(|e| {
-            let Some(kv) = e.kv.as_ref() else {
-                return false;
-            };
-            let is_put = e.r#type == EventType::Put as i32;
-            if (is_put && spec.no_put) || (!is_put && spec.no_delete) {
-                return false;
-            }
-            key_in_range(&kv.key, &spec.key, &spec.range_end)
-        })
-        .map(|e| {
-            let mut e = e.clone();
-            if !spec.prev_kv {
-                e.prev_kv = None;
-            }
-            e
-        })
-        .collect()
+/// Whether a watcher with `spec` gets event `e`.
+fn wanted(spec: &WatchSpec, e: &Event) -> bool {
+    let Some(kv) = e.kv.as_ref() else {
+        return false;
+    };
+    let is_put = e.r#type == EventType::Put as i32;
+    if (is_put && spec.no_put) || (!is_put && spec.no_delete) {
+        return false;
+    }
+    key_in_range(&kv.key, &spec.key, &spec.range_end)
 }
 
 /// Why a watcher could not be created (etcd's cancel reasons).
@@ -419,11 +454,12 @@ pub enum CreateError {
     DuplicateId,
 }
 
-/// One client stream's view of the hub. Dropping it removes its watchers.
+/// One client stream's view of the hub. Dropping it removes its watchers and closes its
+/// queue.
 pub struct WatchStream {
     hub: Arc<WatchHub>,
     id: u64,
-    tx: StreamTx,
+    queue: Arc<StreamQueue>,
     next_watch_id: i64,
 }
 
@@ -434,7 +470,7 @@ impl WatchStream {
         let mut inner = self.hub.lock();
         let rev = inner.revision;
         let fail = |inner: &HubInner, e: CreateError| {
-            let _ = self.tx.send(WatchMessage::CreateFailed {
+            let _ = self.queue.push(WatchMessage::CreateFailed {
                 reason: e.to_string(),
                 revision: inner.revision,
             });
@@ -463,7 +499,7 @@ impl WatchStream {
             self.next_watch_id += 1;
             id
         };
-        let _ = self.tx.send(WatchMessage::Created {
+        let _ = self.queue.push(WatchMessage::Created {
             watch_id: id,
             revision: rev,
         });
@@ -480,7 +516,7 @@ impl WatchStream {
                 next_rev,
                 synced,
                 sent_since_tick: false,
-                tx: self.tx.clone(),
+                queue: self.queue.clone(),
             },
         );
         drop(inner);
@@ -495,7 +531,7 @@ impl WatchStream {
         let mut inner = self.hub.lock();
         let rev = inner.revision;
         if inner.watchers.remove(&(self.id, watch_id)).is_some() {
-            let _ = self.tx.send(WatchMessage::Canceled {
+            let _ = self.queue.push(WatchMessage::Canceled {
                 watch_id,
                 revision: rev,
                 compact_revision: 0,
@@ -521,7 +557,7 @@ impl WatchStream {
             }
         }
         if any {
-            let _ = self.tx.send(WatchMessage::Progress {
+            let _ = self.queue.push(WatchMessage::Progress {
                 watch_id: -1,
                 revision: inner.revision,
             });
@@ -535,5 +571,7 @@ impl Drop for WatchStream {
         let mut inner = self.hub.lock();
         let id = self.id;
         inner.watchers.retain(|(sid, _), _| *sid != id);
+        drop(inner);
+        self.queue.close();
     }
 }
