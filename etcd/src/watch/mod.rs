@@ -213,16 +213,9 @@ impl WatchHub {
         let mut dead = Vec::new();
         let mut wake: Vec<Arc<StreamQueue>> = Vec::new();
         // Every event is copied at most twice per revision (without and with prev_kv),
-        // whatever the number of watchers; watchers share them.
-        let plain: Vec<Arc<Event>> = events
-            .iter()
-            .map(|e| {
-                Arc::new(Event {
-                    prev_kv: None,
-                    ..e.clone()
-                })
-            })
-            .collect();
+        // whatever the number of watchers, and only if some watcher is due; watchers
+        // share the copies.
+        let mut plain: Option<Vec<Arc<Event>>> = None;
         let mut with_prev: Option<Vec<Arc<Event>>> = None;
         for (key, w) in inner.watchers.iter_mut() {
             if !w.synced || revision < w.next_rev {
@@ -236,7 +229,17 @@ impl WatchHub {
                     evs.into_iter().map(Arc::new).collect()
                 })
             } else {
-                &plain
+                plain.get_or_insert_with(|| {
+                    events
+                        .iter()
+                        .map(|e| {
+                            Arc::new(Event {
+                                prev_kv: None,
+                                ..e.clone()
+                            })
+                        })
+                        .collect()
+                })
             };
             let evs: Vec<Arc<Event>> = events
                 .iter()
