@@ -74,7 +74,9 @@ pub fn session(
         }
         // Dropping `ws` removes the watchers and closes the queue.
     });
+    let hub = server.hub().clone();
     let out = Outbound {
+        hub_closed: Box::pin(async move { hub.closed().await }),
         server,
         queue,
         ready: VecDeque::new(),
@@ -92,6 +94,8 @@ struct Outbound {
     queue: Arc<StreamQueue>,
     /// Responses of one message (several when fragmented) not yet handed out.
     ready: VecDeque<WatchResponse>,
+    /// Resolves at server shutdown (one subscription for the session, not one per message).
+    hub_closed: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     _consumer_alive: oneshot::Sender<()>,
 }
 
@@ -104,7 +108,7 @@ impl Outbound {
             }
             let m = tokio::select! {
                 m = self.queue.next() => m?,
-                _ = self.server.hub().closed() => return None,
+                _ = &mut self.hub_closed => return None,
             };
             self.ready.extend(to_responses(&self.server, m));
         }

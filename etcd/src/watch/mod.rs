@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::mvcc::{key_in_range, MvccError, Store};
-use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
+use crate::proto::mvccpb::{event::EventType, Event};
 
 mod queue;
 
@@ -225,7 +225,7 @@ impl WatchHub {
             let shared = if w.spec.prev_kv {
                 with_prev.get_or_insert_with(|| {
                     let mut evs = events.to_vec();
-                    DeletePrevs::new(&self.store).fill(&mut evs);
+                    fill_delete_prevs(&self.store, &mut evs);
                     evs.into_iter().map(Arc::new).collect()
                 })
             } else {
@@ -390,44 +390,21 @@ impl WatchHub {
     }
 }
 
-/// The `prev_kv` of the deletions of one published write (published without it), read
-/// from the store at most once per event and only for watchers that asked for it.
-struct DeletePrevs<'a> {
-    store: &'a Store,
-    /// key and revision of each deletion -> its previous value, once read.
-    read: HashMap<(bytes::Bytes, i64), Option<KeyValue>>,
-}
-
-impl<'a> DeletePrevs<'a> {
-    fn new(store: &'a Store) -> Self {
-        DeletePrevs {
-            store,
-            read: HashMap::new(),
+/// Fills the `prev_kv` of the DELETE events in `evs` that lack it (deletions are published
+/// without it); called at most once per revision, and only when a watcher asked for it.
+fn fill_delete_prevs(store: &Store, evs: &mut [Event]) {
+    for e in evs.iter_mut() {
+        if e.r#type != EventType::Delete as i32 || e.prev_kv.is_some() {
+            continue;
         }
-    }
-
-    /// Fills `prev_kv` of the DELETE events in `evs` that lack it.
-    fn fill(&mut self, evs: &mut [Event]) {
-        for e in evs.iter_mut() {
-            if e.r#type != EventType::Delete as i32 || e.prev_kv.is_some() {
-                continue;
+        let Some(kv) = e.kv.as_ref() else { continue };
+        e.prev_kv = match store.prev_kv(&kv.key, kv.mod_revision) {
+            Ok(p) => p,
+            Err(err) => {
+                tracing::error!(error = %err, "watch: reading a deleted key's previous value failed");
+                None
             }
-            let Some(kv) = e.kv.as_ref() else { continue };
-            let id = (kv.key.clone(), kv.mod_revision);
-            if let Some(prev) = self.read.get(&id) {
-                e.prev_kv = prev.clone();
-                continue;
-            }
-            let prev = match self.store.prev_kv(&kv.key, kv.mod_revision) {
-                Ok(p) => p,
-                Err(err) => {
-                    tracing::error!(error = %err, "watch: reading a deleted key's previous value failed");
-                    None
-                }
-            };
-            e.prev_kv = prev.clone();
-            self.read.insert(id, prev);
-        }
+        };
     }
 }
 
