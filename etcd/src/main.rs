@@ -62,6 +62,7 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
     Ok(ServerOptions {
         name: cfg.name.clone(),
         data_dir: cfg.data_dir(),
+        wal_dir: cfg.wal_dir().map(Into::into),
         listen_client_urls: cfg.listen_client_urls.clone(),
         listen_client_http_urls: cfg.listen_client_http_urls.clone(),
         advertise_client_urls: cfg

@@ -1,26 +1,39 @@
 //! The durable raft log: entries, hard state, conf state and the snapshot point, kept in
-//! RocksDB's `raft` column family. [`LogStore`] is also raft-rs's [`raft::Storage`]: it
-//! keeps only the log's bounds, the term of every index (as runs of equal terms) and a
-//! bounded tail of recent entries in memory, and reads older entries (a follower far
-//! behind) from RocksDB. The log between two compactions (`--snapshot-count` entries) is
-//! therefore not held in memory.
+//! the segment files of [`crate::raft::wal`] (`--wal-dir`, default
+//! `<data-dir>/member/wal`). [`LogStore`] is also raft-rs's [`raft::Storage`]: it keeps
+//! in memory the log's bounds, the term of every index (as runs of equal terms), where
+//! each entry is on disk and a bounded tail of recent entries, and reads older entries
+//! (a follower far behind) from the segment files. The log between two compactions
+//! (`--snapshot-count` entries) is therefore not held in memory.
 //!
-//! Guarantee: when [`LogStore::persist`] returns `Ok`, the entries and hard state it was
-//! given are fsynced (one synced write per call) and visible to raft.
+//! Guarantees: when [`LogStore::persist`] returns `Ok`, the entries and hard state it was
+//! given are durable (one `fdatasync` per call) and visible to raft; configuration
+//! changes, compactions and installed snapshots are durable when their call returns.
+//! The commit index raft reports between Readies ([`LogStore::set_commit`]) is kept in
+//! memory and written with the next record; at startup it is raised to the applied
+//! index ([`LogStore::ensure_commit_covers`]).
+//!
+//! A data dir written before the log had files of its own keeps its log in RocksDB's
+//! `raft` column family; [`LogStore::open`] moves it into the segment files once.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ::raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use ::raft::{GetEntriesContext, RaftState, StorageError as RaftStorageError};
 use protobuf::Message as _;
 
+use crate::raft::wal::{Kind, Loc, Rec, Wal, WalError, SEGMENT_SIZE};
 use crate::storage::{Cf, Storage, StorageError};
 
-const HARD_STATE: &[u8] = b"hs";
-const CONF_STATE: &[u8] = b"cs";
-const SNAPSHOT_META: &[u8] = b"sm";
-const ENTRY_PREFIX: u8 = b'e';
+/// Keys of the log in RocksDB's `raft` column family, before it moved to its own files.
+mod legacy {
+    pub const HARD_STATE: &[u8] = b"hs";
+    pub const CONF_STATE: &[u8] = b"cs";
+    pub const SNAPSHOT_META: &[u8] = b"sm";
+    pub const ENTRY_PREFIX: u8 = b'e';
+}
 
 /// Recent entries kept in memory (raft reads them to apply and to replicate to
 /// followers that keep up): at most this many...
@@ -31,7 +44,10 @@ const TAIL_BYTES: usize = 8 << 20;
 /// Errors of the raft log store.
 #[derive(Debug, thiserror::Error)]
 pub enum LogStoreError {
-    /// The database failed.
+    /// The log files failed.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    /// The database (state machine durability, legacy log) failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// A stored record did not decode.
@@ -45,13 +61,6 @@ pub enum LogStoreError {
     Corrupt(String),
 }
 
-fn entry_key(index: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = ENTRY_PREFIX;
-    k[1..].copy_from_slice(&index.to_be_bytes());
-    k
-}
-
 /// What the log keeps in memory.
 #[derive(Default)]
 struct Core {
@@ -63,6 +72,8 @@ struct Core {
     last: u64,
     /// `(first index, term)` runs covering `snap_index + 1..=last`, in index order.
     terms: Vec<(u64, u64)>,
+    /// Where entries `snap_index + 1..=last` are in the log files.
+    locs: VecDeque<Loc>,
     /// The newest entries, contiguous and ending at `last`.
     tail: VecDeque<Entry>,
     tail_bytes: usize,
@@ -92,6 +103,7 @@ impl Core {
         self.last = index.max(self.snap_index);
         let keep = self.terms.partition_point(|(start, _)| *start <= index);
         self.terms.truncate(keep);
+        self.locs.truncate((self.last - self.snap_index) as usize);
         while self.tail.back().is_some_and(|e| e.index > index) {
             if let Some(e) = self.tail.pop_back() {
                 self.tail_bytes -= e.data.len();
@@ -99,14 +111,25 @@ impl Core {
         }
     }
 
-    /// Appends entries that directly follow `last`.
-    fn push(&mut self, e: &Entry) {
-        if self.terms.last().is_none_or(|(_, t)| *t != e.term) {
-            self.terms.push((e.index, e.term));
+    /// Records an entry at `loc` that directly follows `last` (not in the tail).
+    fn push_loc(&mut self, index: u64, term: u64, loc: Loc) {
+        if self.terms.last().is_none_or(|(_, t)| *t != term) {
+            self.terms.push((index, term));
         }
-        self.last = e.index;
+        self.last = index;
+        self.locs.push_back(loc);
+    }
+
+    /// Appends an entry at `loc` that directly follows `last`, keeping it in the tail.
+    fn push(&mut self, e: &Entry, loc: Loc) {
+        self.push_loc(e.index, e.term, loc);
+        self.push_tail(e.clone());
+    }
+
+    /// Adds the entry that follows the tail, dropping the oldest beyond the bounds.
+    fn push_tail(&mut self, e: Entry) {
         self.tail_bytes += e.data.len();
-        self.tail.push_back(e.clone());
+        self.tail.push_back(e);
         while self.tail.len() > TAIL_ENTRIES
             || (self.tail_bytes > TAIL_BYTES && self.tail.len() > 1)
         {
@@ -118,6 +141,8 @@ impl Core {
 
     /// Forgets entries before `index` (the snapshot point moves to `index - 1`).
     fn compact_to(&mut self, index: u64, term: u64) {
+        let drop = (index - 1).saturating_sub(self.snap_index) as usize;
+        self.locs.drain(..drop.min(self.locs.len()));
         self.snap_index = index - 1;
         self.snap_term = term;
         let drop_runs = self
@@ -145,8 +170,115 @@ impl Core {
         self.snap_term = term;
         self.last = index;
         self.terms.clear();
+        self.locs.clear();
         self.tail.clear();
         self.tail_bytes = 0;
+    }
+
+    /// The snapshot point as recorded in the log files.
+    fn snapshot_meta(&self) -> SnapshotMetadata {
+        let mut meta = SnapshotMetadata {
+            index: self.snap_index,
+            term: self.snap_term,
+            ..Default::default()
+        };
+        meta.set_conf_state(self.raft_state.conf_state.clone());
+        meta
+    }
+
+    /// Records that hold the whole state but the entries: what a new segment starts
+    /// with, so older segments can go once their entries are compacted.
+    fn state_records(&self) -> Result<Vec<Rec>, LogStoreError> {
+        Ok(vec![
+            rec(Kind::Compact, self.snapshot_meta().write_to_bytes()?),
+            rec(
+                Kind::ConfState,
+                self.raft_state.conf_state.write_to_bytes()?,
+            ),
+            rec(
+                Kind::HardState,
+                self.raft_state.hard_state.write_to_bytes()?,
+            ),
+        ])
+    }
+}
+
+fn rec(kind: Kind, payload: Vec<u8>) -> Rec {
+    Rec {
+        kind,
+        payload,
+        index: 0,
+    }
+}
+
+/// The log rebuilt from its records, oldest first.
+#[derive(Default)]
+struct Replay {
+    any: bool,
+    snap: SnapshotMetadata,
+    conf: Option<ConfState>,
+    hs: Option<HardState>,
+    /// `(index, term, loc)`; may have gaps while replaying (entries of released
+    /// segments), none once the last compaction record is applied.
+    entries: VecDeque<(u64, u64, Loc)>,
+}
+
+impl Replay {
+    /// Applies one record; returns the index of an entry record, 0 otherwise.
+    fn apply(&mut self, loc: Loc, kind: Kind, payload: &[u8]) -> Result<u64, LogStoreError> {
+        self.any = true;
+        match kind {
+            Kind::Entry => {
+                let e = Entry::parse_from_bytes(payload)?;
+                while self.entries.back().is_some_and(|(i, _, _)| *i >= e.index) {
+                    self.entries.pop_back();
+                }
+                self.entries.push_back((e.index, e.term, loc));
+                return Ok(e.index);
+            }
+            Kind::HardState => self.hs = Some(HardState::parse_from_bytes(payload)?),
+            Kind::ConfState => self.conf = Some(ConfState::parse_from_bytes(payload)?),
+            Kind::Compact => {
+                let meta = SnapshotMetadata::parse_from_bytes(payload)?;
+                if meta.index > self.snap.index {
+                    self.snap = meta;
+                }
+                while self
+                    .entries
+                    .front()
+                    .is_some_and(|(i, _, _)| *i <= self.snap.index)
+                {
+                    self.entries.pop_front();
+                }
+            }
+            Kind::Install => {
+                let meta = SnapshotMetadata::parse_from_bytes(payload)?;
+                self.conf = Some(meta.get_conf_state().clone());
+                self.snap = meta;
+                self.entries.clear();
+            }
+        }
+        Ok(0)
+    }
+
+    /// The in-memory state of the replayed log (without the tail).
+    fn into_core(self) -> Result<Core, LogStoreError> {
+        let mut core = Core::default();
+        core.reset(self.snap.index, self.snap.term);
+        core.raft_state.conf_state = self
+            .conf
+            .unwrap_or_else(|| self.snap.get_conf_state().clone());
+        core.raft_state.hard_state = self.hs.unwrap_or_default();
+        for (index, term, loc) in self.entries {
+            if index != core.last + 1 {
+                return Err(LogStoreError::Corrupt(format!(
+                    "entry {index} follows entry {}",
+                    core.last
+                )));
+            }
+            core.push_loc(index, term, loc);
+        }
+        Ok(core)
     }
 }
 
@@ -154,10 +286,12 @@ fn store_err(e: impl std::error::Error + Send + Sync + 'static) -> ::raft::Error
     ::raft::Error::Store(RaftStorageError::Other(Box::new(e)))
 }
 
-/// The raft log of this member, durable in RocksDB; cloning shares it.
+/// The raft log of this member, durable in its own files; cloning shares it.
 #[derive(Clone)]
 pub struct LogStore {
     core: Arc<RwLock<Core>>,
+    wal: Arc<Mutex<Wal>>,
+    /// The state machine's database: flushed before entries are compacted away.
     storage: Storage,
 }
 
@@ -170,93 +304,64 @@ impl LogStore {
         self.core.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Loads the log from `storage`. A store that has never been written is initialised
-    /// with `initial_voters` as its configuration (a new cluster); an existing one keeps
-    /// what it has, whatever `initial_voters` says. Returns the store and whether it was
-    /// freshly initialised.
-    pub fn open(storage: Storage, initial_voters: &[u64]) -> Result<(Self, bool), LogStoreError> {
-        let hs = storage.get(Cf::Raft, HARD_STATE)?;
-        let cs = storage.get(Cf::Raft, CONF_STATE)?;
-        let fresh = hs.is_none() && cs.is_none();
-        let store = LogStore {
-            core: Arc::new(RwLock::new(Core::default())),
-            storage: storage.clone(),
-        };
-        if fresh {
-            let conf = ConfState::from((initial_voters.to_vec(), vec![]));
-            let mut b = storage.batch();
-            b.put(Cf::Raft, CONF_STATE, &conf.write_to_bytes()?);
-            if initial_voters.is_empty() {
-                // A member joining a running cluster: everything, including the
-                // configuration, comes from the leader (as a snapshot).
-                storage.write(b, true)?;
-                store.wl().raft_state.conf_state = conf;
-                return Ok((store, true));
-            }
-            // A new cluster starts from a bootstrap snapshot at index 1 (term 1) that
-            // carries the initial configuration, so the log of every member begins at
-            // index 2 and a member added later always receives a snapshot, with the
-            // configuration of its time, instead of replaying a log that never
-            // recorded the initial voters.
-            let mut meta = SnapshotMetadata {
-                index: 1,
-                term: 1,
-                ..Default::default()
-            };
-            meta.set_conf_state(conf.clone());
-            let hs = HardState {
-                term: 1,
-                commit: 1,
-                ..Default::default()
-            };
-            b.put(Cf::Raft, SNAPSHOT_META, &meta.write_to_bytes()?);
-            b.put(Cf::Raft, HARD_STATE, &hs.write_to_bytes()?);
-            storage.write(b, true)?;
-            let mut core = store.wl();
-            core.reset(1, 1);
-            core.raft_state.conf_state = conf;
-            core.raft_state.hard_state = hs;
-            drop(core);
-            return Ok((store, true));
-        }
-        let mut core = store.wl();
-        if let Some(sm) = storage.get(Cf::Raft, SNAPSHOT_META)? {
-            let meta = SnapshotMetadata::parse_from_bytes(&sm)?;
-            core.reset(meta.index, meta.term);
-            core.raft_state.conf_state = meta.get_conf_state().clone();
-        }
-        if let Some(cs) = cs {
-            core.raft_state.conf_state = ConfState::parse_from_bytes(&cs)?;
-        }
-        let mut failure = None;
-        let start = entry_key(core.first());
-        storage.for_each(Cf::Raft, &start, Some(&[ENTRY_PREFIX + 1]), |_, v| {
-            match Entry::parse_from_bytes(v) {
-                Ok(e) if e.index == core.last + 1 => {
-                    core.push(&e);
-                    true
-                }
-                Ok(e) => {
-                    failure = Some(LogStoreError::Corrupt(format!(
-                        "entry {} follows entry {}",
-                        e.index, core.last
-                    )));
-                    false
-                }
-                Err(e) => {
-                    failure = Some(e.into());
-                    false
-                }
-            }
+    fn wal(&self) -> MutexGuard<'_, Wal> {
+        self.wal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Loads the log from `dir` (the state machine lives in `storage`). A log that has
+    /// never been written is initialised with `initial_voters` as its configuration (a
+    /// new cluster); an existing one keeps what it has, whatever `initial_voters` says.
+    /// Returns the store and whether it was freshly initialised.
+    pub fn open(
+        dir: &Path,
+        storage: Storage,
+        initial_voters: &[u64],
+    ) -> Result<(Self, bool), LogStoreError> {
+        let mut replay = Replay::default();
+        let mut wal = Wal::open(dir, SEGMENT_SIZE, |loc, kind, payload| {
+            replay.apply(loc, kind, payload)
         })?;
-        if let Some(e) = failure {
-            return Err(e);
+        let mut fresh = false;
+        if !replay.any {
+            let recs = match import_legacy(&storage)? {
+                Some(recs) => recs,
+                None => {
+                    fresh = true;
+                    new_log(initial_voters)?
+                }
+            };
+            let locs = wal.append(&recs)?;
+            for (r, loc) in recs.iter().zip(locs) {
+                replay.apply(loc, r.kind, &r.payload)?;
+            }
+            if !fresh {
+                // The log is in its own files now; the old copy goes.
+                let mut b = storage.batch();
+                b.delete_range(Cf::Raft, &[], &[0xff]);
+                storage.write(b, true)?;
+                tracing::info!(dir = %dir.display(), "moved the raft log out of the database");
+            }
         }
-        if let Some(hs) = hs {
-            core.raft_state.hard_state = HardState::parse_from_bytes(&hs)?;
+        let mut core = replay.into_core()?;
+        // The newest entries, read back into memory.
+        let from = core.locs.len().saturating_sub(TAIL_ENTRIES);
+        for (i, loc) in core.locs.iter().enumerate().skip(from) {
+            let e = read_entry(&wal, *loc, core.snap_index + 1 + i as u64)?;
+            core.tail_bytes += e.data.len();
+            core.tail.push_back(e);
         }
-        drop(core);
-        Ok((store, false))
+        while core.tail_bytes > TAIL_BYTES && core.tail.len() > 1 {
+            if let Some(old) = core.tail.pop_front() {
+                core.tail_bytes -= old.data.len();
+            }
+        }
+        wal.release(core.first())?;
+        let store = LogStore {
+            core: Arc::new(RwLock::new(core)),
+            wal: Arc::new(Mutex::new(wal)),
+            storage,
+        };
+        Ok((store, fresh))
     }
 
     /// The raft-rs storage view (shares state with this store).
@@ -264,13 +369,24 @@ impl LogStore {
         self.clone()
     }
 
+    /// Writes `recs` durably, starting a new segment (with the state first) when the
+    /// current one is full.
+    fn write(&self, recs: &[Rec]) -> Result<Vec<Loc>, LogStoreError> {
+        let mut wal = self.wal();
+        if wal.is_full_for(Wal::encoded_len(recs)) {
+            let state = self.rl().state_records()?;
+            wal.rotate(&state)?;
+        }
+        Ok(wal.append(recs)?)
+    }
+
     /// Durably appends `entries` (replacing any conflicting suffix) and records `hs`,
-    /// in one synced write, then makes them visible to raft.
+    /// with one `fdatasync`, then makes them visible to raft.
     pub fn persist(&self, entries: &[Entry], hs: Option<&HardState>) -> Result<(), LogStoreError> {
         if entries.is_empty() && hs.is_none() {
             return Ok(());
         }
-        let mut b = self.storage.batch();
+        let mut recs = Vec::with_capacity(entries.len() + 1);
         if let Some(first) = entries.first() {
             let core = self.rl();
             if first.index < core.first() || first.index > core.last + 1 {
@@ -281,30 +397,23 @@ impl LogStore {
                     core.last
                 )));
             }
-            // A conflicting suffix beyond the new entries is removed key by key: an
-            // append (the common case) deletes nothing, and no range tombstone piles
-            // up per write (thousands of them make RocksDB's WAL recovery and reads
-            // crawl).
-            let last_new = entries.last().map_or(first.index, |e| e.index);
-            for index in (last_new + 1)..=core.last {
-                b.delete(Cf::Raft, &entry_key(index));
-            }
-            drop(core);
-            for e in entries {
-                b.put(Cf::Raft, &entry_key(e.index), &e.write_to_bytes()?);
-            }
+        }
+        for e in entries {
+            recs.push(Rec {
+                kind: Kind::Entry,
+                payload: e.write_to_bytes()?,
+                index: e.index,
+            });
         }
         if let Some(hs) = hs {
-            b.put(Cf::Raft, HARD_STATE, &hs.write_to_bytes()?);
+            recs.push(rec(Kind::HardState, hs.write_to_bytes()?));
         }
-        let started = std::time::Instant::now();
-        self.storage.write(b, true)?;
-        crate::metrics::WAL_FSYNC.observe(started.elapsed().as_secs_f64());
+        let locs = self.write(&recs)?;
         let mut core = self.wl();
         if let Some(first) = entries.first() {
             core.truncate_after(first.index - 1);
-            for e in entries {
-                core.push(e);
+            for (e, loc) in entries.iter().zip(locs) {
+                core.push(e, loc);
             }
         }
         if let Some(hs) = hs {
@@ -313,22 +422,14 @@ impl LogStore {
         Ok(())
     }
 
-    /// Records the commit index raft reported in a light ready. The write is not synced
-    /// on its own, but it precedes (in the shared WAL) the apply writes of the entries it
-    /// commits, so a recovered applied index never exceeds the recovered commit index.
+    /// Records the commit index raft reported in a light ready, in memory: it is written
+    /// with the next hard state or segment. A commit index lost in a crash is harmless:
+    /// [`LogStore::ensure_commit_covers`] raises it to the applied index at startup and
+    /// the leader sends it again.
     pub fn set_commit(&self, commit: u64) -> Result<(), LogStoreError> {
-        let hs = {
-            let mut core = self.wl();
-            let hs = &mut core.raft_state.hard_state;
-            if hs.commit >= commit {
-                return Ok(());
-            }
-            hs.commit = commit;
-            hs.clone()
-        };
-        let mut b = self.storage.batch();
-        b.put(Cf::Raft, HARD_STATE, &hs.write_to_bytes()?);
-        self.storage.write(b, false)?;
+        let mut core = self.wl();
+        let hs = &mut core.raft_state.hard_state;
+        hs.commit = hs.commit.max(commit);
         Ok(())
     }
 
@@ -340,17 +441,16 @@ impl LogStore {
         self.set_commit(applied.min(last))
     }
 
-    /// Records a new configuration.
+    /// Records a new configuration, durably.
     pub fn set_conf_state(&self, cs: ConfState) -> Result<(), LogStoreError> {
-        let mut b = self.storage.batch();
-        b.put(Cf::Raft, CONF_STATE, &cs.write_to_bytes()?);
-        self.storage.write(b, true)?;
+        self.write(&[rec(Kind::ConfState, cs.write_to_bytes()?)])?;
         self.wl().raft_state.conf_state = cs;
         Ok(())
     }
 
-    /// Discards entries before `index` (they must be applied and durable in the state
-    /// machine). The term of `index - 1` is remembered as the snapshot point.
+    /// Discards entries before `index` (they must be applied; the state machine is
+    /// flushed first, so a crash can no longer need them). The term of `index - 1` is remembered as the snapshot point, and
+    /// segments holding only discarded entries are released for reuse.
     pub fn compact(&self, index: u64) -> Result<(), LogStoreError> {
         let (first, term) = {
             let core = self.rl();
@@ -374,38 +474,32 @@ impl LogStore {
         };
         meta.set_conf_state(self.conf_state());
         // The state machine must be durable before the log that rebuilds it goes away.
-        self.storage.sync_wal()?;
-        let mut b = self.storage.batch();
-        b.delete_range(Cf::Raft, &entry_key(0), &entry_key(index));
-        b.put(Cf::Raft, SNAPSHOT_META, &meta.write_to_bytes()?);
-        self.storage.write(b, true)?;
+        self.storage.flush()?;
+        self.write(&[rec(Kind::Compact, meta.write_to_bytes()?)])?;
         self.wl().compact_to(index, term);
+        self.wal().release(index)?;
         Ok(())
     }
 
     /// Installs a snapshot received from the leader: the log is emptied, the snapshot
-    /// point, its configuration and the hard state it implies are persisted (synced)
-    /// and made visible to raft. The state machine must already hold the snapshot's
-    /// data.
+    /// point, its configuration and the hard state it implies are made durable and
+    /// visible to raft. The state machine must already hold the snapshot's data.
     pub fn apply_snapshot(&self, snap: &Snapshot) -> Result<(), LogStoreError> {
         let meta = snap.get_metadata();
         let mut hs = self.rl().raft_state.hard_state.clone();
         hs.term = hs.term.max(meta.term);
         hs.commit = hs.commit.max(meta.index);
-        let mut b = self.storage.batch();
-        b.delete_range(Cf::Raft, &entry_key(0), &entry_key(u64::MAX));
-        b.put(Cf::Raft, SNAPSHOT_META, &meta.write_to_bytes()?);
-        b.put(
-            Cf::Raft,
-            CONF_STATE,
-            &meta.get_conf_state().write_to_bytes()?,
-        );
-        b.put(Cf::Raft, HARD_STATE, &hs.write_to_bytes()?);
-        self.storage.write(b, true)?;
-        let mut core = self.wl();
-        core.reset(meta.index, meta.term);
-        core.raft_state.conf_state = meta.get_conf_state().clone();
-        core.raft_state.hard_state = hs;
+        self.write(&[
+            rec(Kind::Install, meta.write_to_bytes()?),
+            rec(Kind::HardState, hs.write_to_bytes()?),
+        ])?;
+        {
+            let mut core = self.wl();
+            core.reset(meta.index, meta.term);
+            core.raft_state.conf_state = meta.get_conf_state().clone();
+            core.raft_state.hard_state = hs;
+        }
+        self.wal().release(meta.index + 1)?;
         Ok(())
     }
 
@@ -424,49 +518,118 @@ impl LogStore {
         self.rl().last
     }
 
-    /// Entries `low..high` from RocksDB, stopping once `max_size` bytes are reached
-    /// (always at least one).
+    /// Entries `low..high` from the log files, stopping once `max_size` bytes are
+    /// reached (always at least one). `low` must be in the log.
     fn read_entries(
         &self,
         low: u64,
         high: u64,
         max_size: Option<u64>,
     ) -> ::raft::Result<Vec<Entry>> {
-        let mut out = Vec::with_capacity((high - low).min(1024) as usize);
+        let locs: Vec<Loc> = {
+            let core = self.rl();
+            let from = (low - core.first()) as usize;
+            let to = ((high - core.first()) as usize).min(core.locs.len());
+            core.locs.range(from..to).copied().collect()
+        };
+        let wal = self.wal();
+        let mut out = Vec::with_capacity(locs.len().min(1024));
         let mut size = 0u64;
-        let mut failure = None;
-        let end = entry_key(high);
-        self.storage
-            .for_each(
-                Cf::Raft,
-                &entry_key(low),
-                Some(&end),
-                |_, v| match Entry::parse_from_bytes(v) {
-                    Ok(e) => {
-                        size += u64::from(e.compute_size());
-                        if !out.is_empty() && max_size.is_some_and(|m| size > m) {
-                            return false;
-                        }
-                        out.push(e);
-                        true
-                    }
-                    Err(e) => {
-                        failure = Some(store_err(e));
-                        false
-                    }
-                },
-            )
-            .map_err(store_err)?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        if out.first().is_none_or(|e| e.index != low) {
-            return Err(store_err(LogStoreError::Corrupt(format!(
-                "entry {low} missing from the stored log"
-            ))));
+        for (i, loc) in locs.into_iter().enumerate() {
+            let e = read_entry(&wal, loc, low + i as u64).map_err(store_err)?;
+            size += u64::from(e.compute_size());
+            if !out.is_empty() && max_size.is_some_and(|m| size > m) {
+                break;
+            }
+            out.push(e);
         }
         Ok(out)
     }
+}
+
+/// Reads the entry at `loc`, which must be entry `index`.
+fn read_entry(wal: &Wal, loc: Loc, index: u64) -> Result<Entry, LogStoreError> {
+    let (kind, payload) = wal.read(loc)?;
+    let e = Entry::parse_from_bytes(&payload)?;
+    if kind != Kind::Entry || e.index != index {
+        return Err(LogStoreError::Corrupt(format!(
+            "entry {index} missing from the stored log"
+        )));
+    }
+    Ok(e)
+}
+
+/// The records of a new log: for a new cluster, a bootstrap snapshot at index 1 (term 1)
+/// that carries the initial configuration, so the log of every member begins at index 2
+/// and a member added later always receives a snapshot, with the configuration of its
+/// time, instead of replaying a log that never recorded the initial voters. A member
+/// joining a running cluster (no voters) starts empty: everything, including the
+/// configuration, comes from the leader as a snapshot.
+fn new_log(initial_voters: &[u64]) -> Result<Vec<Rec>, LogStoreError> {
+    let conf = ConfState::from((initial_voters.to_vec(), vec![]));
+    if initial_voters.is_empty() {
+        return Ok(vec![rec(Kind::ConfState, conf.write_to_bytes()?)]);
+    }
+    let mut meta = SnapshotMetadata {
+        index: 1,
+        term: 1,
+        ..Default::default()
+    };
+    meta.set_conf_state(conf.clone());
+    let hs = HardState {
+        term: 1,
+        commit: 1,
+        ..Default::default()
+    };
+    Ok(vec![
+        rec(Kind::Compact, meta.write_to_bytes()?),
+        rec(Kind::ConfState, conf.write_to_bytes()?),
+        rec(Kind::HardState, hs.write_to_bytes()?),
+    ])
+}
+
+/// The records of a log kept in RocksDB's `raft` column family by earlier versions, if
+/// there is one.
+fn import_legacy(storage: &Storage) -> Result<Option<Vec<Rec>>, LogStoreError> {
+    let hs = storage.get(Cf::Raft, legacy::HARD_STATE)?;
+    let cs = storage.get(Cf::Raft, legacy::CONF_STATE)?;
+    if hs.is_none() && cs.is_none() {
+        return Ok(None);
+    }
+    let mut recs = Vec::new();
+    if let Some(sm) = storage.get(Cf::Raft, legacy::SNAPSHOT_META)? {
+        recs.push(rec(Kind::Compact, sm));
+    }
+    if let Some(cs) = cs {
+        recs.push(rec(Kind::ConfState, cs));
+    }
+    if let Some(hs) = hs {
+        recs.push(rec(Kind::HardState, hs));
+    }
+    let mut failure = None;
+    storage.for_each(
+        Cf::Raft,
+        &[legacy::ENTRY_PREFIX],
+        Some(&[legacy::ENTRY_PREFIX + 1]),
+        |_, v| match Entry::parse_from_bytes(v) {
+            Ok(e) => {
+                recs.push(Rec {
+                    kind: Kind::Entry,
+                    payload: v.to_vec(),
+                    index: e.index,
+                });
+                true
+            }
+            Err(e) => {
+                failure = Some(e);
+                false
+            }
+        },
+    )?;
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    Ok(Some(recs))
 }
 
 impl ::raft::Storage for LogStore {
@@ -555,6 +718,10 @@ mod tests {
     use super::*;
     use ::raft::Storage as _;
 
+    fn wal_dir(dir: &tempfile::TempDir) -> std::path::PathBuf {
+        dir.path().join("wal")
+    }
+
     fn ctx() -> GetEntriesContext {
         GetEntriesContext::empty(false)
     }
@@ -562,8 +729,8 @@ mod tests {
     #[test]
     fn old_entries_come_from_disk_with_terms_and_limits() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::open(dir.path()).unwrap();
-        let (log, _) = LogStore::open(storage.clone(), &[1]).unwrap();
+        let storage = Storage::open(&dir.path().join("db")).unwrap();
+        let (log, _) = LogStore::open(&wal_dir(&dir), storage.clone(), &[1]).unwrap();
         // More entries than the in-memory tail holds, in three terms.
         let n = TAIL_ENTRIES as u64 * 2 + 10;
         let term_of = |i: u64| {
@@ -600,7 +767,7 @@ mod tests {
         };
         check(&log);
         drop(log);
-        let (log, _) = LogStore::open(storage.clone(), &[1]).unwrap();
+        let (log, _) = LogStore::open(&wal_dir(&dir), storage.clone(), &[1]).unwrap();
         check(&log);
         // Compaction: older entries are gone, the snapshot point keeps its term.
         log.compact(200).unwrap();
@@ -618,10 +785,141 @@ mod tests {
         assert_eq!(log.term(n - 6).unwrap(), 5);
         assert!(log.term(n - 4).is_err());
         drop(log);
-        let (log, _) = LogStore::open(storage, &[1]).unwrap();
+        let (log, _) = LogStore::open(&wal_dir(&dir), storage, &[1]).unwrap();
         assert_eq!((log.first_index(), log.last_index()), (200, n - 5));
         assert_eq!(log.term(n - 5).unwrap(), 7);
         assert_eq!(log.term(199).unwrap(), term_of(199));
+    }
+
+    fn big_entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            data: vec![(index % 251) as u8; 4096].into(),
+            ..Default::default()
+        }
+    }
+
+    fn seg_files(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|f| {
+                f.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "seg")
+            })
+            .count()
+    }
+
+    #[test]
+    fn a_log_across_segments_compacts_reuses_files_and_replays() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&dir.path().join("db")).unwrap();
+        let (log, _) = LogStore::open(&wal_dir(&dir), storage.clone(), &[1]).unwrap();
+        // ~24 MiB of entries: several segments.
+        let all: Vec<Entry> = (2..=6001).map(|i| big_entry(i, 2)).collect();
+        for chunk in all.chunks(100) {
+            log.persist(chunk, None).unwrap();
+        }
+        let segments = seg_files(&wal_dir(&dir));
+        assert!(segments >= 3, "{segments} segments");
+        assert_eq!(log.entries(2, 6002, None, ctx()).unwrap(), all);
+        log.compact(4000).unwrap();
+        drop(log);
+
+        let (log, fresh) = LogStore::open(&wal_dir(&dir), storage.clone(), &[1]).unwrap();
+        assert!(!fresh);
+        assert_eq!((log.first_index(), log.last_index()), (4000, 6001));
+        assert_eq!(log.term(3999).unwrap(), 2);
+        assert_eq!(log.entries(4000, 6002, None, ctx()).unwrap(), all[3998..]);
+        // A conflicting suffix from a new leader, then more entries: released
+        // segments are reused instead of new files piling up.
+        log.persist(&[big_entry(5990, 9)], None).unwrap();
+        let files_before = seg_files(&wal_dir(&dir));
+        let more: Vec<Entry> = (5991..9000).map(|i| big_entry(i, 9)).collect();
+        for chunk in more.chunks(100) {
+            log.persist(chunk, None).unwrap();
+        }
+        log.compact(8000).unwrap();
+        for chunk in (9000..10000)
+            .map(|i| big_entry(i, 9))
+            .collect::<Vec<_>>()
+            .chunks(100)
+        {
+            log.persist(chunk, None).unwrap();
+        }
+        assert!(
+            seg_files(&wal_dir(&dir)) <= files_before + 1,
+            "segments were not reused: {} files, {files_before} before",
+            seg_files(&wal_dir(&dir))
+        );
+        drop(log);
+        let (log, _) = LogStore::open(&wal_dir(&dir), storage, &[1]).unwrap();
+        assert_eq!((log.first_index(), log.last_index()), (8000, 9999));
+        assert_eq!(log.term(7999).unwrap(), 9);
+        let got = log.entries(8000, 10000, None, ctx()).unwrap();
+        assert_eq!(got.len(), 2000);
+        assert!(got.iter().zip(8000..).all(|(e, i)| *e == big_entry(i, 9)));
+    }
+
+    #[test]
+    fn a_log_kept_in_the_database_by_earlier_versions_moves_to_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&dir.path().join("db")).unwrap();
+        let mut meta = SnapshotMetadata {
+            index: 10,
+            term: 2,
+            ..Default::default()
+        };
+        meta.set_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
+        let hs = HardState {
+            term: 3,
+            vote: 2,
+            commit: 12,
+            ..Default::default()
+        };
+        let mut b = storage.batch();
+        b.put(
+            Cf::Raft,
+            legacy::SNAPSHOT_META,
+            &meta.write_to_bytes().unwrap(),
+        );
+        b.put(
+            Cf::Raft,
+            legacy::CONF_STATE,
+            &ConfState::from((vec![1, 2, 3], vec![4]))
+                .write_to_bytes()
+                .unwrap(),
+        );
+        b.put(Cf::Raft, legacy::HARD_STATE, &hs.write_to_bytes().unwrap());
+        for i in 11u64..=14 {
+            let mut key = vec![legacy::ENTRY_PREFIX];
+            key.extend_from_slice(&i.to_be_bytes());
+            b.put(Cf::Raft, &key, &entry(i, 3).write_to_bytes().unwrap());
+        }
+        storage.write(b, true).unwrap();
+
+        let check = |log: &LogStore| {
+            assert_eq!((log.first_index(), log.last_index()), (11, 14));
+            assert_eq!(log.term(10).unwrap(), 2);
+            assert_eq!(log.conf_state().learners, vec![4]);
+            let st = log.raft_storage().initial_state().unwrap();
+            assert_eq!(st.hard_state, hs);
+            let want: Vec<Entry> = (11..=14).map(|i| entry(i, 3)).collect();
+            assert_eq!(log.entries(11, 15, None, ctx()).unwrap(), want);
+        };
+        let (log, fresh) = LogStore::open(&wal_dir(&dir), storage.clone(), &[9]).unwrap();
+        assert!(!fresh);
+        check(&log);
+        assert!(
+            storage.scan(Cf::Raft, &[], None).unwrap().is_empty(),
+            "the database keeps no copy"
+        );
+        drop(log);
+        let (log, _) = LogStore::open(&wal_dir(&dir), storage, &[9]).unwrap();
+        check(&log);
     }
 
     fn entry(index: u64, term: u64) -> Entry {
@@ -636,8 +934,8 @@ mod tests {
     #[test]
     fn new_cluster_starts_after_a_bootstrap_snapshot_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::open(dir.path()).unwrap();
-        let (log, fresh) = LogStore::open(storage.clone(), &[1, 2, 3]).unwrap();
+        let storage = Storage::open(&dir.path().join("db")).unwrap();
+        let (log, fresh) = LogStore::open(&wal_dir(&dir), storage.clone(), &[1, 2, 3]).unwrap();
         assert!(fresh);
         assert_eq!(log.first_index(), 2, "index 1 is the bootstrap snapshot");
         assert_eq!(log.last_index(), 1);
@@ -649,7 +947,7 @@ mod tests {
         };
         log.persist(&[entry(2, 2), entry(3, 2)], Some(&hs)).unwrap();
         drop(log);
-        let (log, fresh) = LogStore::open(storage, &[9]).unwrap();
+        let (log, fresh) = LogStore::open(&wal_dir(&dir), storage, &[9]).unwrap();
         assert!(!fresh, "an existing log keeps its configuration");
         assert_eq!(log.conf_state().voters, vec![1, 2, 3]);
         assert_eq!((log.first_index(), log.last_index()), (2, 3));
@@ -660,15 +958,15 @@ mod tests {
     #[test]
     fn conflicting_entries_replace_the_old_suffix_durably() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::open(dir.path()).unwrap();
-        let (log, _) = LogStore::open(storage.clone(), &[1]).unwrap();
+        let storage = Storage::open(&dir.path().join("db")).unwrap();
+        let (log, _) = LogStore::open(&wal_dir(&dir), storage.clone(), &[1]).unwrap();
         log.persist(&[entry(2, 2), entry(3, 2), entry(4, 2), entry(5, 2)], None)
             .unwrap();
         // A new leader overwrites from index 3 with a shorter log.
         log.persist(&[entry(3, 3)], None).unwrap();
         assert_eq!(log.last_index(), 3);
         drop(log);
-        let (log, _) = LogStore::open(storage, &[1]).unwrap();
+        let (log, _) = LogStore::open(&wal_dir(&dir), storage, &[1]).unwrap();
         assert_eq!((log.first_index(), log.last_index()), (2, 3));
         let st = log.raft_storage();
         assert_eq!((st.term(2).unwrap(), st.term(3).unwrap()), (2, 3));
@@ -677,8 +975,8 @@ mod tests {
     #[test]
     fn joining_member_starts_empty_and_installs_a_snapshot_durably() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::open(dir.path()).unwrap();
-        let (log, _) = LogStore::open(storage.clone(), &[]).unwrap();
+        let storage = Storage::open(&dir.path().join("db")).unwrap();
+        let (log, _) = LogStore::open(&wal_dir(&dir), storage.clone(), &[]).unwrap();
         assert!(log.conf_state().voters.is_empty());
         assert_eq!(log.last_index(), 0);
         // A stale entry the snapshot must replace.
@@ -691,7 +989,7 @@ mod tests {
         log.apply_snapshot(&snap).unwrap();
         assert_eq!((log.first_index(), log.last_index()), (41, 40));
         drop(log);
-        let (log, _) = LogStore::open(storage, &[]).unwrap();
+        let (log, _) = LogStore::open(&wal_dir(&dir), storage, &[]).unwrap();
         assert_eq!((log.first_index(), log.last_index()), (41, 40));
         assert_eq!(log.conf_state().learners, vec![4]);
         let st = log.raft_storage().initial_state().unwrap();

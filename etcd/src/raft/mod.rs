@@ -1,11 +1,12 @@
-//! Raft replication: the Ready loop, the durable log and the wait registry. Knows
-//! nothing of the key-value store: it moves opaque entries into a [`StateMachine`].
-//! [`transport`] carries raft messages between members.
+//! Raft replication: the Ready loop, the durable log (its files: [`wal`]) and the wait
+//! registry. Knows nothing of the key-value store: it moves opaque entries into a
+//! [`StateMachine`]. [`transport`] carries raft messages between members.
 
 pub mod log_store;
 pub mod node;
 pub mod transport;
 pub mod wait;
+pub mod wal;
 
 pub use log_store::{LogStore, LogStoreError};
 pub use node::{

@@ -730,8 +730,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn proposals_beyond_the_bound_get_too_many_requests() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::open(dir.path()).unwrap();
-        let (log, _) = LogStore::open(storage, &[1]).unwrap();
+        let storage = Storage::open(&dir.path().join("db")).unwrap();
+        let (log, _) = LogStore::open(&dir.path().join("wal"), storage, &[1]).unwrap();
         let cfg = RaftConfig {
             id: 1,
             tick: Duration::from_millis(10),

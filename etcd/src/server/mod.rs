@@ -54,6 +54,8 @@ pub struct ServerOptions {
     pub name: String,
     /// `--data-dir`.
     pub data_dir: PathBuf,
+    /// `--wal-dir`: where the raft log's files go; `None` = `<data-dir>/member/wal`.
+    pub wal_dir: Option<PathBuf>,
     /// `--listen-client-urls`.
     pub listen_client_urls: Vec<Url>,
     /// `--listen-client-http-urls` (HTTP only).
@@ -410,7 +412,11 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
     } else {
         members.voter_ids()
     };
-    let (log, _) = LogStore::open(storage.clone(), &initial_voters)?;
+    let wal_dir = opts
+        .wal_dir
+        .clone()
+        .unwrap_or_else(|| opts.data_dir.join("member").join("wal"));
+    let (log, _) = LogStore::open(&wal_dir, storage.clone(), &initial_voters)?;
     let raft_cfg = RaftConfig {
         id,
         tick: opts.heartbeat,
@@ -727,8 +733,8 @@ impl Running {
             let _ = tokio::time::timeout(Duration::from_secs(6), t).await;
         }
         let storage = self.server.storage().clone();
-        if let Err(e) = storage.sync_wal() {
-            tracing::error!(error = %e, "failed to sync the database on shutdown");
+        if let Err(e) = storage.flush() {
+            tracing::error!(error = %e, "failed to flush the database on shutdown");
         }
         self.transport.shutdown();
         // Stop the raft loop and wait for its thread: it owns the state machine and the

@@ -1,15 +1,20 @@
 //! RocksDB under the data dir: the only module that imports `rocksdb`.
 //!
 //! One database holds every column family the server needs:
-//! - `raft`: raft log entries (key = index, big-endian), hard state, conf state;
+//! - `raft`: empty; earlier versions kept the raft log here (the log store moves it to its
+//!   own files, see `raft::wal`);
 //! - `kv`: MVCC revisions (key = main revision ‖ sub revision, big-endian), values are
 //!   encoded `mvccpb.KeyValue`s; tombstones carry a trailing `t` on the key;
 //! - `meta`: applied index, compaction revisions, alarms and other small records;
 //! - `lease`: granted leases; `members`: cluster membership.
 //!
-//! Durability: [`Storage::write`] with `sync = true` returns only after the write-ahead
-//! log is fsynced. All column families share one WAL, so a synced write also makes every
-//! earlier unsynced write durable.
+//! Durability: [`Storage::write`] with `sync = true` is logged in RocksDB's write-ahead
+//! log and returns only after it is fsynced. A write with `sync = false` (the state
+//! machine applying raft entries) is not logged at all: it lives in a memtable until
+//! RocksDB flushes the memtables of every column family together (`atomic_flush`), so
+//! after a crash the database is exactly as of some earlier flush (the applied index
+//! included) and the raft log, which is durable on its own, replays what came after.
+//! [`Storage::flush`] forces that flush; the raft log is never compacted past it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -102,12 +107,16 @@ impl Storage {
         opts.create_missing_column_families(true);
         opts.set_max_background_jobs(2);
         opts.set_keep_log_file_num(3);
-        // Acknowledged writes must survive a crash: never trade the WAL away.
+        // Logged writes reach the WAL file at once (a synced write is durable when it
+        // returns).
         opts.set_manual_wal_flush(false);
         // Memory: all memtables together stay under MEMTABLE_BUDGET (the largest is
         // flushed beyond it). Values are read back from SSTs through the block cache, so
         // large memtables buy little and cost resident memory.
         opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
+        // Unlogged writes (see the module documentation) are only consistent across
+        // column families if the memtables of all of them are flushed together.
+        opts.set_atomic_flush(true);
         let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE);
         let cfs = Cf::ALL.iter().map(|cf| {
             let mut o = Options::default();
@@ -188,17 +197,25 @@ impl Storage {
         }
     }
 
-    /// Applies `batch` atomically; with `sync` the call returns after the WAL is fsynced.
+    /// Applies `batch` atomically. With `sync` it is logged and the call returns after
+    /// the WAL is fsynced; without, it is not logged and becomes durable with the next
+    /// flush of the memtables (see the module documentation).
     pub fn write(&self, batch: Batch<'_>, sync: bool) -> Result<()> {
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
+        wo.disable_wal(!sync);
         self.db.write_opt(batch.inner, &wo)?;
         Ok(())
     }
 
-    /// Forces the WAL to disk (makes every earlier write durable).
-    pub fn sync_wal(&self) -> Result<()> {
+    /// Makes every earlier write durable: the WAL is synced and the memtables of all
+    /// column families are flushed to SST files, atomically.
+    pub fn flush(&self) -> Result<()> {
         self.db.flush_wal(true)?;
+        let mut fo = rocksdb::FlushOptions::default();
+        fo.set_wait(true);
+        let cfs: Vec<&rocksdb::ColumnFamily> = Cf::ALL.iter().map(|cf| self.cf(*cf)).collect();
+        self.db.flush_cfs_opt(&cfs, &fo)?;
         Ok(())
     }
 

@@ -81,7 +81,7 @@ async fn start_cluster(pki: Option<&Pki>) -> Vec<Member> {
     for ((id, b), tls) in IDS.into_iter().zip(bound).zip(client_tls) {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(&dir.path().join("db")).unwrap();
-        let (log, fresh) = LogStore::open(storage, &IDS).unwrap();
+        let (log, fresh) = LogStore::open(&dir.path().join("wal"), storage, &IDS).unwrap();
         assert!(fresh);
         let opts = TransportOptions {
             backoff_min: Duration::from_millis(20),
