@@ -214,3 +214,51 @@ fn raft_log_in_wal_dir_brings_back_writes_after_kill9() -> Result<()> {
     assert_eq!(kvs, want);
     Ok(())
 }
+
+/// A data dir whose state was applied from a raft log that is not where `--wal-dir` points
+/// is refused with a message naming both directories, and nothing is created there
+/// (starting a new log would make the state machine skip entries it thinks it has).
+/// etcd 3.4 starts anyway in this case, so the test covers ours only.
+#[test]
+fn missing_raft_log_for_an_applied_data_dir_is_refused() -> Result<()> {
+    if etcd_tests::bins::is_reference() {
+        return Ok(());
+    }
+    let mut etcd = EtcdProcess::start_default()?;
+    put_rev(&etcd, "k", "v");
+    etcd.sigterm()?;
+    let elsewhere = tempfile::Builder::new().prefix("etcd-e2e-wal-").tempdir()?;
+    let wal_dir = elsewhere.path().join("wal");
+    let mut cmd = std::process::Command::new(etcd_tests::etcd_bin());
+    etcd_tests::env::scrub(&mut cmd);
+    let mut child = cmd
+        .args(etcd.flags())
+        .arg(format!("--wal-dir={}", wal_dir.display()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("etcd kept running without its raft log");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)?;
+    assert!(!status.success());
+    assert!(
+        stderr.contains(&format!("there is no raft log in {}", wal_dir.display())),
+        "{stderr}"
+    );
+    assert!(!wal_dir.exists(), "nothing is created in the wrong place");
+    // With its own log the member starts as before.
+    etcd.restart()?;
+    assert_eq!(etcd.etcdctl_ok(&["get", "k", "--print-value-only"]), "v\n");
+    Ok(())
+}

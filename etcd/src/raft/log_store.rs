@@ -364,6 +364,16 @@ impl LogStore {
         Ok((store, fresh))
     }
 
+    /// Whether a log exists: segment files in `dir`, or a log that earlier versions kept
+    /// in `storage`.
+    pub fn exists(dir: &Path, storage: &Storage) -> Result<bool, LogStoreError> {
+        if Wal::has_segments(dir)? {
+            return Ok(true);
+        }
+        Ok(storage.get(Cf::Raft, legacy::HARD_STATE)?.is_some()
+            || storage.get(Cf::Raft, legacy::CONF_STATE)?.is_some())
+    }
+
     /// The raft-rs storage view (shares state with this store).
     pub fn raft_storage(&self) -> LogStore {
         self.clone()

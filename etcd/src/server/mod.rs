@@ -416,6 +416,15 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
         .wal_dir
         .clone()
         .unwrap_or_else(|| opts.data_dir.join("member").join("wal"));
+    if applied > 0 && !LogStore::exists(&wal_dir, &storage)? {
+        // Starting a new log here would let the state machine skip the entries it
+        // believes it has applied: refuse, as the data dir and the log belong together.
+        return Err(ServerError::Bootstrap(format!(
+            "the data dir {} holds state applied up to raft index {applied}, but there is no raft log in {}; start with the --wal-dir this member ran with",
+            opts.data_dir.display(),
+            wal_dir.display()
+        )));
+    }
     let (log, _) = LogStore::open(&wal_dir, storage.clone(), &initial_voters)?;
     let raft_cfg = RaftConfig {
         id,

@@ -276,6 +276,22 @@ impl Wal {
         Ok(wal)
     }
 
+    /// Whether `dir` holds any segment file (a missing directory holds none).
+    pub fn has_segments(dir: &Path) -> Result<bool, WalError> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io(dir)(e)),
+        };
+        for item in entries {
+            let item = item.map_err(io(dir))?;
+            if item.file_name().to_string_lossy().ends_with(".seg") {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Makes segment `seq` the one written: a reused file gets its new header, or a new
     /// file is written full of zeros; either is synced, then named, then the directory
     /// is synced.
