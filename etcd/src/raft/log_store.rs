@@ -529,29 +529,39 @@ impl LogStore {
     }
 
     /// Entries `low..high` from the log files, stopping once `max_size` bytes are
-    /// reached (always at least one). `low` must be in the log.
+    /// reached (always at least one). `low` must be in the log. Positions are taken a
+    /// chunk at a time, so a far-behind follower's request for a long range costs what
+    /// is read, not the range's length.
     fn read_entries(
         &self,
         low: u64,
         high: u64,
         max_size: Option<u64>,
     ) -> ::raft::Result<Vec<Entry>> {
-        let locs: Vec<Loc> = {
-            let core = self.rl();
-            let from = (low - core.first()) as usize;
-            let to = ((high - core.first()) as usize).min(core.locs.len());
-            core.locs.range(from..to).copied().collect()
-        };
-        let wal = self.wal();
-        let mut out = Vec::with_capacity(locs.len().min(1024));
+        const CHUNK: u64 = 256;
+        let mut out = Vec::new();
         let mut size = 0u64;
-        for (i, loc) in locs.into_iter().enumerate() {
-            let e = read_entry(&wal, loc, low + i as u64).map_err(store_err)?;
-            size += u64::from(e.compute_size());
-            if !out.is_empty() && max_size.is_some_and(|m| size > m) {
+        let mut next = low;
+        while next < high {
+            let locs: Vec<Loc> = {
+                let core = self.rl();
+                let from = next.saturating_sub(core.first()) as usize;
+                let to = ((high.min(next + CHUNK) - core.first()) as usize).min(core.locs.len());
+                core.locs.range(from.min(to)..to).copied().collect()
+            };
+            if locs.is_empty() {
                 break;
             }
-            out.push(e);
+            let wal = self.wal();
+            for loc in locs {
+                let e = read_entry(&wal, loc, next).map_err(store_err)?;
+                size += u64::from(e.compute_size());
+                if !out.is_empty() && max_size.is_some_and(|m| size > m) {
+                    return Ok(out);
+                }
+                out.push(e);
+                next += 1;
+            }
         }
         Ok(out)
     }
