@@ -26,7 +26,7 @@ use crate::proto::etcdserverpb::{
 };
 use crate::raft::{StateMachine, WaitRegistry};
 use crate::rpctypes::EtcdError;
-use crate::storage::{Cf, Storage};
+use crate::storage::{Cf, Durability, Storage};
 use crate::watch::WatchHub;
 use ::raft::prelude::{ConfChange, ConfChangeType};
 
@@ -159,7 +159,7 @@ impl Applier {
                 tracing::info!(member = %format!("{node:x}"), "removed member from the cluster");
             }
         }
-        self.storage.write(batch, false)?;
+        self.storage.write(batch, Durability::Unlogged)?;
         if cc.get_change_type() == ConfChangeType::RemoveNode && node == self.local_id {
             tracing::warn!("the member has been permanently removed from the cluster");
             if let Some(r) = &self.removed {
@@ -263,7 +263,7 @@ impl Applier {
             None
         };
         let commit = std::time::Instant::now();
-        self.storage.write(batch, false)?;
+        self.storage.write(batch, Durability::Unlogged)?;
         crate::metrics::BACKEND_COMMIT.observe(commit.elapsed().as_secs_f64());
         if let Some(p) = pending {
             let events = self.store.publish(p);

@@ -9,7 +9,7 @@ use sha1::{Digest, Sha1};
 
 use crate::proto::etcdinternal::StoredMember;
 use crate::proto::etcdserverpb::Member;
-use crate::storage::{Batch, Cf, Storage, StorageError};
+use crate::storage::{Batch, Cf, Durability, Storage, StorageError};
 
 /// etcd's member ID: the first 8 bytes (big-endian) of SHA-1 over the sorted peer URLs
 /// concatenated, then the cluster token, then (for runtime additions) the Unix time.
@@ -161,7 +161,7 @@ impl Membership {
         for m in &members {
             b.put(Cf::Members, &m.id.to_be_bytes(), &m.encode_to_vec());
         }
-        storage.write(b, true)?;
+        storage.write(b, Durability::Synced)?;
         if let Ok(mut c) = self.cluster_id.write() {
             *c = cid;
         }
@@ -220,7 +220,7 @@ impl Membership {
         for m in &members {
             b.put(Cf::Members, &m.id.to_be_bytes(), &m.encode_to_vec());
         }
-        storage.write(b, true)?;
+        storage.write(b, Durability::Synced)?;
         if let Ok(mut c) = self.cluster_id.write() {
             *c = cid;
         }
@@ -333,7 +333,7 @@ mod membership_tests {
         let mut changes = m.subscribe();
         let mut b = storage.batch();
         m.add(member(3, true), &mut b);
-        storage.write(b, true).unwrap();
+        storage.write(b, Durability::Synced).unwrap();
         assert!(changes.has_changed().unwrap());
         changes.borrow_and_update();
         assert_eq!(m.voter_ids(), vec![1, 2]);
@@ -341,7 +341,7 @@ mod membership_tests {
         m.promote(3, &mut b);
         assert!(m.remove(1, &mut b));
         m.update_peer_urls(2, &["http://10.0.1.2:2380".into()], &mut b);
-        storage.write(b, true).unwrap();
+        storage.write(b, Durability::Synced).unwrap();
         assert!(changes.has_changed().unwrap());
         let reloaded = Membership::load(&storage).unwrap();
         assert_eq!(reloaded.voter_ids(), vec![2, 3]);

@@ -308,6 +308,7 @@ fn secs(s: i64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::Durability;
 
     #[test]
     fn grant_attach_revoke_reload() {
@@ -322,7 +323,7 @@ mod tests {
             l.grant(7, MAX_LEASE_TTL + 1, &mut b),
             Err(LeaseError::TtlTooLarge)
         );
-        st.write(b, true).unwrap();
+        st.write(b, Durability::Synced).unwrap();
         l.attach(5, b"k1");
         l.attach(5, b"k0");
         assert_eq!(
@@ -332,7 +333,7 @@ mod tests {
         let mut b = st.batch();
         assert_eq!(l.revoke(5, &mut b).unwrap().len(), 2);
         assert_eq!(l.revoke(5, &mut b), Err(LeaseError::NotFound));
-        st.write(b, true).unwrap();
+        st.write(b, Durability::Synced).unwrap();
         let l2 = Lessor::new(2);
         l2.load(&st).unwrap();
         assert_eq!(l2.ids(), vec![6]);

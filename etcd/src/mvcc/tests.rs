@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::proto::etcdserverpb::RangeRequest;
 use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
-use crate::storage::{Cf, Storage};
+use crate::storage::{Cf, Durability, Storage};
 
 use super::*;
 
@@ -20,7 +20,7 @@ pub(super) fn commit(s: &Store, f: impl FnOnce(&mut WriteTxn<'_>)) -> Vec<Event>
     f(&mut txn);
     let mut batch = s.storage().batch();
     let pending = txn.finish(&mut batch);
-    s.storage().write(batch, false).unwrap();
+    s.storage().write(batch, Durability::Unlogged).unwrap();
     s.publish(pending)
 }
 
@@ -51,7 +51,7 @@ pub(super) fn del(s: &Store, key: &str, end: &str) -> usize {
 pub(super) fn compact(s: &Store, rev: i64) -> Result<(), MvccError> {
     let mut batch = s.storage().batch();
     s.compact(rev, &mut batch)?;
-    s.storage().write(batch, false).unwrap();
+    s.storage().write(batch, Durability::Unlogged).unwrap();
     Ok(())
 }
 
@@ -416,7 +416,7 @@ fn write_txn_sees_its_own_writes() {
     let mut batch = s.storage().batch();
     let pending = t.finish(&mut batch);
     assert_eq!(pending.revision(), Some(4));
-    s.storage().write(batch, false).unwrap();
+    s.storage().write(batch, Durability::Unlogged).unwrap();
     let events = s.publish(pending);
     assert_eq!(events.len(), 6);
     assert_eq!(s.current_revision(), 4);
@@ -718,7 +718,7 @@ fn open_rejects_corrupt_records() {
         let storage = Storage::open(dir.path()).unwrap();
         let mut b = storage.batch();
         b.put(Cf::Kv, b"not-a-revision", b"x");
-        storage.write(b, true).unwrap();
+        storage.write(b, Durability::Synced).unwrap();
     }
     let storage = Storage::open(dir.path()).unwrap();
     assert!(matches!(Store::open(storage), Err(MvccError::Corrupt(_))));
@@ -813,7 +813,7 @@ fn only_one_writer_at_a_time() {
     assert_eq!(seen.load(Ordering::SeqCst), 0, "second writer waits");
     let mut batch = s.storage().batch();
     let pending = txn.finish(&mut batch);
-    s.storage().write(batch, false).unwrap();
+    s.storage().write(batch, Durability::Unlogged).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
     assert_eq!(seen.load(Ordering::SeqCst), 0, "still waits until publish");
     s.publish(pending);

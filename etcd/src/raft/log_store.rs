@@ -25,7 +25,7 @@ use ::raft::{GetEntriesContext, RaftState, StorageError as RaftStorageError};
 use protobuf::Message as _;
 
 use crate::raft::wal::{Kind, Loc, Rec, Wal, WalError, SEGMENT_SIZE};
-use crate::storage::{Cf, Storage, StorageError};
+use crate::storage::{Cf, Durability, Storage, StorageError};
 
 /// Keys of the log in RocksDB's `raft` column family, before it moved to its own files.
 mod legacy {
@@ -175,22 +175,19 @@ impl Core {
         self.tail_bytes = 0;
     }
 
-    /// The snapshot point as recorded in the log files.
-    fn snapshot_meta(&self) -> SnapshotMetadata {
-        let mut meta = SnapshotMetadata {
-            index: self.snap_index,
-            term: self.snap_term,
-            ..Default::default()
-        };
-        meta.set_conf_state(self.raft_state.conf_state.clone());
-        meta
-    }
-
     /// Records that hold the whole state but the entries: what a new segment starts
     /// with, so older segments can go once their entries are compacted.
     fn state_records(&self) -> Result<Vec<Rec>, LogStoreError> {
         Ok(vec![
-            rec(Kind::Compact, self.snapshot_meta().write_to_bytes()?),
+            rec(
+                Kind::Compact,
+                snapshot_meta(
+                    self.snap_index,
+                    self.snap_term,
+                    self.raft_state.conf_state.clone(),
+                )
+                .write_to_bytes()?,
+            ),
             rec(
                 Kind::ConfState,
                 self.raft_state.conf_state.write_to_bytes()?,
@@ -201,6 +198,17 @@ impl Core {
             ),
         ])
     }
+}
+
+/// A snapshot point with its configuration.
+fn snapshot_meta(index: u64, term: u64, conf: ConfState) -> SnapshotMetadata {
+    let mut meta = SnapshotMetadata {
+        index,
+        term,
+        ..Default::default()
+    };
+    meta.set_conf_state(conf);
+    meta
 }
 
 fn rec(kind: Kind, payload: Vec<u8>) -> Rec {
@@ -338,22 +346,17 @@ impl LogStore {
                 // The log is in its own files now; the old copy goes.
                 let mut b = storage.batch();
                 b.delete_range(Cf::Raft, &[], &[0xff]);
-                storage.write(b, true)?;
+                storage.write(b, Durability::Synced)?;
                 tracing::info!(dir = %dir.display(), "moved the raft log out of the database");
             }
         }
         let mut core = replay.into_core()?;
         // The newest entries, read back into memory.
         let from = core.locs.len().saturating_sub(TAIL_ENTRIES);
-        for (i, loc) in core.locs.iter().enumerate().skip(from) {
-            let e = read_entry(&wal, *loc, core.snap_index + 1 + i as u64)?;
-            core.tail_bytes += e.data.len();
-            core.tail.push_back(e);
-        }
-        while core.tail_bytes > TAIL_BYTES && core.tail.len() > 1 {
-            if let Some(old) = core.tail.pop_front() {
-                core.tail_bytes -= old.data.len();
-            }
+        let newest: Vec<Loc> = core.locs.iter().skip(from).copied().collect();
+        for (i, loc) in newest.into_iter().enumerate() {
+            let index = core.snap_index + 1 + (from + i) as u64;
+            core.push_tail(read_entry(&wal, loc, index)?);
         }
         wal.release(core.first())?;
         let store = LogStore {
@@ -370,8 +373,7 @@ impl LogStore {
         if Wal::has_segments(dir)? {
             return Ok(true);
         }
-        Ok(storage.get(Cf::Raft, legacy::HARD_STATE)?.is_some()
-            || storage.get(Cf::Raft, legacy::CONF_STATE)?.is_some())
+        has_legacy(storage)
     }
 
     /// The raft-rs storage view (shares state with this store).
@@ -459,8 +461,9 @@ impl LogStore {
     }
 
     /// Discards entries before `index` (they must be applied; the state machine is
-    /// flushed first, so a crash can no longer need them). The term of `index - 1` is remembered as the snapshot point, and
-    /// segments holding only discarded entries are released for reuse.
+    /// flushed first, so a crash can no longer need them). The term of `index - 1` is
+    /// remembered as the snapshot point, and segments holding only discarded entries
+    /// are released for reuse.
     pub fn compact(&self, index: u64) -> Result<(), LogStoreError> {
         let (first, term) = {
             let core = self.rl();
@@ -477,12 +480,7 @@ impl LogStore {
         }
         let term =
             term.ok_or_else(|| LogStoreError::Corrupt(format!("no term for {}", index - 1)))?;
-        let mut meta = SnapshotMetadata {
-            index: index - 1,
-            term,
-            ..Default::default()
-        };
-        meta.set_conf_state(self.conf_state());
+        let meta = snapshot_meta(index - 1, term, self.conf_state());
         // The state machine must be durable before the log that rebuilds it goes away.
         self.storage.flush()?;
         self.write(&[rec(Kind::Compact, meta.write_to_bytes()?)])?;
@@ -590,12 +588,7 @@ fn new_log(initial_voters: &[u64]) -> Result<Vec<Rec>, LogStoreError> {
     if initial_voters.is_empty() {
         return Ok(vec![rec(Kind::ConfState, conf.write_to_bytes()?)]);
     }
-    let mut meta = SnapshotMetadata {
-        index: 1,
-        term: 1,
-        ..Default::default()
-    };
-    meta.set_conf_state(conf.clone());
+    let meta = snapshot_meta(1, 1, conf.clone());
     let hs = HardState {
         term: 1,
         commit: 1,
@@ -608,23 +601,28 @@ fn new_log(initial_voters: &[u64]) -> Result<Vec<Rec>, LogStoreError> {
     ])
 }
 
+/// Whether earlier versions left a log in RocksDB's `raft` column family (they always
+/// wrote its hard state or configuration first).
+fn has_legacy(storage: &Storage) -> Result<bool, LogStoreError> {
+    Ok(storage.get(Cf::Raft, legacy::HARD_STATE)?.is_some()
+        || storage.get(Cf::Raft, legacy::CONF_STATE)?.is_some())
+}
+
 /// The records of a log kept in RocksDB's `raft` column family by earlier versions, if
 /// there is one.
 fn import_legacy(storage: &Storage) -> Result<Option<Vec<Rec>>, LogStoreError> {
-    let hs = storage.get(Cf::Raft, legacy::HARD_STATE)?;
-    let cs = storage.get(Cf::Raft, legacy::CONF_STATE)?;
-    if hs.is_none() && cs.is_none() {
+    if !has_legacy(storage)? {
         return Ok(None);
     }
     let mut recs = Vec::new();
-    if let Some(sm) = storage.get(Cf::Raft, legacy::SNAPSHOT_META)? {
-        recs.push(rec(Kind::Compact, sm));
-    }
-    if let Some(cs) = cs {
-        recs.push(rec(Kind::ConfState, cs));
-    }
-    if let Some(hs) = hs {
-        recs.push(rec(Kind::HardState, hs));
+    for (key, kind) in [
+        (legacy::SNAPSHOT_META, Kind::Compact),
+        (legacy::CONF_STATE, Kind::ConfState),
+        (legacy::HARD_STATE, Kind::HardState),
+    ] {
+        if let Some(v) = storage.get(Cf::Raft, key)? {
+            recs.push(rec(kind, v));
+        }
     }
     let mut failure = None;
     storage.for_each(
@@ -919,7 +917,7 @@ mod tests {
             key.extend_from_slice(&i.to_be_bytes());
             b.put(Cf::Raft, &key, &entry(i, 3).write_to_bytes().unwrap());
         }
-        storage.write(b, true).unwrap();
+        storage.write(b, Durability::Synced).unwrap();
 
         let check = |log: &LogStore| {
             assert_eq!((log.first_index(), log.last_index()), (11, 14));

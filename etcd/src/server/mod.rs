@@ -30,7 +30,7 @@ use crate::raft::transport::{
     GrpcTransport, LeaderLink, PeerClientTls, PeerService, TransportOptions,
 };
 use crate::raft::{LogStore, RaftConfig, WaitRegistry};
-use crate::storage::{Cf, Storage};
+use crate::storage::{Cf, Durability, Storage};
 use crate::watch::WatchHub;
 
 pub use facade::{EtcdServer, Settings};
@@ -272,7 +272,7 @@ async fn bootstrap(
     };
     let mut batch = storage.batch();
     batch.put(Cf::Meta, LOCAL_MEMBER_KEY, &id.to_be_bytes());
-    storage.write(batch, true)?;
+    storage.write(batch, Durability::Synced)?;
     Ok((id, boot))
 }
 

@@ -72,7 +72,7 @@ pub fn create(storage: &Storage, scratch: &Path) -> Result<SnapshotFile, Snapsho
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::Cf;
+    use crate::storage::{Cf, Durability};
 
     #[test]
     fn snapshot_has_etcd_shape_and_valid_digest() {
@@ -80,7 +80,7 @@ mod tests {
         let st = Storage::open(&dir.path().join("db")).unwrap();
         let mut b = st.batch();
         b.put(Cf::Kv, b"k", b"v");
-        st.write(b, true).unwrap();
+        st.write(b, Durability::Synced).unwrap();
         let mut s = create(&st, &dir.path().join("scratch")).unwrap();
         assert_eq!(s.size % 512, 32);
         let mut all = Vec::new();

@@ -8,9 +8,9 @@
 //! - `meta`: applied index, compaction revisions, alarms and other small records;
 //! - `lease`: granted leases; `members`: cluster membership.
 //!
-//! Durability: [`Storage::write`] with `sync = true` is logged in RocksDB's write-ahead
-//! log and returns only after it is fsynced. A write with `sync = false` (the state
-//! machine applying raft entries) is not logged at all: it lives in a memtable until
+//! Durability: a [`Storage::write`] with [`Durability::Synced`] is logged in RocksDB's
+//! write-ahead log and returns only after it is fsynced. One with [`Durability::Unlogged`]
+//! (the state machine applying raft entries) is not logged at all: it lives in a memtable until
 //! RocksDB flushes the memtables of every column family together (`atomic_flush`), so
 //! after a crash the database is exactly as of some earlier flush (the applied index
 //! included) and the raft log, which is durable on its own, replays what came after.
@@ -50,6 +50,17 @@ impl Cf {
             Cf::Members => "members",
         }
     }
+}
+
+/// How durable a [`Storage::write`] is when it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Logged in RocksDB's write-ahead log, which is fsynced before the call returns.
+    Synced,
+    /// Not logged: in a memtable until the next flush of all column families (see the
+    /// module documentation). Only for writes a crash may lose because something else
+    /// (the raft log) can redo them.
+    Unlogged,
 }
 
 /// Errors of the storage layer.
@@ -197,13 +208,12 @@ impl Storage {
         }
     }
 
-    /// Applies `batch` atomically. With `sync` it is logged and the call returns after
-    /// the WAL is fsynced; without, it is not logged and becomes durable with the next
-    /// flush of the memtables (see the module documentation).
-    pub fn write(&self, batch: Batch<'_>, sync: bool) -> Result<()> {
+    /// Applies `batch` atomically, as durable as `durability` says.
+    pub fn write(&self, batch: Batch<'_>, durability: Durability) -> Result<()> {
         let mut wo = WriteOptions::default();
-        wo.set_sync(sync);
-        wo.disable_wal(!sync);
+        let synced = durability == Durability::Synced;
+        wo.set_sync(synced);
+        wo.disable_wal(!synced);
         self.db.write_opt(batch.inner, &wo)?;
         Ok(())
     }
@@ -420,7 +430,7 @@ mod tests {
         for i in 0..20u8 {
             let mut b = st.batch();
             b.put(Cf::Kv, &[i], &value);
-            st.write(b, false).unwrap();
+            st.write(b, Durability::Unlogged).unwrap();
         }
         st.compact_all().unwrap();
         // LZ4 shrinks these values to almost nothing on disk; the quota still sees them.
@@ -438,13 +448,13 @@ mod tests {
             b.put(Cf::Kv, b"a", b"1");
             b.put(Cf::Kv, b"b", b"2");
             b.put(Cf::Meta, b"a", b"x");
-            s.write(b, true).unwrap();
+            s.write(b, Durability::Synced).unwrap();
             let all = s.scan(Cf::Kv, b"", None).unwrap();
             assert_eq!(all.len(), 2);
             let snap = s.snapshot();
             let mut b = s.batch();
             b.delete(Cf::Kv, b"a");
-            s.write(b, true).unwrap();
+            s.write(b, Durability::Synced).unwrap();
             assert_eq!(snap.get(Cf::Kv, b"a").unwrap().as_deref(), Some(&b"1"[..]));
             assert_eq!(s.get(Cf::Kv, b"a").unwrap(), None);
         }

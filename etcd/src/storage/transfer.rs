@@ -7,7 +7,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{Cf, Result, Storage, StorageError};
+use super::{Cf, Durability, Result, Storage, StorageError};
 
 const MAGIC: &[u8] = b"ETCDRS-SNAP1";
 const STATE_CFS: [Cf; 4] = [Cf::Kv, Cf::Meta, Cf::Lease, Cf::Members];
@@ -107,7 +107,7 @@ impl Storage {
         for (k, v) in kept {
             b.put(Cf::Meta, &k, &v);
         }
-        self.write(b, true)
+        self.write(b, Durability::Synced)
     }
 }
 
@@ -126,12 +126,12 @@ mod tests {
         w.put(Cf::Meta, b"applied", b"7");
         w.put(Cf::Meta, b"local", b"a");
         w.put(Cf::Raft, b"e1", b"entry");
-        a.write(w, true).unwrap();
+        a.write(w, Durability::Synced).unwrap();
         let mut w = b.batch();
         w.put(Cf::Kv, b"stale", b"x");
         w.put(Cf::Meta, b"local", b"b");
         w.put(Cf::Raft, b"e9", b"mine");
-        b.write(w, true).unwrap();
+        b.write(w, Durability::Synced).unwrap();
 
         let data = a.export_state(&[b"local"]).unwrap();
         b.import_state(&data, &[b"local"]).unwrap();
@@ -159,7 +159,7 @@ mod tests {
         let s = Storage::open(dir.path()).unwrap();
         let mut w = s.batch();
         w.put(Cf::Kv, b"keep", b"1");
-        s.write(w, true).unwrap();
+        s.write(w, Durability::Synced).unwrap();
         let mut data = s.export_state(&[]).unwrap();
         let n = data.len();
         data[n - 40] ^= 1;

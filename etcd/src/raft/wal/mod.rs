@@ -192,6 +192,37 @@ fn segment_name(seq: u64) -> String {
     format!("{seq:016x}.seg")
 }
 
+/// What a log directory holds.
+struct Listing {
+    /// Segment files by sequence number, oldest first.
+    segments: Vec<(u64, PathBuf)>,
+    /// Files of segments whose preparation never finished.
+    unfinished: Vec<PathBuf>,
+}
+
+fn list(dir: &Path) -> Result<Listing, WalError> {
+    let mut segments = Vec::new();
+    let mut unfinished = Vec::new();
+    for item in std::fs::read_dir(dir).map_err(io(dir))? {
+        let item = item.map_err(io(dir))?;
+        let name = item.file_name();
+        let name = name.to_string_lossy();
+        if let Some(stem) = name.strip_suffix(".seg") {
+            match u64::from_str_radix(stem, 16) {
+                Ok(seq) if stem.len() == 16 => segments.push((seq, item.path())),
+                _ => {}
+            }
+        } else if name.ends_with(".tmp") {
+            unfinished.push(item.path());
+        }
+    }
+    segments.sort();
+    Ok(Listing {
+        segments,
+        unfinished,
+    })
+}
+
 fn sync_dir(dir: &Path) -> Result<(), WalError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
@@ -220,23 +251,14 @@ impl Wal {
             writer: None,
             buf: Vec::new(),
         };
-        let mut found = Vec::new();
-        for item in std::fs::read_dir(dir).map_err(io(dir))? {
-            let item = item.map_err(io(dir))?;
-            let path = item.path();
-            let name = item.file_name();
-            let name = name.to_string_lossy();
-            if let Some(stem) = name.strip_suffix(".seg") {
-                match u64::from_str_radix(stem, 16) {
-                    Ok(seq) if stem.len() == 16 => found.push((seq, path)),
-                    _ => {}
-                }
-            } else if name.ends_with(".tmp") {
-                // A segment whose preparation a crash interrupted.
-                std::fs::remove_file(&path).map_err(io(&path))?;
-            }
+        let Listing {
+            segments: found,
+            unfinished,
+        } = list(dir)?;
+        for path in unfinished {
+            // A segment whose preparation a crash interrupted.
+            std::fs::remove_file(&path).map_err(io(&path))?;
         }
-        found.sort();
         let mut next = 1;
         for (seq, path) in found {
             next = seq + 1;
@@ -278,18 +300,10 @@ impl Wal {
 
     /// Whether `dir` holds any segment file (a missing directory holds none).
     pub fn has_segments(dir: &Path) -> Result<bool, WalError> {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(io(dir)(e)),
-        };
-        for item in entries {
-            let item = item.map_err(io(dir))?;
-            if item.file_name().to_string_lossy().ends_with(".seg") {
-                return Ok(true);
-            }
+        match std::fs::metadata(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            _ => Ok(!list(dir)?.segments.is_empty()),
         }
-        Ok(false)
     }
 
     /// Makes segment `seq` the one written: a reused file gets its new header, or a new
@@ -442,8 +456,8 @@ impl Wal {
         Ok(())
     }
 
-    /// Number of segments in use (for tests and diagnostics).
-    pub fn segments_in_use(&self) -> usize {
+    #[cfg(test)]
+    fn segments_in_use(&self) -> usize {
         self.segments.len()
     }
 }

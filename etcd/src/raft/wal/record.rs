@@ -95,12 +95,10 @@ pub fn encode(seq: u64, kind: Kind, payload: &[u8], out: &mut Vec<u8>) {
 /// Decodes the record of segment `seq` at the start of `buf`: its kind, payload and
 /// encoded length. `None` marks the end of the segment's valid log.
 pub fn decode(seq: u64, buf: &[u8]) -> Option<(Kind, &[u8], usize)> {
-    let head = buf.get(..RECORD_HEADER)?;
-    let len = u32::from_le_bytes(head[..4].try_into().ok()?) as usize;
-    let sum = u32::from_le_bytes(head[4..8].try_into().ok()?);
-    let kind = Kind::from_byte(head[8])?;
+    let head: &[u8; RECORD_HEADER] = buf.get(..RECORD_HEADER)?.try_into().ok()?;
+    let (kind, len, sum) = decode_header(head)?;
     let payload = buf.get(RECORD_HEADER..RECORD_HEADER.checked_add(len)?)?;
-    (crc(seq, kind as u8, payload) == sum).then_some((kind, payload, RECORD_HEADER + len))
+    verify(seq, kind, payload, sum).then_some((kind, payload, RECORD_HEADER + len))
 }
 
 /// Decodes a record header read on its own: the kind, payload length and CRC.
