@@ -69,6 +69,14 @@ async fn grant_ttl_list_revoke() -> anyhow::Result<()> {
         .lease_time_to_live(g.id(), Some(LeaseTimeToLiveOptions::new().with_keys()))
         .await?;
     assert_eq!(t.keys(), [b"a".to_vec()]);
+    // A put without a lease detaches the key from its lease.
+    c.put("c", "1", Some(PutOptions::new().with_lease(g.id())))
+        .await?;
+    c.put("c", "2", None).await?;
+    let t = c
+        .lease_time_to_live(g.id(), Some(LeaseTimeToLiveOptions::new().with_keys()))
+        .await?;
+    assert_eq!(t.keys(), [b"a".to_vec()]);
 
     let rev_before = c.get("a", None).await?.header().map(|h| h.revision());
     c.lease_revoke(g.id()).await?;
@@ -80,6 +88,9 @@ async fn grant_ttl_list_revoke() -> anyhow::Result<()> {
         1,
         "b moved to the other lease"
     );
+    let r = c.get("c", None).await?;
+    assert_eq!(r.count(), 1, "c was detached");
+    assert_eq!(r.kvs()[0].lease(), 0);
 
     // Unknown leases.
     assert_status(c.lease_revoke(g.id()).await, Code::NotFound, NOT_FOUND);

@@ -39,10 +39,13 @@ pub fn range(txn: &WriteTxn<'_>, req: &RangeRequest) -> Result<RangeResponse, Et
     txn.range(req).map(range_response).map_err(mvcc_err)
 }
 
-/// Checks a Put before anything is written.
-fn check_put(txn: &WriteTxn<'_>, lessor: &Lessor, req: &PutRequest) -> Result<(), EtcdError> {
-    // The previous value matters only for ignore_value / ignore_lease (a read saved on
-    // the common put).
+/// Checks a Put before anything is written. Returns the key's current value if it had
+/// to read it (ignore_value, ignore_lease); other puts read none here.
+fn check_put(
+    txn: &WriteTxn<'_>,
+    lessor: &Lessor,
+    req: &PutRequest,
+) -> Result<Option<KeyValue>, EtcdError> {
     let prev = if req.ignore_value || req.ignore_lease {
         let prev = txn.get(&req.key).map_err(mvcc_err)?;
         if prev.is_none() {
@@ -52,25 +55,29 @@ fn check_put(txn: &WriteTxn<'_>, lessor: &Lessor, req: &PutRequest) -> Result<()
     } else {
         None
     };
-    let lease = if req.ignore_lease {
-        prev.map(|p| p.lease).unwrap_or(0)
-    } else {
-        req.lease
+    let lease = match (&prev, req.ignore_lease) {
+        (Some(p), true) => p.lease,
+        _ => req.lease,
     };
     if lease != 0 && !lessor.exists(lease) {
         return Err(EtcdError::LeaseNotFound);
     }
-    Ok(())
+    Ok(prev)
 }
 
-/// Executes a Put.
+/// Executes a Put. Like etcd, it reads the key's previous value only when the request
+/// needs it: create_revision and version come from the index, and the lessor knows
+/// which lease, if any, the key was attached to.
 pub fn put(
     txn: &mut WriteTxn<'_>,
     lessor: &Lessor,
     req: &PutRequest,
 ) -> Result<PutResponse, EtcdError> {
-    check_put(txn, lessor, req)?;
-    let prev = txn.get(&req.key).map_err(mvcc_err)?;
+    let prev = match check_put(txn, lessor, req)? {
+        Some(p) => Some(p),
+        None if req.prev_kv => txn.get(&req.key).map_err(mvcc_err)?,
+        None => None,
+    };
     let value = match (&prev, req.ignore_value) {
         (Some(p), true) => p.value.clone(),
         _ => bytes::Bytes::from(req.value.clone()),
@@ -79,15 +86,17 @@ pub fn put(
         (Some(p), true) => p.lease,
         _ => req.lease,
     };
-    let prev = txn
-        .put_over(&req.key, value, lease, prev)
-        .map_err(mvcc_err)?;
-    if let Some(p) = &prev {
-        if p.lease != 0 && p.lease != lease {
-            lessor.detach(p.lease, &req.key);
-        }
-    }
-    if lease != 0 {
+    let prev = if req.ignore_value || req.ignore_lease || req.prev_kv {
+        txn.put_over(&req.key, value, lease, prev)
+            .map_err(mvcc_err)?
+    } else {
+        txn.put_unread(&req.key, value, lease);
+        None
+    };
+    // A key belongs to at most one lease: attaching moves it from any other one.
+    if lease == 0 {
+        lessor.detach_key(&req.key);
+    } else {
         lessor.attach(lease, &req.key);
     }
     Ok(PutResponse {
@@ -192,7 +201,9 @@ fn check_branch(
     let ops = if ok { &req.success } else { &req.failure };
     for op in ops {
         match &op.request {
-            Some(Request::RequestPut(p)) => check_put(txn, lessor, p)?,
+            Some(Request::RequestPut(p)) => {
+                check_put(txn, lessor, p)?;
+            }
             Some(Request::RequestRange(r)) => {
                 let cur = txn.revision() - 1;
                 if r.revision > cur {

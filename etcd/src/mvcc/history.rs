@@ -96,8 +96,8 @@ impl Store {
 impl Store {
     /// `key` as of `mod_revision - 1`: the `prev_kv` of an event at `mod_revision` (None
     /// when the key did not exist then or that revision is compacted). Events of a write
-    /// are published without the `prev_kv` of their deletions; watchers that asked for
-    /// it read it here, as etcd's watch streams do.
+    /// are published without `prev_kv`; watchers that asked for it read it here, as
+    /// etcd's watch streams do.
     pub fn prev_kv(&self, key: &[u8], mod_revision: i64) -> Result<Option<KeyValue>, MvccError> {
         let (rev, snap) = {
             let st = self.read_state();

@@ -85,8 +85,16 @@ struct State {
 /// Serializes writers: at most one [`WriteTxn`] / [`PendingWrite`] exists at a time.
 #[derive(Debug, Default)]
 struct WriterGate {
-    busy: Mutex<bool>,
+    state: Mutex<GateState>,
     freed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    busy: bool,
+    /// Threads blocked in [`WriterGate::acquire`]: releasing wakes one only if there is
+    /// one (the single apply thread normally never waits, and a wake is a system call).
+    waiting: usize,
 }
 
 /// Proof of holding the [`WriterGate`]; releases it when dropped.
@@ -96,28 +104,29 @@ struct WriterToken<'a> {
 }
 
 impl WriterGate {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn acquire(&self) -> WriterToken<'_> {
-        let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
-        while *busy {
-            busy = self
-                .freed
-                .wait(busy)
-                .unwrap_or_else(PoisonError::into_inner);
+        let mut st = self.lock();
+        while st.busy {
+            st.waiting += 1;
+            st = self.freed.wait(st).unwrap_or_else(PoisonError::into_inner);
+            st.waiting -= 1;
         }
-        *busy = true;
+        st.busy = true;
         WriterToken { gate: self }
     }
 }
 
 impl Drop for WriterToken<'_> {
     fn drop(&mut self) {
-        let mut busy = self
-            .gate
-            .busy
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        *busy = false;
-        self.gate.freed.notify_one();
+        let mut st = self.gate.lock();
+        st.busy = false;
+        if st.waiting > 0 {
+            self.gate.freed.notify_one();
+        }
     }
 }
 
@@ -335,11 +344,13 @@ impl Store {
     /// the batch filled by [`WriteTxn::finish`] was written to storage. For a write that
     /// changed nothing this does nothing and returns no events.
     ///
-    /// Every event carries `prev_kv` when etcd would attach one: the key as of the
-    /// revision before the write, omitted for creations (`create_revision ==
-    /// mod_revision`).
+    /// Events carry no `prev_kv`: a watcher that asked for it reads the key as of the
+    /// revision before with [`Store::prev_kv`] (the write itself reads no previous values
+    /// it does not need, as etcd's).
     pub fn publish(&self, pending: PendingWrite<'_>) -> Vec<Event> {
-        let (revision, changes, events) = pending.into_parts();
+        // The writer slot is released (dropped) only on return, after the index and the
+        // current revision are updated.
+        let (_slot, revision, changes, events) = pending.into_parts();
         if changes.is_empty() {
             return Vec::new();
         }
@@ -356,6 +367,7 @@ impl Store {
             }
         }
         st.current = revision;
+        drop(st);
         events
     }
 

@@ -453,9 +453,12 @@ fn published_events_and_prev_kv() {
         [(EventType::Put, "a".into(), 2, None)]
     );
     assert_eq!(cmv(e[0].kv.as_ref().unwrap()), (2, 2, 1));
-    let e = commit(&s, |t| {
+    let mut e = commit(&s, |t| {
         t.put(b"a", b"2".to_vec(), 0).unwrap();
     });
+    // Puts are published without prev_kv too; it is read on demand (watchers).
+    assert_eq!(ev(&e[0]).3, None);
+    fill_prevs(&s, &mut e);
     assert_eq!(ev(&e[0]).3, Some(("1".into(), 2)));
     let e = commit(&s, |t| {
         t.delete_range(b"a", b"", false).unwrap();
@@ -473,13 +476,14 @@ fn published_events_and_prev_kv() {
     // Several changes in one txn, in sub-revision order. prev_kv is the key before the
     // txn (what a read at mod_revision - 1 returns); creations have none.
     put(&s, "x", "x1"); // 5
-    let e = commit(&s, |t| {
+    let mut e = commit(&s, |t| {
         t.put(b"x", b"x2".to_vec(), 0).unwrap();
         t.put(b"x", b"x3".to_vec(), 0).unwrap();
         t.put(b"n", b"n1".to_vec(), 0).unwrap();
         t.put(b"n", b"n2".to_vec(), 0).unwrap();
         t.delete_range(b"n", b"", false).unwrap();
     }); // 6
+    fill_prevs(&s, &mut e);
     assert_eq!(
         e.iter().map(ev).collect::<Vec<_>>(),
         [
@@ -493,18 +497,91 @@ fn published_events_and_prev_kv() {
     assert_eq!(cmv(e[1].kv.as_ref().unwrap()), (5, 6, 3));
 }
 
-/// Fills the prev_kv of published deletions the way the watch hub does.
-fn fill_delete_prevs(s: &Store, events: &mut [Event]) {
+/// [`commit`], then the events' prev_kv filled as the watch hub does right after publishing.
+fn commit_filled(s: &Store, f: impl FnOnce(&mut WriteTxn<'_>)) -> Vec<Event> {
+    let mut e = commit(s, f);
+    fill_prevs(s, &mut e);
+    e
+}
+
+/// Writes the same history through `put` (reads the previous record) or `put_unread`
+/// (index only) and returns every published event and the final kvs.
+fn history_written_with(unread: bool) -> (Vec<Event>, Vec<KeyValue>) {
+    let dir = tempfile::tempdir().unwrap();
+    let w = |t: &mut WriteTxn<'_>, k: &[u8], v: &[u8], lease: i64| {
+        if unread {
+            t.put_unread(k, v.to_vec(), lease);
+        } else {
+            t.put(k, v.to_vec(), lease).unwrap();
+        }
+    };
+    let mut all = Vec::new();
+    let s = open(dir.path());
+    all.extend(commit_filled(&s, |t| w(t, b"a", b"1", 0))); // 2
+    all.extend(commit_filled(&s, |t| w(t, b"a", b"2", 7))); // 3
+    all.extend(commit_filled(&s, |t| {
+        w(t, b"a", b"3", 0);
+        w(t, b"a", b"4", 0);
+        w(t, b"b", b"1", 0);
+    })); // 4
+    compact(&s, 4).unwrap();
+    all.extend(commit_filled(&s, |t| w(t, b"a", b"5", 0))); // 5
+    all.extend(commit_filled(&s, |t| {
+        t.delete_range(b"a", b"", false).unwrap();
+    })); // 6
+    all.extend(commit_filled(&s, |t| w(t, b"a", b"6", 0))); // 7
+    all.extend(commit_filled(&s, |t| {
+        t.delete_range(b"b", b"", false).unwrap();
+        w(t, b"b", b"2", 0);
+        w(t, b"b", b"3", 0);
+    })); // 8
+    drop(s);
+    // Reopened: the index restored from disk gives the same versions.
+    let s = open(dir.path());
+    all.extend(commit_filled(&s, |t| {
+        w(t, b"a", b"7", 0);
+        w(t, b"b", b"4", 0);
+    })); // 9
+    let kvs = s.range(&req("\0", "\0")).unwrap().kvs;
+    (all, kvs)
+}
+
+#[test]
+fn a_put_without_reading_the_previous_value_writes_the_same_history() {
+    let (read, read_kvs) = history_written_with(false);
+    let (unread, unread_kvs) = history_written_with(true);
+    assert_eq!(unread, read);
+    assert_eq!(unread_kvs, read_kvs);
+    assert_eq!(keys(&read_kvs), ["a", "b"]);
+    assert_eq!(
+        cmv(&read_kvs[0]),
+        (7, 9, 2),
+        "a re-created at 7, updated at 9"
+    );
+    assert_eq!(
+        cmv(&read_kvs[1]),
+        (8, 9, 3),
+        "b re-created and updated twice"
+    );
+    // Updates carry the value before their revision once filled.
+    assert_eq!(read.len(), 13);
+    assert_eq!(ev(&read[1]).3, Some(("1".into(), 2)));
+    assert_eq!(ev(&read[4]).3, None, "b created");
+    assert_eq!(ev(&read[5]).3, Some(("4".into(), 4)));
+}
+
+/// Fills the prev_kv of published events the way the watch hub does.
+fn fill_prevs(s: &Store, events: &mut [Event]) {
     for e in events {
-        if e.r#type == EventType::Delete as i32 {
-            let kv = e.kv.as_ref().unwrap();
+        let kv = e.kv.as_ref().unwrap();
+        if e.r#type == EventType::Delete as i32 || kv.create_revision < kv.mod_revision {
             e.prev_kv = s.prev_kv(&kv.key, kv.mod_revision).unwrap();
         }
     }
 }
 
 /// Mixed history: puts, updates, deletes, multi-op txns, a re-creation. The published
-/// events, deletions' prev_kv filled in.
+/// events, prev_kv filled in.
 fn history_fixture(s: &Store) -> Vec<Event> {
     let mut all = Vec::new();
     all.extend(commit(s, |t| {
@@ -528,7 +605,7 @@ fn history_fixture(s: &Store) -> Vec<Event> {
     all.extend(commit(s, |t| {
         t.put(b"d", b"1".to_vec(), 0).unwrap();
     }));
-    fill_delete_prevs(s, &mut all);
+    fill_prevs(s, &mut all);
     all
 }
 

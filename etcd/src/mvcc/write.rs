@@ -17,8 +17,6 @@ use super::{load_kvs, MvccError, Store, WriterToken, META_CURRENT_REV};
 /// A key this transaction changed.
 #[derive(Debug, Clone)]
 struct Touched {
-    /// The key before the transaction (at revision - 1).
-    before: Option<KeyValue>,
     /// The key after the transaction's latest change to it (None = deleted).
     now: Option<KeyValue>,
 }
@@ -88,7 +86,7 @@ pub struct PendingWrite<'a> {
     events: Vec<Event>,
 }
 
-impl PendingWrite<'_> {
+impl<'a> PendingWrite<'a> {
     /// True when the write changed anything (and so produces a new revision).
     pub fn changed(&self) -> bool {
         !self.changes.is_empty()
@@ -99,8 +97,10 @@ impl PendingWrite<'_> {
         self.changed().then_some(self.rev)
     }
 
-    pub(super) fn into_parts(self) -> (i64, Vec<IndexChange>, Vec<Event>) {
-        (self.rev, self.changes, self.events)
+    /// The parts, with the writer slot: keep it until the write is visible, so the next
+    /// writer starts from this write's revision.
+    pub(super) fn into_parts(self) -> (WriterToken<'a>, i64, Vec<IndexChange>, Vec<Event>) {
+        (self._token, self.rev, self.changes, self.events)
     }
 }
 
@@ -251,28 +251,54 @@ impl<'a> WriteTxn<'a> {
         lease: i64,
         current: Option<KeyValue>,
     ) -> Result<Option<KeyValue>, MvccError> {
-        let (before, prev) = match self.touched.get(key) {
-            Some(t) => (t.before.clone(), t.now.clone()),
-            None => (current.clone(), current),
+        let prev = match self.touched.get(key) {
+            Some(t) => t.now.clone(),
+            None => current,
         };
+        let meta = prev.as_ref().map(|p| (p.create_revision, p.version));
+        self.record_put(key, value.into(), lease, meta);
+        Ok(prev)
+    }
+
+    /// [`put`](Self::put) without reading the key's previous value: its create_revision
+    /// and version come from the index (or from this transaction's own change to it), as
+    /// etcd's put does. The result is the same record and event as `put` writes.
+    pub fn put_unread(&mut self, key: &[u8], value: impl Into<bytes::Bytes>, lease: i64) {
+        let meta = match self.touched.get(key) {
+            Some(t) => t.now.as_ref().map(|kv| (kv.create_revision, kv.version)),
+            None => self
+                .store
+                .read_state()
+                .index
+                .latest(key)
+                .map(|f| (f.created, f.version)),
+        };
+        self.record_put(key, value.into(), lease, meta);
+    }
+
+    /// Records a put of `key` over a key whose (create_revision, version) is `meta`
+    /// (None: the key does not exist). Its event carries no `prev_kv`: whoever needs it
+    /// reads the key as of the revision before (see [`Store::prev_kv`]).
+    fn record_put(
+        &mut self,
+        key: &[u8],
+        value: bytes::Bytes,
+        lease: i64,
+        meta: Option<(i64, i64)>,
+    ) {
         let rev = self.next_sub();
         let kv = KeyValue {
             key: bytes::Bytes::copy_from_slice(key),
-            create_revision: prev.as_ref().map_or(self.rev, |p| p.create_revision),
+            create_revision: meta.map_or(self.rev, |(created, _)| created),
             mod_revision: self.rev,
-            version: prev.as_ref().map_or(1, |p| p.version + 1),
-            value: value.into(),
+            version: meta.map_or(1, |(_, version)| version + 1),
+            value,
             lease,
-        };
-        let prev_kv = if kv.create_revision == kv.mod_revision {
-            None
-        } else {
-            before.clone()
         };
         self.events.push(Event {
             r#type: EventType::Put as i32,
             kv: Some(kv.clone()),
-            prev_kv,
+            prev_kv: None,
         });
         self.changes.push(Change {
             key: key.to_vec(),
@@ -280,14 +306,7 @@ impl<'a> WriteTxn<'a> {
             tombstone: false,
             record: kv.clone(),
         });
-        self.touched.insert(
-            key.to_vec(),
-            Touched {
-                before,
-                now: Some(kv),
-            },
-        );
-        Ok(prev)
+        self.touched.insert(key.to_vec(), Touched { now: Some(kv) });
     }
 
     /// Deletes every key of the range (etcd conventions) that exists, including keys this
@@ -296,8 +315,8 @@ impl<'a> WriteTxn<'a> {
     /// range delete reads no values otherwise, so deleting many large keys costs index
     /// work and one tombstone each.
     ///
-    /// DELETE events carry no `prev_kv`; whoever needs it reads the key as of the
-    /// revision before (see [`Store::prev_kv`]).
+    /// Its events carry no `prev_kv`; whoever needs it reads the key as of the revision
+    /// before (see [`Store::prev_kv`]).
     pub fn delete_range(
         &mut self,
         key: &[u8],
@@ -342,11 +361,8 @@ impl<'a> WriteTxn<'a> {
                 tombstone: true,
                 record,
             });
-            // A key first touched here: its state before the transaction is not read
-            // (`before: None`); a later put of it in this transaction is a creation.
-            let before = self.touched.get(&k).and_then(|t| t.before.clone());
-            self.touched
-                .insert(k.clone(), Touched { before, now: None });
+            // A later put of the key in this transaction is a creation.
+            self.touched.insert(k.clone(), Touched { now: None });
             keys.push(k);
         }
         Ok(Deleted { keys, prev_kvs })

@@ -225,7 +225,7 @@ impl WatchHub {
             let shared = if w.spec.prev_kv {
                 with_prev.get_or_insert_with(|| {
                     let mut evs = events.to_vec();
-                    fill_delete_prevs(&self.store, &mut evs);
+                    fill_prevs(&self.store, &mut evs);
                     evs.into_iter().map(Arc::new).collect()
                 })
             } else {
@@ -390,18 +390,21 @@ impl WatchHub {
     }
 }
 
-/// Fills the `prev_kv` of the DELETE events in `evs` that lack it (deletions are published
-/// without it); called at most once per revision, and only when a watcher asked for it.
-fn fill_delete_prevs(store: &Store, evs: &mut [Event]) {
+/// Fills the `prev_kv` of the events in `evs` (writes are published without it): the key
+/// as of the revision before, for deletions and for puts of a key that existed then
+/// (`create_revision < mod_revision`); called at most once per revision, and only when a
+/// watcher asked for it.
+fn fill_prevs(store: &Store, evs: &mut [Event]) {
     for e in evs.iter_mut() {
-        if e.r#type != EventType::Delete as i32 || e.prev_kv.is_some() {
+        let Some(kv) = e.kv.as_ref() else { continue };
+        let is_put = e.r#type == EventType::Put as i32;
+        if e.prev_kv.is_some() || (is_put && kv.create_revision == kv.mod_revision) {
             continue;
         }
-        let Some(kv) = e.kv.as_ref() else { continue };
         e.prev_kv = match store.prev_kv(&kv.key, kv.mod_revision) {
             Ok(p) => p,
             Err(err) => {
-                tracing::error!(error = %err, "watch: reading a deleted key's previous value failed");
+                tracing::error!(error = %err, "watch: reading a changed key's previous value failed");
                 None
             }
         };
