@@ -61,6 +61,30 @@ pub enum LogStoreError {
     Corrupt(String),
 }
 
+/// A flush of the state machine running on its own thread ([`LogStore::start_flush`]).
+pub struct Flush {
+    handle: std::thread::JoinHandle<Result<(), StorageError>>,
+}
+
+impl Flush {
+    /// True once the flush has ended (successfully or not); [`wait`](Self::wait) then
+    /// returns at once.
+    pub fn is_done(&self) -> bool {
+        self.handle.is_finished()
+    }
+
+    /// Waits for the flush to end; Ok means every write made before it started is
+    /// durable.
+    pub fn wait(self) -> Result<(), LogStoreError> {
+        match self.handle.join() {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(LogStoreError::Corrupt(
+                "the state machine flush panicked".into(),
+            )),
+        }
+    }
+}
+
 /// What the log keeps in memory.
 #[derive(Default)]
 struct Core {
@@ -465,6 +489,29 @@ impl LogStore {
     /// remembered as the snapshot point, and segments holding only discarded entries
     /// are released for reuse.
     pub fn compact(&self, index: u64) -> Result<(), LogStoreError> {
+        self.storage.flush()?;
+        self.compact_flushed(index)
+    }
+
+    /// Starts making the state machine durable on a thread of its own (a flush takes
+    /// milliseconds; the raft thread goes on meanwhile). Once it is done, entries
+    /// applied before it started may be compacted with
+    /// [`compact_flushed`](Self::compact_flushed).
+    pub fn start_flush(&self) -> Result<Flush, LogStoreError> {
+        let storage = self.storage.clone();
+        let handle = std::thread::Builder::new()
+            .name("flush".into())
+            .spawn(move || storage.flush())
+            .map_err(|source| StorageError::Io {
+                path: self.storage.path().to_path_buf(),
+                source,
+            })?;
+        Ok(Flush { handle })
+    }
+
+    /// [`compact`](Self::compact) for a caller whose [`Flush`] started after every
+    /// entry before `index` was applied, and has completed.
+    pub fn compact_flushed(&self, index: u64) -> Result<(), LogStoreError> {
         let (first, term) = {
             let core = self.rl();
             if index > core.last + 1 {
@@ -481,8 +528,8 @@ impl LogStore {
         let term =
             term.ok_or_else(|| LogStoreError::Corrupt(format!("no term for {}", index - 1)))?;
         let meta = snapshot_meta(index - 1, term, self.conf_state());
-        // The state machine must be durable before the log that rebuilds it goes away.
-        self.storage.flush()?;
+        // The state machine is durable (flushed by the caller): the log that rebuilds it
+        // may go.
         self.write(&[rec(Kind::Compact, meta.write_to_bytes()?)])?;
         self.wl().compact_to(index, term);
         self.wal().release(index)?;
@@ -860,7 +907,11 @@ mod tests {
         for chunk in more.chunks(100) {
             log.persist(chunk, None).unwrap();
         }
-        log.compact(8000).unwrap();
+        // The raft loop's way: the flush runs on its own thread, compaction follows.
+        let flush = log.start_flush().unwrap();
+        flush.wait().unwrap();
+        log.compact_flushed(8000).unwrap();
+        assert_eq!(log.first_index(), 8000);
         for chunk in (9000..10000)
             .map(|i| big_entry(i, 9))
             .collect::<Vec<_>>()

@@ -24,7 +24,7 @@ use protobuf::Message as _;
 use raft_proto::ConfChangeI as _;
 use tokio::sync::{oneshot, watch};
 
-use super::log_store::{LogStore, LogStoreError};
+use super::log_store::{Flush, LogStore, LogStoreError};
 
 /// The state machine fed by the loop.
 pub trait StateMachine: Send + 'static {
@@ -363,6 +363,7 @@ pub fn start<S: StateMachine, T: Transport>(
         inflight_reads: HashMap::new(),
         read_seq: 0,
         held_snapshots: Vec::new(),
+        flush: None,
     };
     let join = std::thread::Builder::new()
         .name("raft".into())
@@ -384,6 +385,9 @@ struct Loop<S, T> {
     inflight_reads: HashMap<u64, Vec<oneshot::Sender<Result<u64, RaftError>>>>,
     read_seq: u64,
     held_snapshots: Vec<Message>,
+    /// A state machine flush in progress, and the index the log is compacted to once
+    /// it completes.
+    flush: Option<(u64, Flush)>,
 }
 
 impl<S: StateMachine, T: Transport> Loop<S, T> {
@@ -419,6 +423,11 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
             if let Err(e) = self.on_ready() {
                 tracing::error!(error = %e, "raft: failed to persist; stopping the raft loop");
                 break;
+            }
+        }
+        if let Some((_, flush)) = self.flush.take() {
+            if let Err(e) = flush.wait() {
+                tracing::error!(error = %e, "raft: state machine flush failed");
             }
         }
         for (_, waiters) in self.inflight_reads.drain() {
@@ -692,13 +701,28 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
         }
     }
 
+    /// Compacts the log once `snapshot_count` entries beyond the retained
+    /// `catchup_entries` are applied: the state machine is flushed on its own thread
+    /// first (the raft thread goes on), and the entries applied before that flush
+    /// started are discarded on a later Ready, once it has completed.
     fn maybe_compact_log(&mut self) -> Result<(), LogStoreError> {
+        if let Some((upto, flush)) = self.flush.take() {
+            if !flush.is_done() {
+                self.flush = Some((upto, flush));
+                return Ok(());
+            }
+            flush.wait()?;
+            self.log.compact_flushed(upto)?;
+            tracing::info!(index = upto, "raft: compacted the raft log");
+            return Ok(());
+        }
         let applied = self.sm.applied_index();
         let first = self.log.first_index();
         if applied > first + self.cfg.snapshot_count + self.cfg.catchup_entries {
+            // Everything up to `applied` is written to the state machine's database;
+            // the flush started now makes it durable.
             let upto = applied.saturating_sub(self.cfg.catchup_entries);
-            self.log.compact(upto)?;
-            tracing::info!(index = upto, "raft: compacted the raft log");
+            self.flush = Some((upto, self.log.start_flush()?));
         }
         Ok(())
     }
