@@ -80,7 +80,7 @@ pub(super) struct IndexChange {
 /// it without publishing abandons the write (its revision will be reused).
 #[derive(Debug)]
 pub struct PendingWrite<'a> {
-    _token: WriterToken<'a>,
+    token: WriterToken<'a>,
     rev: i64,
     changes: Vec<IndexChange>,
     events: Vec<Event>,
@@ -100,7 +100,7 @@ impl<'a> PendingWrite<'a> {
     /// The parts, with the writer slot: keep it until the write is visible, so the next
     /// writer starts from this write's revision.
     pub(super) fn into_parts(self) -> (WriterToken<'a>, i64, Vec<IndexChange>, Vec<Event>) {
-        (self._token, self.rev, self.changes, self.events)
+        (self.token, self.rev, self.changes, self.events)
     }
 }
 
@@ -439,7 +439,7 @@ impl<'a> WriteTxn<'a> {
             batch.put(Cf::Meta, META_CURRENT_REV, &encode_i64(self.rev));
         }
         PendingWrite {
-            _token: self.token,
+            token: self.token,
             rev: self.rev,
             changes: self
                 .changes
