@@ -39,13 +39,21 @@ pub fn range(txn: &WriteTxn<'_>, req: &RangeRequest) -> Result<RangeResponse, Et
     txn.range(req).map(range_response).map_err(mvcc_err)
 }
 
-/// Checks a Put before anything is written. Returns the key's current value if it had
-/// to read it (ignore_value, ignore_lease); other puts read none here.
+/// What checking a Put found.
+struct CheckedPut {
+    /// The key's current value, read only for ignore_value / ignore_lease.
+    prev: Option<KeyValue>,
+    /// The lease the key will have.
+    lease: i64,
+}
+
+/// Checks a Put before anything is written: ignore_* puts need an existing key, and the
+/// lease the key will have must exist.
 fn check_put(
     txn: &WriteTxn<'_>,
     lessor: &Lessor,
     req: &PutRequest,
-) -> Result<Option<KeyValue>, EtcdError> {
+) -> Result<CheckedPut, EtcdError> {
     let prev = if req.ignore_value || req.ignore_lease {
         let prev = txn.get(&req.key).map_err(mvcc_err)?;
         if prev.is_none() {
@@ -62,7 +70,7 @@ fn check_put(
     if lease != 0 && !lessor.exists(lease) {
         return Err(EtcdError::LeaseNotFound);
     }
-    Ok(prev)
+    Ok(CheckedPut { prev, lease })
 }
 
 /// Executes a Put. Like etcd, it reads the key's previous value only when the request
@@ -73,22 +81,16 @@ pub fn put(
     lessor: &Lessor,
     req: &PutRequest,
 ) -> Result<PutResponse, EtcdError> {
-    let prev = match check_put(txn, lessor, req)? {
-        Some(p) => Some(p),
-        None if req.prev_kv => txn.get(&req.key).map_err(mvcc_err)?,
-        None => None,
-    };
+    let CheckedPut { prev, lease } = check_put(txn, lessor, req)?;
     let value = match (&prev, req.ignore_value) {
         (Some(p), true) => p.value.clone(),
         _ => bytes::Bytes::from(req.value.clone()),
     };
-    let lease = match (&prev, req.ignore_lease) {
-        (Some(p), true) => p.lease,
-        _ => req.lease,
-    };
-    let prev = if req.ignore_value || req.ignore_lease || req.prev_kv {
+    let prev = if prev.is_some() {
         txn.put_over(&req.key, value, lease, prev)
             .map_err(mvcc_err)?
+    } else if req.prev_kv {
+        txn.put(&req.key, value, lease).map_err(mvcc_err)?
     } else {
         txn.put_unread(&req.key, value, lease);
         None

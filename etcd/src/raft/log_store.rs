@@ -487,7 +487,9 @@ impl LogStore {
     /// Discards entries before `index` (they must be applied; the state machine is
     /// flushed first, so a crash can no longer need them). The term of `index - 1` is
     /// remembered as the snapshot point, and segments holding only discarded entries
-    /// are released for reuse.
+    /// are released for reuse. (The raft loop flushes without waiting instead:
+    /// [`start_flush`](Self::start_flush), then [`compact_flushed`](Self::compact_flushed).)
+    #[cfg(test)]
     pub fn compact(&self, index: u64) -> Result<(), LogStoreError> {
         self.storage.flush()?;
         self.compact_flushed(index)
@@ -509,8 +511,10 @@ impl LogStore {
         Ok(Flush { handle })
     }
 
-    /// [`compact`](Self::compact) for a caller whose [`Flush`] started after every
-    /// entry before `index` was applied, and has completed.
+    /// Discards entries before `index`, remembering the term of `index - 1` as the
+    /// snapshot point and releasing segments that hold only discarded entries. The
+    /// caller's [`Flush`] must have started after every entry before `index` was
+    /// applied, and completed.
     pub fn compact_flushed(&self, index: u64) -> Result<(), LogStoreError> {
         let (first, term) = {
             let core = self.rl();
