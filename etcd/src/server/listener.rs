@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use url::Url;
 
+use super::coalesce::{Coalesce, CountPending, Pending};
 use super::tls::TlsFiles;
 
 /// Errors binding listeners.
@@ -203,7 +204,10 @@ where
         .max_concurrent_streams(u32::MAX)
         .keep_alive_interval(Some(Duration::from_secs(7200)))
         .keep_alive_timeout(Duration::from_secs(20));
-    let svc = TowerToHyperService::new(app);
+    // Responses that are ready in the same scheduler round leave in one write.
+    let pending = Pending::default();
+    let svc = TowerToHyperService::new(CountPending::new(app, pending.clone()));
+    let io = Coalesce::new(io, pending);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
     tokio::select! {

@@ -3,6 +3,7 @@
 //! The only module that sees every other one.
 
 pub mod auto_compaction;
+pub mod coalesce;
 mod desk;
 pub mod facade;
 pub mod listener;
