@@ -29,7 +29,8 @@
 //!   data: a request not yet polled is polled soon, and a wait for in-flight requests
 //!   happens once per batch.
 //! - At most [`LIMIT`] bytes are held; a larger write first drains what is held and then
-//!   goes to the inner stream directly.
+//!   goes to the inner stream directly. Between batches a connection keeps at most 8 KiB
+//!   of buffer.
 //! - Reads pass through untouched.
 
 use std::future::Future;
@@ -43,6 +44,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The most bytes held back before they are written.
 pub const LIMIT: usize = 64 * 1024;
+
+/// The buffer capacity a connection keeps between batches.
+const KEEP: usize = 8 * 1024;
 
 /// How many requests back a client counts as multiplexing once it had two going at a
 /// time.
@@ -208,9 +212,10 @@ impl<S: AsyncWrite + Unpin> Coalesce<S> {
         }
         self.buf.clear();
         self.written = 0;
-        // A burst can leave a large buffer behind; keep at most LIMIT of it.
-        if self.buf.capacity() > LIMIT {
-            self.buf.shrink_to(LIMIT);
+        // A burst can leave a large buffer behind; an idle connection keeps at most
+        // KEEP bytes of it (many connections, small responses).
+        if self.buf.capacity() > KEEP {
+            self.buf.shrink_to(KEEP);
         }
         Poll::Ready(Ok(()))
     }
@@ -579,6 +584,7 @@ mod tests {
         }
         c.shutdown().await.unwrap();
         assert_eq!(c.inner.out, expect, "shutdown writes what is held");
+        assert!(c.buf.capacity() <= KEEP, "a drained buffer is trimmed");
     }
 
     #[tokio::test]
