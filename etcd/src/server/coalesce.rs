@@ -377,18 +377,9 @@ mod tests {
 
     /// A wrapped counting stream whose connection always has a request not yet polled.
     fn counting() -> (Coalesce<Counting>, Arc<AtomicUsize>) {
-        let writes = Arc::new(AtomicUsize::new(0));
         let pending = Pending::default();
         std::mem::forget(pending.enter());
-        let c = Coalesce::new(
-            Counting {
-                out: Vec::new(),
-                writes: writes.clone(),
-                flushes: 0,
-            },
-            pending,
-        );
-        (c, writes)
+        plain(&pending)
     }
 
     #[tokio::test]
