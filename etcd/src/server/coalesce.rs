@@ -6,18 +6,20 @@
 //! applied many entries at once, or a read brought several requests, the responses for
 //! one connection went out one `writev` each, and on loopback every write also pays for
 //! the client's receive path. [`Coalesce`] holds what the connection writes until a
-//! flush, and a flush lets the worker thread run its other ready tasks first (tokio's
-//! `yield_now`: the task is polled again once the thread has nothing else to run)
-//! while the connection's other requests may add their responses:
-//! - while some request of the connection has not been polled yet (its task is ready
-//!   to run and may answer at once), every flush waits;
-//! - if the client has had more than one request going at a time recently (within its
-//!   last [`MULTIPLEXED_WINDOW`] requests), the first flush of a batch waits once: more
-//!   requests may arrive and be answered meanwhile, and results of raft proposals tend to
-//!   come from the same Ready. Under load this turns into "write when the thread has
-//!   nothing else to do", which is what batches responses;
-//! - otherwise (a client that sends its next request only after this response, like a
-//!   single `etcdctl`) nothing could join the batch, and a flush writes at once.
+//! flush, and the first flush of a batch lets the worker thread run its other ready tasks
+//! first (tokio's `yield_now`: the task is polled again once the thread has nothing else
+//! to run; a wake from anything else before that does not end the wait), so that the
+//! connection's other requests may add their responses. It waits when
+//! - some request of the connection has not been polled yet (its task is ready to run
+//!   and may answer at once), or
+//! - the client has had more than one request going at a time recently (within its last
+//!   [`MULTIPLEXED_WINDOW`] requests): more requests may arrive and be answered meanwhile,
+//!   and results of raft proposals tend to come from the same Ready. Under load this
+//!   turns into "write when the thread has nothing else to do", which is what batches
+//!   responses.
+//!
+//! Otherwise (a client that sends its next request only after this response, like a
+//! single `etcdctl`) nothing could join the batch, and a flush writes at once.
 //!
 //! [`Pending`] holds those counts; [`CountPending`] keeps them for a tower service.
 //!
@@ -25,9 +27,8 @@
 //! - Bytes reach the inner stream in the order they were written, none twice, none lost;
 //!   a flush returns `Ready(Ok)` only after every byte written before it was written to
 //!   the inner stream and the inner stream was flushed.
-//! - A flush waits only for tasks that are ready to run, never for a timer or for more
-//!   data: a request not yet polled is polled soon, and a wait for in-flight requests
-//!   happens once per batch.
+//! - A flush waits at most once per batch, and only for the tasks the thread can run
+//!   now, never for a timer or for more data.
 //! - At most [`LIMIT`] bytes are held; a larger write first drains what is held and then
 //!   goes to the inner stream directly. Between batches a connection keeps at most 8 KiB
 //!   of buffer.
@@ -162,8 +163,8 @@ where
     }
 }
 
-/// An [`AsyncWrite`] that holds writes until a flush, yielding once before the first
-/// flush of a batch while other requests of the connection are pending (see the module
+/// An [`AsyncWrite`] that holds writes until a flush; the first flush of a batch lets
+/// the thread's other ready tasks run first when more responses may join (see the module
 /// documentation).
 pub struct Coalesce<S> {
     inner: S,
