@@ -28,7 +28,9 @@
 //!   a flush returns `Ready(Ok)` only after every byte written before it was written to
 //!   the inner stream and the inner stream was flushed.
 //! - A flush waits at most once per batch, and only for the tasks the thread can run
-//!   now, never for a timer or for more data.
+//!   now, never for a timer or for more data. Polled for anything else once the wait is
+//!   older than 1 ms, it writes (the thread that owes the wake may be stuck in one long
+//!   task while another could write).
 //! - At most [`LIMIT`] bytes are held; a larger write first drains what is held and then
 //!   goes to the inner stream directly. Between batches a connection keeps at most 8 KiB
 //!   of buffer.
@@ -271,7 +273,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesce<S> {
             match &this.round {
                 // Woken by something else (a stream with a response) before the thread
                 // ran out of ready tasks: the round's own wake is still to come.
-                Some(r) if !r.done.load(Ordering::Acquire) => return Poll::Pending,
+                Some(r) if r.holds() => return Poll::Pending,
                 Some(_) => {}
                 None if this.worth_waiting() => {
                     // Let the other tasks that are ready run first: they may add to
@@ -301,7 +303,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesce<S> {
 struct Round {
     done: std::sync::atomic::AtomicBool,
     task: std::task::Waker,
+    started: std::time::Instant,
 }
+
+/// How long a round may hold a batch when the task is polled for something else: the
+/// round's own wake comes from the thread that started it, which may be busy with one
+/// long task while another thread could write.
+const ROUND_BOUND: std::time::Duration = std::time::Duration::from_millis(1);
 
 impl Round {
     /// Starts a round for the task of `cx`.
@@ -309,6 +317,7 @@ impl Round {
         let round = Arc::new(Round {
             done: std::sync::atomic::AtomicBool::new(false),
             task: cx.waker().clone(),
+            started: std::time::Instant::now(),
         });
         let waker = std::task::Waker::from(round.clone());
         let mut y = std::pin::pin!(tokio::task::yield_now());
@@ -316,6 +325,12 @@ impl Round {
         // not needed after that.
         let _ = y.as_mut().poll(&mut Context::from_waker(&waker));
         round
+    }
+
+    /// Whether the batch should still wait: the round's wake has not come and the round
+    /// is younger than [`ROUND_BOUND`].
+    fn holds(&self) -> bool {
+        !self.done.load(Ordering::Acquire) && self.started.elapsed() < ROUND_BOUND
     }
 }
 
@@ -506,11 +521,25 @@ mod tests {
         );
         // A round that has not ended (another task woke the connection first) keeps
         // the batch open; what is written meanwhile joins it.
-        let round = c.round.clone().unwrap();
-        round.done.store(false, Ordering::Release);
+        // (The round is replaced by one that has not ended and cannot grow too old while
+        // the test runs.)
+        let round = Arc::new(Round {
+            done: std::sync::atomic::AtomicBool::new(false),
+            task: std::task::Waker::noop().clone(),
+            started: std::time::Instant::now() + std::time::Duration::from_secs(3600),
+        });
+        c.round = Some(round.clone());
         write(&mut c, b"two");
         assert!(flush(&mut c).is_pending());
         assert_eq!(writes.load(Ordering::Relaxed), 0);
+        // A round that holds on for too long lets the batch go when polled.
+        let old = Arc::new(Round {
+            done: std::sync::atomic::AtomicBool::new(false),
+            task: std::task::Waker::noop().clone(),
+            started: std::time::Instant::now() - 2 * ROUND_BOUND,
+        });
+        assert!(!old.holds());
+        assert!(round.holds());
         // The round's own wake: the batch goes out in one write.
         std::task::Wake::wake_by_ref(&round);
         assert!(flush(&mut c).is_ready());
