@@ -119,6 +119,15 @@ fn add_learner_promote_remove_update_while_serving() -> Result<()> {
         "{}",
         o.combined()
     );
+    // And writes: KV calls other than Range are refused before they reach the server.
+    let o = c.etcdctl(m4, &["put", "mb/learner", "x"]);
+    o.assert_failure();
+    assert!(
+        o.combined()
+            .contains("etcdserver: rpc not supported for learner"),
+        "{}",
+        o.combined()
+    );
     // It published its name and client URL.
     let list = c.member_list(0)?;
     let entry = list.iter().find(|m| m.id == added.id).expect("m4 listed");

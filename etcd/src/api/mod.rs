@@ -2,6 +2,7 @@
 //! gateway. Every RPC is validate -> facade -> etcd error mapping.
 
 pub mod cluster;
+pub mod dispatch;
 pub mod gateway;
 pub mod http;
 pub mod kv;
@@ -21,10 +22,25 @@ use crate::proto::etcdserverpb::{
 };
 use crate::server::EtcdServer;
 
+/// The largest gRPC request message the client port accepts: `--max-request-bytes` +
+/// 512 KiB, as etcd's.
+fn max_recv(server: &EtcdServer) -> usize {
+    server.settings().max_request_bytes + 512 * 1024
+}
+
+/// The KV service with etcd's message size limits (requests up to [`max_recv`],
+/// responses unbounded).
+pub fn kv_server(server: Arc<EtcdServer>) -> KvServer<kv::KvService> {
+    let max_recv = max_recv(&server);
+    KvServer::new(kv::KvService(server))
+        .max_decoding_message_size(max_recv)
+        .max_encoding_message_size(usize::MAX)
+}
+
 /// All gRPC services of the client port, with etcd's message size limits: requests up
 /// to `--max-request-bytes` + 512 KiB, responses unbounded.
 pub async fn grpc_routes(server: Arc<EtcdServer>) -> tonic::service::Routes {
-    let max_recv = server.settings().max_request_bytes + 512 * 1024;
+    let max_recv = max_recv(&server);
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
@@ -35,7 +51,7 @@ pub async fn grpc_routes(server: Arc<EtcdServer>) -> tonic::service::Routes {
                 .max_encoding_message_size(usize::MAX)
         };
     }
-    tonic::service::Routes::new(limits!(KvServer::new(kv::KvService(server.clone()))))
+    tonic::service::Routes::new(kv_server(server.clone()))
         .add_service(limits!(WatchServer::new(watch::WatchService(
             server.clone()
         ))))
@@ -59,6 +75,12 @@ const LEARNER_METHODS: &[&str] = &[
     "/etcdserverpb.Cluster/MemberList",
 ];
 
+/// Whether `path` is a gRPC method this member refuses because it is a learner.
+fn learner_refuses(path: &str, server: &EtcdServer) -> bool {
+    let allowed = LEARNER_METHODS.contains(&path) || path.starts_with("/grpc.health.v1.");
+    !allowed && path.starts_with("/etcdserverpb.") && server.is_learner()
+}
+
 /// Middleware for the gRPC routes: a learner refuses every other method with
 /// "etcdserver: rpc not supported for learner", as etcd's interceptors do.
 pub async fn learner_gate(
@@ -66,9 +88,7 @@ pub async fn learner_gate(
     req: Request,
     next: Next,
 ) -> Response {
-    let path = req.uri().path();
-    let allowed = LEARNER_METHODS.contains(&path) || path.starts_with("/grpc.health.v1.");
-    if !allowed && path.starts_with("/etcdserverpb.") && server.is_learner() {
+    if learner_refuses(req.uri().path(), &server) {
         return crate::rpctypes::EtcdError::NotSupportedForLearner
             .to_status()
             .into_http::<axum::body::Body>()

@@ -15,6 +15,7 @@ use url::Url;
 
 use super::coalesce::{Coalesce, CountPending, Pending};
 use super::tls::TlsFiles;
+use crate::api::dispatch::PortApp;
 
 /// Errors binding listeners.
 #[derive(Debug, thiserror::Error)]
@@ -116,10 +117,11 @@ pub async fn bind(url: &Url, tls: Option<&TlsFiles>) -> Result<Bound, ListenErro
 /// ones start) and waits for them for at most `grace`.
 pub async fn serve(
     bound: Bound,
-    app: axum::Router,
+    app: impl Into<PortApp>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) {
+    let app: PortApp = app.into();
     let url = bound.local_url();
     let tls = bound.tls.clone();
     let mut conns = tokio::task::JoinSet::new();
@@ -193,7 +195,7 @@ async fn accept(socket: &Socket) -> std::io::Result<Box<dyn Io>> {
     }
 }
 
-async fn serve_conn<S>(io: S, app: axum::Router, mut stop: watch::Receiver<bool>, grace: Duration)
+async fn serve_conn<S>(io: S, app: PortApp, mut stop: watch::Receiver<bool>, grace: Duration)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

@@ -586,7 +586,10 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
         if b.local_url().scheme() == "http" {
             tracing::warn!(address = %b.local_url(), "serving client traffic insecurely; this is strongly discouraged!");
         }
-        bound_all.push((b, client_app.clone()));
+        bound_all.push((
+            b,
+            crate::api::dispatch::PortApp::new(server.clone(), client_app.clone()),
+        ));
     }
     for u in opts
         .listen_client_http_urls
@@ -594,7 +597,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
         .chain(opts.listen_metrics_urls.iter())
     {
         let b = listener::bind(u, client_tls.as_ref()).await?;
-        bound_all.push((b, http.clone()));
+        bound_all.push((b, http.clone().into()));
     }
     for (b, app) in bound_all {
         let url = b.local_url();
