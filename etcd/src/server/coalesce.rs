@@ -103,7 +103,8 @@ impl Pending {
     }
 }
 
-struct PendingGuard {
+/// One request counted in [`Pending`] (see [`Pending::enter`]).
+pub struct PendingGuard {
     counts: Arc<Counts>,
     unpolled: bool,
 }
@@ -143,25 +144,43 @@ impl<S> CountPending<S> {
 impl<S, R> tower::Service<R> for CountPending<S>
 where
     S: tower::Service<R>,
-    S::Future: Send + 'static,
+    S::Future: Unpin,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+    type Future = Counted<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: R) -> Self::Future {
-        let mut guard = self.pending.enter();
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            guard.polled();
-            let r = fut.await;
-            drop(guard);
-            r
-        })
+        let guard = self.pending.enter();
+        Counted {
+            fut: self.inner.call(req),
+            guard: Some(guard),
+        }
+    }
+}
+
+/// The future of a [`CountPending`] call: the inner call's, counted in [`Pending`]
+/// until it completes or is dropped.
+pub struct Counted<F> {
+    fut: F,
+    guard: Option<PendingGuard>,
+}
+
+impl<F: Future + Unpin> Future for Counted<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        if let Some(g) = &mut this.guard {
+            g.polled();
+        }
+        let out = ready!(Pin::new(&mut this.fut).poll(cx));
+        this.guard = None;
+        Poll::Ready(out)
     }
 }
 
@@ -213,12 +232,15 @@ impl<S: AsyncWrite + Unpin> Coalesce<S> {
             }
             self.written += n;
         }
+        let len = self.buf.len();
         self.buf.clear();
         self.written = 0;
-        // A burst can leave a large buffer behind; an idle connection keeps at most
-        // KEEP bytes of it (many connections, small responses).
-        if self.buf.capacity() > KEEP {
-            self.buf.shrink_to(KEEP);
+        // A burst can leave a large buffer behind: once a batch uses less than a quarter
+        // of it, keep at most KEEP bytes (many connections, small responses). A
+        // connection whose batches stay large keeps its buffer instead of reallocating
+        // it for every batch.
+        if self.buf.capacity() > KEEP && len < self.buf.capacity() / 4 {
+            self.buf.shrink_to(KEEP.max(len));
         }
         Poll::Ready(Ok(()))
     }
@@ -563,12 +585,12 @@ mod tests {
         let rx = std::sync::Mutex::new(Some(rx));
         let inner = tower::service_fn(move |_: ()| {
             let rx = rx.lock().unwrap().take();
-            async move {
+            Box::pin(async move {
                 match rx {
                     Some(rx) => Ok::<_, std::convert::Infallible>(rx.await.unwrap()),
                     None => Ok(0),
                 }
-            }
+            })
         });
         let mut svc = CountPending::new(inner, pending.clone());
         let mut fut = svc.ready().await.unwrap().call(());
@@ -605,7 +627,17 @@ mod tests {
         }
         c.shutdown().await.unwrap();
         assert_eq!(c.inner.out, expect, "shutdown writes what is held");
-        assert!(c.buf.capacity() <= KEEP, "a drained buffer is trimmed");
+        // Batches that stay large keep their buffer; a small batch after them trims it.
+        c.write_all(&[7u8; 40_000]).await.unwrap();
+        c.flush().await.unwrap();
+        let cap = c.buf.capacity();
+        assert!(cap >= 40_000);
+        c.write_all(&[8u8; 30_000]).await.unwrap();
+        c.flush().await.unwrap();
+        assert_eq!(c.buf.capacity(), cap, "a large batch reuses the buffer");
+        c.write_all(b"x").await.unwrap();
+        c.flush().await.unwrap();
+        assert!(c.buf.capacity() <= KEEP, "a small batch trims the buffer");
     }
 
     #[tokio::test]
