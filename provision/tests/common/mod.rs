@@ -226,11 +226,21 @@ pub fn local_spec(root: &Path, names: &[&str], tls: bool) -> PathBuf {
         bin = etcd_bin().parent().unwrap().display(),
         root = root.display()
     );
-    for n in names {
+    // Every port is held until all are picked, so no two members get the same one (a
+    // port released at once can be handed out again by the next bind).
+    let held: Vec<std::net::TcpListener> = (0..names.len() * 2)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let ports: Vec<u16> = held
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    drop(held);
+    for (i, n) in names.iter().enumerate() {
         text.push_str(&format!(
             "[[member]]\nname = \"{n}\"\nips = [\"127.0.0.1\"]\nclient-port = {}\npeer-port = {}\n",
-            free_port(),
-            free_port()
+            ports[2 * i],
+            ports[2 * i + 1]
         ));
     }
     write_spec(root, &text)
