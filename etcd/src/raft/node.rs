@@ -316,6 +316,23 @@ pub fn start<S: StateMachine, T: Transport>(
     transport: T,
     campaign: bool,
 ) -> Result<(RaftHandle, std::thread::JoinHandle<()>), RaftError> {
+    let (handle, rx, mut lp) = build(cfg, log, sm, transport, campaign)?;
+    let join = std::thread::Builder::new()
+        .name("raft".into())
+        .spawn(move || lp.run(rx))
+        .map_err(|e| RaftError::Other(e.to_string()))?;
+    Ok((handle, join))
+}
+
+/// The loop, its handle and the handle's command queue, before the loop runs.
+#[allow(clippy::type_complexity)]
+fn build<S: StateMachine, T: Transport>(
+    cfg: RaftConfig,
+    log: LogStore,
+    sm: S,
+    transport: T,
+    campaign: bool,
+) -> Result<(RaftHandle, Receiver<Command>, Loop<S, T>), RaftError> {
     let raft_cfg = ::raft::Config {
         id: cfg.id,
         election_tick: cfg.election_ticks.max(2),
@@ -323,6 +340,9 @@ pub fn start<S: StateMachine, T: Transport>(
         applied: sm.applied_index(),
         max_size_per_msg: 1024 * 1024,
         max_inflight_msgs: 256,
+        // Entries for a follower that arrive while a MsgAppend to it is still in this
+        // Ready's outbox join that message instead of making another one.
+        batch_append: true,
         check_quorum: true,
         pre_vote: cfg.pre_vote,
         ..Default::default()
@@ -350,7 +370,7 @@ pub fn start<S: StateMachine, T: Transport>(
         leader: leader_rx,
         max_inflight: cfg.max_inflight,
     };
-    let mut lp = Loop {
+    let lp = Loop {
         node,
         log,
         sm,
@@ -364,12 +384,10 @@ pub fn start<S: StateMachine, T: Transport>(
         read_seq: 0,
         held_snapshots: Vec::new(),
         flush: None,
+        proposals: Vec::new(),
+        proposal_waiters: Vec::new(),
     };
-    let join = std::thread::Builder::new()
-        .name("raft".into())
-        .spawn(move || lp.run(rx))
-        .map_err(|e| RaftError::Other(e.to_string()))?;
-    Ok((handle, join))
+    Ok((handle, rx, lp))
 }
 
 struct Loop<S, T> {
@@ -388,6 +406,12 @@ struct Loop<S, T> {
     /// A state machine flush in progress, and the index the log is compacted to once
     /// it completes.
     flush: Option<(u64, Flush)>,
+    /// Proposals taken from the queue and not yet stepped: stepped together as one
+    /// `MsgPropose` before any other command, tick or Ready (see
+    /// [`step_proposals`](Self::step_proposals)).
+    proposals: Vec<Entry>,
+    /// The failure senders of `proposals`, in the same order.
+    proposal_waiters: Vec<oneshot::Sender<RaftError>>,
 }
 
 impl<S: StateMachine, T: Transport> Loop<S, T> {
@@ -410,6 +434,7 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
                 }
                 self.handle(cmd);
             }
+            self.step_proposals();
             if stop {
                 break;
             }
@@ -438,22 +463,20 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
     }
 
     fn handle(&mut self, cmd: Command) {
+        if let Command::Propose { data, failed } = cmd {
+            // The proposal has left the queue (the bound counts queued proposals).
+            self.status.inflight.fetch_sub(1, Ordering::AcqRel);
+            self.proposals.push(Entry {
+                data: data.into(),
+                ..Default::default()
+            });
+            self.proposal_waiters.push(failed);
+            return;
+        }
+        // Everything else sees the proposals queued before it already stepped.
+        self.step_proposals();
         match cmd {
-            Command::Propose { data, failed } => {
-                // The proposal has left the queue (the bound counts queued proposals).
-                self.status.inflight.fetch_sub(1, Ordering::AcqRel);
-                if self.node.raft.leader_id == ::raft::INVALID_ID {
-                    let _ = failed.send(RaftError::NoLeader);
-                    return;
-                }
-                if let Err(e) = self.node.propose(vec![], data) {
-                    let err = match e {
-                        ::raft::Error::ProposalDropped => RaftError::NoLeader,
-                        other => RaftError::Other(other.to_string()),
-                    };
-                    let _ = failed.send(err);
-                }
-            }
+            Command::Propose { .. } => {}
             Command::ProposeConfChange { cc, failed } => {
                 if self.node.raft.leader_id == ::raft::INVALID_ID {
                     let _ = failed.send(RaftError::NoLeader);
@@ -491,6 +514,36 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
                     ::raft::SnapshotStatus::Failure
                 };
                 self.node.report_snapshot(id, status);
+            }
+        }
+    }
+
+    /// Steps the proposals taken so far as one `MsgPropose`, so that a batch becomes
+    /// one append to the local log and one `MsgAppend` per follower instead of one per
+    /// proposal. raft accepts or drops a proposal message as a whole; on a drop every
+    /// proposal of the batch gets the error (nothing of it was appended).
+    fn step_proposals(&mut self) {
+        if self.proposals.is_empty() {
+            return;
+        }
+        let entries = std::mem::take(&mut self.proposals);
+        let waiters = std::mem::take(&mut self.proposal_waiters);
+        let err = if self.node.raft.leader_id == ::raft::INVALID_ID {
+            Some(RaftError::NoLeader)
+        } else {
+            let mut m = Message::default();
+            m.set_msg_type(MessageType::MsgPropose);
+            m.from = self.node.raft.id;
+            m.set_entries(entries.into());
+            match self.node.raft.step(m) {
+                Ok(()) => None,
+                Err(::raft::Error::ProposalDropped) => Some(RaftError::NoLeader),
+                Err(other) => Some(RaftError::Other(other.to_string())),
+            }
+        };
+        if let Some(err) = err {
+            for w in waiters {
+                let _ = w.send(err.clone());
             }
         }
     }
@@ -791,5 +844,133 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(raft.propose(b"after".to_vec()).is_ok());
+    }
+
+    /// Applies instantly.
+    struct Quick {
+        applied: u64,
+    }
+
+    impl StateMachine for Quick {
+        fn apply(&mut self, index: u64, _term: u64, _data: &[u8]) {
+            self.applied = index;
+        }
+        fn apply_noop(&mut self, index: u64) {
+            self.applied = self.applied.max(index);
+        }
+        fn applied_index(&self) -> u64 {
+            self.applied
+        }
+    }
+
+    /// What the loop sent, shared with the test.
+    type Sent = Arc<std::sync::Mutex<Vec<Message>>>;
+
+    /// Keeps every message the loop sends.
+    struct Outbox(Sent);
+
+    impl Transport for Outbox {
+        fn send(&mut self, msgs: Vec<Message>) {
+            self.0.lock().unwrap().extend(msgs);
+        }
+    }
+
+    fn three_voters(
+        dir: &std::path::Path,
+        campaign: bool,
+    ) -> (RaftHandle, Receiver<Command>, Loop<Quick, Outbox>, Sent) {
+        let storage = Storage::open(&dir.join("db")).unwrap();
+        let (log, _) = LogStore::open(&dir.join("wal"), storage, &[1, 2, 3]).unwrap();
+        let cfg = RaftConfig {
+            id: 1,
+            tick: Duration::from_millis(100),
+            election_ticks: 10,
+            pre_vote: false,
+            snapshot_count: 10_000,
+            catchup_entries: 1_000,
+            max_inflight: 1_000,
+        };
+        let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (handle, rx, lp) = build(
+            cfg,
+            log,
+            Quick { applied: 0 },
+            Outbox(sent.clone()),
+            campaign,
+        )
+        .unwrap();
+        (handle, rx, lp, sent)
+    }
+
+    fn reply(from: u64, kind: MessageType, term: u64, index: u64) -> Message {
+        let mut m = Message::default();
+        m.set_msg_type(kind);
+        m.from = from;
+        m.to = 1;
+        m.term = term;
+        m.index = index;
+        m
+    }
+
+    #[test]
+    fn proposals_queued_together_reach_a_follower_in_one_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let (handle, rx, mut lp, sent) = three_voters(dir.path(), true);
+        lp.on_ready().unwrap();
+        let term = lp.node.raft.term;
+        lp.handle(Command::Step(reply(
+            2,
+            MessageType::MsgRequestVoteResponse,
+            term,
+            0,
+        )));
+        assert_eq!(lp.node.raft.state, StateRole::Leader);
+        lp.on_ready().unwrap();
+        // Member 2 acknowledges the leader's first entry: its progress replicates.
+        let last = lp.node.raft.raft_log.last_index();
+        lp.handle(Command::Step(reply(
+            2,
+            MessageType::MsgAppendResponse,
+            term,
+            last,
+        )));
+        lp.on_ready().unwrap();
+        sent.lock().unwrap().clear();
+
+        let _waiters: Vec<_> = (0..5u8).map(|i| handle.propose(vec![i]).unwrap()).collect();
+        while let Ok(cmd) = rx.try_recv() {
+            lp.handle(cmd);
+        }
+        lp.step_proposals();
+        lp.on_ready().unwrap();
+        let sent = sent.lock().unwrap();
+        let to_2: Vec<_> = sent
+            .iter()
+            .filter(|m| m.to == 2 && m.get_msg_type() == MessageType::MsgAppend)
+            .collect();
+        assert_eq!(
+            to_2.len(),
+            1,
+            "one MsgAppend for the five proposals: {to_2:?}"
+        );
+        let data: Vec<_> = to_2[0].entries.iter().map(|e| e.data.to_vec()).collect();
+        assert_eq!(data, (0..5u8).map(|i| vec![i]).collect::<Vec<_>>());
+        assert_eq!(lp.node.raft.raft_log.last_index(), last + 5);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_batch_fails_every_proposal_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (handle, rx, mut lp, _sent) = three_voters(dir.path(), false);
+        let before = lp.node.raft.raft_log.last_index();
+        let waiters: Vec<_> = (0..3u8).map(|i| handle.propose(vec![i]).unwrap()).collect();
+        while let Ok(cmd) = rx.try_recv() {
+            lp.handle(cmd);
+        }
+        lp.step_proposals();
+        for w in waiters {
+            assert_eq!(w.await.unwrap(), RaftError::NoLeader);
+        }
+        assert_eq!(lp.node.raft.raft_log.last_index(), before);
     }
 }
