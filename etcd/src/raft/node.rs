@@ -340,9 +340,11 @@ fn build<S: StateMachine, T: Transport>(
         applied: sm.applied_index(),
         max_size_per_msg: 1024 * 1024,
         max_inflight_msgs: 256,
-        // Entries for a follower that arrive while a MsgAppend to it is still in this
-        // Ready's outbox join that message instead of making another one.
-        batch_append: true,
+        // Not `batch_append`: it merges entries into a MsgAppend already in the outbox
+        // without regard to `max_size_per_msg`, so a follower catching up could be sent
+        // one message beyond the receiver's limit. Proposals are batched before they
+        // are stepped instead (`step_proposals`), which is where the gain was (A/B, 3
+        // members, put 10/100: 60-64 µs/put summed without it, 56-64 with it).
         check_quorum: true,
         pre_vote: cfg.pre_vote,
         ..Default::default()
