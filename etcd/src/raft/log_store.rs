@@ -458,6 +458,13 @@ impl LogStore {
         Ok(())
     }
 
+    /// Where the next durable write goes (segment, offset): a test's view of whether a
+    /// call wrote anything.
+    #[cfg(test)]
+    pub(crate) fn wal_position(&self) -> (u64, u64) {
+        self.wal().position()
+    }
+
     /// Records the commit index raft reported in a light ready, in memory: it is written
     /// with the next hard state or segment. A commit index lost in a crash is harmless:
     /// [`LogStore::ensure_commit_covers`] raises it to the applied index at startup and

@@ -665,7 +665,14 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
                 }
             }
         }
-        self.log.persist(ready.entries(), ready.hs())?;
+        match ready.hs() {
+            // Only the commit index moved (raft's `must_sync` is false: no entries, same
+            // term and vote): like etcd, no durable write for it. The commit index is
+            // kept in memory and written with the next record; one lost in a crash is
+            // raised to the applied index at startup and sent again by the leader.
+            Some(hs) if !ready.must_sync() => self.log.set_commit(hs.commit)?,
+            hs => self.log.persist(ready.entries(), hs)?,
+        }
         let persisted = ready.take_persisted_messages();
         self.send(persisted);
         let mut light = self.node.advance(ready);
@@ -787,6 +794,7 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
 mod tests {
     use super::*;
     use crate::storage::Storage;
+    use ::raft::Storage as _;
 
     /// Applies slowly, like a state machine behind a busy disk.
     struct SlowMachine {
@@ -974,5 +982,55 @@ mod tests {
             assert_eq!(w.await.unwrap(), RaftError::NoLeader);
         }
         assert_eq!(lp.node.raft.raft_log.last_index(), before);
+    }
+
+    #[test]
+    fn a_commit_index_alone_is_not_written_durably() {
+        let dir = tempfile::tempdir().unwrap();
+        let (handle, rx, mut lp, _sent) = three_voters(dir.path(), true);
+        lp.on_ready().unwrap();
+        let term = lp.node.raft.term;
+        lp.handle(Command::Step(reply(
+            2,
+            MessageType::MsgRequestVoteResponse,
+            term,
+            0,
+        )));
+        lp.on_ready().unwrap();
+        let last = lp.node.raft.raft_log.last_index();
+        assert!(lp.node.raft.raft_log.committed < last);
+        let before = lp.log.wal_position();
+        // Member 2 has the leader's entry: it commits, and only the commit index of the
+        // hard state changes.
+        lp.handle(Command::Step(reply(
+            2,
+            MessageType::MsgAppendResponse,
+            term,
+            last,
+        )));
+        lp.on_ready().unwrap();
+        assert_eq!(lp.node.raft.raft_log.committed, last);
+        assert_eq!(
+            lp.log.wal_position(),
+            before,
+            "nothing written for a commit index"
+        );
+        assert_eq!(
+            lp.log
+                .raft_storage()
+                .initial_state()
+                .unwrap()
+                .hard_state
+                .commit,
+            last
+        );
+        // A new entry is written durably, as before.
+        let _failed = handle.propose(b"x".to_vec()).unwrap();
+        while let Ok(cmd) = rx.try_recv() {
+            lp.handle(cmd);
+        }
+        lp.step_proposals();
+        lp.on_ready().unwrap();
+        assert_ne!(lp.log.wal_position(), before);
     }
 }

@@ -411,6 +411,12 @@ impl Wal {
         Ok(locs)
     }
 
+    /// The segment written and the offset the next record goes to.
+    #[cfg(test)]
+    pub fn position(&self) -> (u64, u64) {
+        (self.seq, self.offset)
+    }
+
     /// Reads back the record at `loc`, checking it is intact.
     pub fn read(&self, loc: Loc) -> Result<(Kind, Vec<u8>), WalError> {
         let Some(seg) = self.segments.get(&loc.seq) else {
