@@ -922,20 +922,30 @@ mod tests {
         m
     }
 
+    /// Makes member 1 leader with member 2's vote; returns the term.
+    fn elect(lp: &mut Loop<Quick, Outbox>) -> u64 {
+        lp.on_ready().unwrap();
+        let term = lp.node.raft.term;
+        let vote = reply(2, MessageType::MsgRequestVoteResponse, term, 0);
+        lp.handle(Command::Step(vote));
+        assert_eq!(lp.node.raft.state, StateRole::Leader);
+        lp.on_ready().unwrap();
+        term
+    }
+
+    /// Does what one turn of the loop does with its queue.
+    fn take_queue(lp: &mut Loop<Quick, Outbox>, rx: &Receiver<Command>) {
+        while let Ok(cmd) = rx.try_recv() {
+            lp.handle(cmd);
+        }
+        lp.step_proposals();
+    }
+
     #[test]
     fn proposals_queued_together_reach_a_follower_in_one_append() {
         let dir = tempfile::tempdir().unwrap();
         let (handle, rx, mut lp, sent) = three_voters(dir.path(), true);
-        lp.on_ready().unwrap();
-        let term = lp.node.raft.term;
-        lp.handle(Command::Step(reply(
-            2,
-            MessageType::MsgRequestVoteResponse,
-            term,
-            0,
-        )));
-        assert_eq!(lp.node.raft.state, StateRole::Leader);
-        lp.on_ready().unwrap();
+        let term = elect(&mut lp);
         // Member 2 acknowledges the leader's first entry: its progress replicates.
         let last = lp.node.raft.raft_log.last_index();
         lp.handle(Command::Step(reply(
@@ -948,10 +958,7 @@ mod tests {
         sent.lock().unwrap().clear();
 
         let _waiters: Vec<_> = (0..5u8).map(|i| handle.propose(vec![i]).unwrap()).collect();
-        while let Ok(cmd) = rx.try_recv() {
-            lp.handle(cmd);
-        }
-        lp.step_proposals();
+        take_queue(&mut lp, &rx);
         lp.on_ready().unwrap();
         let sent = sent.lock().unwrap();
         let to_2: Vec<_> = sent
@@ -974,10 +981,7 @@ mod tests {
         let (handle, rx, mut lp, _sent) = three_voters(dir.path(), false);
         let before = lp.node.raft.raft_log.last_index();
         let waiters: Vec<_> = (0..3u8).map(|i| handle.propose(vec![i]).unwrap()).collect();
-        while let Ok(cmd) = rx.try_recv() {
-            lp.handle(cmd);
-        }
-        lp.step_proposals();
+        take_queue(&mut lp, &rx);
         for w in waiters {
             assert_eq!(w.await.unwrap(), RaftError::NoLeader);
         }
@@ -988,15 +992,7 @@ mod tests {
     fn a_commit_index_alone_is_not_written_durably() {
         let dir = tempfile::tempdir().unwrap();
         let (handle, rx, mut lp, _sent) = three_voters(dir.path(), true);
-        lp.on_ready().unwrap();
-        let term = lp.node.raft.term;
-        lp.handle(Command::Step(reply(
-            2,
-            MessageType::MsgRequestVoteResponse,
-            term,
-            0,
-        )));
-        lp.on_ready().unwrap();
+        let term = elect(&mut lp);
         let last = lp.node.raft.raft_log.last_index();
         assert!(lp.node.raft.raft_log.committed < last);
         let before = lp.log.wal_position();
@@ -1026,10 +1022,7 @@ mod tests {
         );
         // A new entry is written durably, as before.
         let _failed = handle.propose(b"x".to_vec()).unwrap();
-        while let Ok(cmd) = rx.try_recv() {
-            lp.handle(cmd);
-        }
-        lp.step_proposals();
+        take_queue(&mut lp, &rx);
         lp.on_ready().unwrap();
         assert_ne!(lp.log.wal_position(), before);
     }
