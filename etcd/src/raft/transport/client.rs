@@ -169,8 +169,11 @@ impl GrpcTransport {
         self.add_peer(id, urls)
     }
 
-    /// Forgets peer `id`: its queue and connection are dropped at once. Returns whether
-    /// it was known.
+    /// Forgets peer `id`: nothing more is queued for it, what was queued before is
+    /// still delivered (within [`peer_task::DRAIN`]; then the connection is dropped).
+    /// A member removed from the cluster learns of its removal from the message that
+    /// tells it the removal is committed, which the leader sends just before it
+    /// applies the removal (and so forgets the peer). Returns whether it was known.
     pub fn remove_peer(&self, id: u64) -> bool {
         let removed = self
             .shared
@@ -179,8 +182,13 @@ impl GrpcTransport {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
         match removed {
-            Some(p) => {
-                p.task.abort();
+            Some(Peer { task, .. }) => {
+                // The queue's sender and the URL watch are dropped here: the task drains
+                // the queue and ends; this bounds how long it may take.
+                self.shared.runtime.spawn(async move {
+                    tokio::time::sleep(peer_task::DRAIN).await;
+                    task.abort();
+                });
                 tracing::info!(peer = %hex(id), "removed peer from the raft transport");
                 true
             }

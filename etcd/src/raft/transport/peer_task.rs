@@ -77,6 +77,9 @@ enum End {
 
 /// A stream that stays up this long makes the peer "active" (logged once).
 const SETTLE: Duration = Duration::from_secs(1);
+/// How long a removed peer's task may take to deliver what was queued for it before it
+/// is stopped (see [`GrpcTransport::remove_peer`](super::GrpcTransport::remove_peer)).
+pub(super) const DRAIN: Duration = Duration::from_secs(5);
 /// Repeated failures of an inactive peer are logged loudly at most this often.
 const QUIET: Duration = Duration::from_secs(30);
 
@@ -291,9 +294,17 @@ async fn session(
         let msg = match next.take() {
             Some(m) => m,
             None => tokio::select! {
+                // Queued messages first: a removed peer's queue is closed but still
+                // delivered (its URL watch closes at the same time).
+                biased;
                 m = rx.recv() => match m {
                     Some(m) => m,
-                    None => return End::QueueClosed,
+                    None => {
+                        // End the request stream and let the peer read it to the end.
+                        drop(stx);
+                        let _ = tokio::time::timeout(DRAIN, &mut call).await;
+                        return End::QueueClosed;
+                    }
                 },
                 r = &mut call => return stream_ended(r),
                 r = urls.changed() => {

@@ -305,6 +305,30 @@ async fn peers_can_be_updated_and_removed() {
 }
 
 #[tokio::test]
+async fn messages_queued_before_a_removal_are_delivered() {
+    let (svc, mut inbox) = recording_service(2, CLUSTER);
+    let served = serve(svc, None).await;
+    let (mut t, _reports) = transport(1, CLUSTER, None);
+    t.add_peer(2, &[served.url.to_string()]).unwrap();
+    // Queued and removed before the peer's task ran at all (one-thread runtime).
+    t.send((0..50).map(|n| numbered(1, 2, n)).collect());
+    assert!(t.remove_peer(2));
+    for n in 0..50 {
+        let m = recv_within(&mut inbox, 5)
+            .await
+            .expect("queued before the removal, so delivered");
+        assert_eq!(m.commit, n, "in order");
+    }
+    t.send(vec![numbered(1, 2, 50)]);
+    assert!(
+        recv_within(&mut inbox, 1).await.is_none(),
+        "nothing queued after the removal"
+    );
+    t.shutdown();
+    served.stop().await;
+}
+
+#[tokio::test]
 async fn members_are_served() {
     let (svc, _inbox) = recording_service(2, CLUSTER);
     let served = serve(svc, None).await;
