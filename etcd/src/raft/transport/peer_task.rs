@@ -289,14 +289,12 @@ async fn session(
     tokio::pin!(settle);
     let mut settled = false;
     let mut next = Some(first);
+    let mut urls_open = true;
     loop {
         while snapshots.try_join_next().is_some() {}
         let msg = match next.take() {
             Some(m) => m,
             None => tokio::select! {
-                // Queued messages first: a removed peer's queue is closed but still
-                // delivered (its URL watch closes at the same time).
-                biased;
                 m = rx.recv() => match m {
                     Some(m) => m,
                     None => {
@@ -307,8 +305,14 @@ async fn session(
                     }
                 },
                 r = &mut call => return stream_ended(r),
-                r = urls.changed() => {
-                    return if r.is_err() { End::QueueClosed } else { End::UrlsChanged };
+                // A removed peer's URL watch closes together with its queue: what is
+                // still queued is delivered first (the queue's end ends the session).
+                r = urls.changed(), if urls_open => {
+                    if r.is_err() {
+                        urls_open = false;
+                        continue;
+                    }
+                    return End::UrlsChanged;
                 }
                 _ = &mut settle, if !settled => {
                     settled = true;
