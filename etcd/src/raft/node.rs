@@ -392,6 +392,15 @@ fn build<S: StateMachine, T: Transport>(
     Ok((handle, rx, lp))
 }
 
+/// What a proposer is told when raft refuses its proposal: a dropped proposal means no
+/// leader takes it (no leader known, a leadership transfer, or this member removed).
+fn proposal_error(e: ::raft::Error) -> RaftError {
+    match e {
+        ::raft::Error::ProposalDropped => RaftError::NoLeader,
+        other => RaftError::Other(other.to_string()),
+    }
+}
+
 struct Loop<S, T> {
     node: RawNode<LogStore>,
     log: LogStore,
@@ -480,16 +489,13 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
         match cmd {
             Command::Propose { .. } => {}
             Command::ProposeConfChange { cc, failed } => {
-                if self.node.raft.leader_id == ::raft::INVALID_ID {
-                    let _ = failed.send(RaftError::NoLeader);
-                    return;
-                }
-                if let Err(e) = self.node.propose_conf_change(vec![], cc) {
-                    let err = match e {
-                        ::raft::Error::ProposalDropped => RaftError::NoLeader,
-                        other => RaftError::Other(other.to_string()),
-                    };
-                    let _ = failed.send(err);
+                let res = if self.node.raft.leader_id == ::raft::INVALID_ID {
+                    Err(::raft::Error::ProposalDropped)
+                } else {
+                    self.node.propose_conf_change(vec![], cc)
+                };
+                if let Err(e) = res {
+                    let _ = failed.send(proposal_error(e));
                 }
             }
             Command::Progress(tx) => {
@@ -528,24 +534,25 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
         if self.proposals.is_empty() {
             return;
         }
+        // raft takes the entries; the waiters' vector keeps its capacity for the next
+        // batch (only a dropped batch needs them).
         let entries = std::mem::take(&mut self.proposals);
-        let waiters = std::mem::take(&mut self.proposal_waiters);
-        let err = if self.node.raft.leader_id == ::raft::INVALID_ID {
-            Some(RaftError::NoLeader)
+        let res = if self.node.raft.leader_id == ::raft::INVALID_ID {
+            Err(::raft::Error::ProposalDropped)
         } else {
             let mut m = Message::default();
             m.set_msg_type(MessageType::MsgPropose);
             m.from = self.node.raft.id;
             m.set_entries(entries.into());
-            match self.node.raft.step(m) {
-                Ok(()) => None,
-                Err(::raft::Error::ProposalDropped) => Some(RaftError::NoLeader),
-                Err(other) => Some(RaftError::Other(other.to_string())),
-            }
+            self.node.raft.step(m)
         };
-        if let Some(err) = err {
-            for w in waiters {
-                let _ = w.send(err.clone());
+        match res {
+            Ok(()) => self.proposal_waiters.clear(),
+            Err(e) => {
+                let err = proposal_error(e);
+                for w in self.proposal_waiters.drain(..) {
+                    let _ = w.send(err.clone());
+                }
             }
         }
     }
@@ -933,6 +940,13 @@ mod tests {
         term
     }
 
+    /// Member `from` acknowledges the leader's log up to `index`; the loop handles it.
+    fn acknowledge(lp: &mut Loop<Quick, Outbox>, from: u64, term: u64, index: u64) {
+        let ack = reply(from, MessageType::MsgAppendResponse, term, index);
+        lp.handle(Command::Step(ack));
+        lp.on_ready().unwrap();
+    }
+
     /// Does what one turn of the loop does with its queue.
     fn take_queue(lp: &mut Loop<Quick, Outbox>, rx: &Receiver<Command>) {
         while let Ok(cmd) = rx.try_recv() {
@@ -948,13 +962,7 @@ mod tests {
         let term = elect(&mut lp);
         // Member 2 acknowledges the leader's first entry: its progress replicates.
         let last = lp.node.raft.raft_log.last_index();
-        lp.handle(Command::Step(reply(
-            2,
-            MessageType::MsgAppendResponse,
-            term,
-            last,
-        )));
-        lp.on_ready().unwrap();
+        acknowledge(&mut lp, 2, term, last);
         sent.lock().unwrap().clear();
 
         let _waiters: Vec<_> = (0..5u8).map(|i| handle.propose(vec![i]).unwrap()).collect();
@@ -998,13 +1006,7 @@ mod tests {
         let before = lp.log.wal_position();
         // Member 2 has the leader's entry: it commits, and only the commit index of the
         // hard state changes.
-        lp.handle(Command::Step(reply(
-            2,
-            MessageType::MsgAppendResponse,
-            term,
-            last,
-        )));
-        lp.on_ready().unwrap();
+        acknowledge(&mut lp, 2, term, last);
         assert_eq!(lp.node.raft.raft_log.committed, last);
         assert_eq!(
             lp.log.wal_position(),
