@@ -205,6 +205,27 @@ fn add_learner_promote_remove_update_while_serving() -> Result<()> {
     });
     // etcd exits 0: a unit with Restart=on-failure does not bring it back.
     assert!(status.success(), "removed member exited with {status}");
+    // Started again on its data dir (which recorded its removal), it stops at
+    // once without serving, and exits 0 again.
+    c.spawn(victim)?;
+    let again = c.wait_exit(victim, Duration::from_secs(15))?;
+    let again = again.unwrap_or_else(|| {
+        panic!(
+            "removed member {} runs again after a restart\n{}",
+            c.name(victim),
+            c.log_tail(victim, 30)
+        )
+    });
+    assert!(
+        again.success(),
+        "restarted removed member exited with {again}"
+    );
+    assert!(
+        c.log(victim)
+            .contains("the member has been permanently removed from the cluster"),
+        "{}",
+        c.log_tail(victim, 30)
+    );
     let list = c.member_list(via)?;
     assert_eq!(list.len(), 3, "{list:?}");
     assert!(list.iter().all(|m| m.id != victim_id), "{list:?}");

@@ -265,3 +265,97 @@ fn isolated_leader_steps_down_and_converges() -> Result<()> {
     assert!(c.status(leader)?.raft_term > term);
     Ok(())
 }
+
+/// Waits up to `secs` for member `i` to stop by itself and checks that it
+/// exited 0 (as etcd does, so `Restart=on-failure` does not bring it back).
+fn expect_clean_exit(c: &mut EtcdCluster, i: usize, secs: u64, what: &str) -> Result<()> {
+    let since = Instant::now();
+    let Some(status) = c.wait_exit(i, Duration::from_secs(secs))? else {
+        bail!(
+            "{what}: {} still runs {secs} s later\n{}",
+            c.name(i),
+            c.log_tail(i, 30)
+        );
+    };
+    eprintln!(
+        "{what}: {} exited {status} after {:?}",
+        c.name(i),
+        since.elapsed()
+    );
+    assert!(status.success(), "{what}: exited with {status}");
+    Ok(())
+}
+
+/// A member removed while it is cut off and down never receives the entry
+/// that removes it, and when it comes back no leader sends it anything. As in
+/// etcd, the remaining members refuse its raft messages ("the member has been
+/// permanently removed from the cluster") and it stops on that refusal, exit
+/// status 0, without ever serving; again on every later start.
+///
+/// (It is killed while cut off so that nothing the leader wrote to it before
+/// the removal, still in the kernel's TCP retransmission queue, can reach it
+/// after the heal and tell it by another way.)
+#[test]
+fn a_member_removed_while_cut_off_stops_once_it_reaches_a_peer() -> Result<()> {
+    let mut c = cluster()?;
+    let leader = c.wait_for_leader(Duration::from_secs(10))?;
+    let victim = (leader + 1) % 3;
+    let keep: Vec<usize> = (0..3).filter(|&i| i != victim).collect();
+    let victim_id = c.member_id(victim)?;
+    assert_eq!(c.put(leader, "rm/before", "1").ok(), "OK\n");
+
+    eprintln!("isolating {}", c.name(victim));
+    c.lab().expect("netns cluster").isolate(victim)?;
+    c.wait_for_leader_among(&keep, Duration::from_secs(10))?;
+    let o = c.remove_member(keep[0], victim, victim_id);
+    eprintln!("member remove printed: {}", o.combined().trim());
+    o.assert_success();
+    assert!(o.stdout.contains(&format!("Member {victim_id:x} removed")));
+    assert_eq!(c.put(keep[0], "rm/after", "2").ok(), "OK\n");
+    // Cut off, it cannot have learnt of its removal.
+    assert!(
+        c.is_running(victim),
+        "{} exited while cut off\n{}",
+        c.name(victim),
+        c.log_tail(victim, 30)
+    );
+    c.kill9(victim)?;
+    c.lab().expect("netns cluster").heal(victim)?;
+
+    // Its data dir still lists it as a member.
+    c.spawn(victim)?;
+    expect_clean_exit(&mut c, victim, 20, "started after the heal")?;
+    let log = c.log(victim);
+    assert!(
+        log.contains("peer refused our raft messages: the member has been permanently removed from the cluster"),
+        "{}",
+        c.log_tail(victim, 30)
+    );
+    assert!(
+        !log.contains("ready to serve client requests"),
+        "a removed member served\n{}",
+        c.log_tail(victim, 30)
+    );
+    let refused = keep.iter().any(|&i| {
+        c.log(i)
+            .contains("rejected raft messages from a removed member")
+    });
+    assert!(refused, "no peer logged the refusal\n{}", c.dump_logs(20));
+
+    // And so on every later start.
+    c.spawn(victim)?;
+    expect_clean_exit(&mut c, victim, 20, "started again")?;
+    assert!(c
+        .log(victim)
+        .contains("the member has been permanently removed from the cluster"));
+
+    // The rest of the cluster is intact and unaffected.
+    let list = c.member_list(keep[0])?;
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert!(list.iter().all(|m| m.id != victim_id), "{list:?}");
+    assert_eq!(c.put(keep[1], "rm/last", "3").ok(), "OK\n");
+    for &i in &keep {
+        assert_eq!(c.get_value(i, "rm/after", "l")?.as_deref(), Some("2"));
+    }
+    Ok(())
+}

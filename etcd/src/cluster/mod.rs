@@ -1,7 +1,7 @@
 //! Cluster membership: member and cluster IDs derived as etcd derives them, and the
 //! member table kept in the `members` column family.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::RwLock;
 
 use prost::Message as _;
@@ -44,6 +44,22 @@ fn first_u64(d: &[u8]) -> u64 {
 }
 
 const CLUSTER_ID_KEY: &[u8] = b"cluster_id";
+/// Prefix of the keys recording removed member IDs (`removed/` + 8 big-endian bytes),
+/// kept forever as etcd keeps its `members_removed` bucket.
+const REMOVED_PREFIX: &[u8] = b"removed/";
+
+fn removed_key(id: u64) -> Vec<u8> {
+    let mut k = REMOVED_PREFIX.to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// What the `members` column family holds.
+struct Table {
+    cluster_id: u64,
+    members: BTreeMap<u64, StoredMember>,
+    removed: BTreeSet<u64>,
+}
 
 /// Errors of the membership table.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +76,8 @@ pub enum MembershipError {
 pub struct Membership {
     cluster_id: RwLock<u64>,
     members: RwLock<BTreeMap<u64, StoredMember>>,
+    /// IDs of members removed from the cluster; they can never come back.
+    removed: RwLock<BTreeSet<u64>>,
     /// Bumped on every change of the table (for the peer transport to follow).
     version: tokio::sync::watch::Sender<u64>,
 }
@@ -67,22 +85,26 @@ pub struct Membership {
 impl Membership {
     /// Loads the table; empty if the member was never bootstrapped.
     pub fn load(storage: &Storage) -> Result<Self, MembershipError> {
-        let (cid, members) = Self::read(storage)?;
+        let t = Self::read(storage)?;
         Ok(Membership {
-            cluster_id: RwLock::new(cid),
-            members: RwLock::new(members),
+            cluster_id: RwLock::new(t.cluster_id),
+            members: RwLock::new(t.members),
+            removed: RwLock::new(t.removed),
             version: tokio::sync::watch::channel(0).0,
         })
     }
 
     /// Replaces the table with what `storage` holds (after a snapshot from the leader).
     pub fn reload(&self, storage: &Storage) -> Result<(), MembershipError> {
-        let (cid, members) = Self::read(storage)?;
+        let t = Self::read(storage)?;
         if let Ok(mut c) = self.cluster_id.write() {
-            *c = cid;
+            *c = t.cluster_id;
         }
-        if let Ok(mut t) = self.members.write() {
-            *t = members;
+        if let Ok(mut m) = self.members.write() {
+            *m = t.members;
+        }
+        if let Ok(mut r) = self.removed.write() {
+            *r = t.removed;
         }
         self.changed();
         Ok(())
@@ -106,9 +128,14 @@ impl Membership {
         self.changed();
     }
 
-    /// Forgets a member (apply path of MemberRemove); true if it was known.
+    /// Forgets a member (apply path of MemberRemove) and records its ID as removed for
+    /// good (see [`is_removed`](Self::is_removed)); true if it was known.
     pub fn remove(&self, id: u64, batch: &mut Batch<'_>) -> bool {
         batch.delete(Cf::Members, &id.to_be_bytes());
+        batch.put(Cf::Members, &removed_key(id), &[]);
+        if let Ok(mut r) = self.removed.write() {
+            r.insert(id);
+        }
         let known = self
             .members
             .write()
@@ -174,14 +201,21 @@ impl Membership {
         Ok(())
     }
 
-    fn read(storage: &Storage) -> Result<(u64, BTreeMap<u64, StoredMember>), MembershipError> {
+    fn read(storage: &Storage) -> Result<Table, MembershipError> {
         let mut members = BTreeMap::new();
+        let mut removed = BTreeSet::new();
         let mut cid = 0;
         let mut err = None;
         storage.for_each(Cf::Members, &[], None, |k, v| {
             if k == CLUSTER_ID_KEY {
                 if v.len() == 8 {
                     cid = first_u64(v);
+                }
+                return true;
+            }
+            if let Some(id) = k.strip_prefix(REMOVED_PREFIX) {
+                if id.len() == 8 {
+                    removed.insert(first_u64(id));
                 }
                 return true;
             }
@@ -199,7 +233,21 @@ impl Membership {
         if let Some(e) = err {
             return Err(e.into());
         }
-        Ok((cid, members))
+        Ok(Table {
+            cluster_id: cid,
+            members,
+            removed,
+        })
+    }
+
+    /// Whether member `id` was removed from the cluster (as this member has applied
+    /// it). Persisted, carried by snapshots, never forgotten: a removed ID is refused
+    /// for good. Cheap enough to ask for every peer message.
+    pub fn is_removed(&self, id: u64) -> bool {
+        self.removed
+            .read()
+            .map(|r| r.contains(&id))
+            .unwrap_or(false)
     }
 
     /// True when no member was ever recorded (a fresh data dir).
@@ -350,5 +398,33 @@ mod membership_tests {
             vec!["http://10.0.1.2:2380".to_string()]
         );
         assert_eq!(reloaded.cluster_id(), m.cluster_id());
+    }
+
+    #[test]
+    fn removed_ids_are_kept_for_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let m = Membership::load(&storage).unwrap();
+        m.bootstrap(&storage, vec![member(1, false), member(2, false)])
+            .unwrap();
+        assert!(!m.is_removed(2));
+        let mut b = storage.batch();
+        assert!(m.remove(2, &mut b));
+        storage.write(b, Durability::Synced).unwrap();
+        assert!(m.is_removed(2));
+        assert!(!m.is_removed(1));
+
+        let reloaded = Membership::load(&storage).unwrap();
+        assert!(reloaded.is_removed(2), "the removal survives a restart");
+        assert!(!reloaded.is_removed(1));
+        assert_eq!(reloaded.voter_ids(), vec![1]);
+        assert_eq!(reloaded.records().len(), 1);
+
+        // A table replaced from storage (after a snapshot) takes the removed IDs too.
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = Storage::open(other_dir.path()).unwrap();
+        let fresh = Membership::load(&other).unwrap();
+        fresh.reload(&storage).unwrap();
+        assert!(fresh.is_removed(2));
     }
 }

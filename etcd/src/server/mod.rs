@@ -355,7 +355,9 @@ async fn join_cluster(
 }
 
 /// Starts the server: recovers state, starts raft and listeners, publishes this member
-/// and returns once it serves linearizable requests (then sd-notify `READY=1`).
+/// and returns once it serves linearizable requests (then sd-notify `READY=1`), or,
+/// never having served, once it learns it was removed from the cluster
+/// ([`Running::removed`] is then already true).
 pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
     crate::metrics::init();
     prepare_data_dir(&opts.data_dir)?;
@@ -406,8 +408,17 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
         wait.clone(),
         applied,
     );
-    let (removed_tx, removed) = watch::channel(false);
-    let applier = applier.with_local_member(id, removed_tx);
+    // True once this member learns it was removed: by applying its own removal (also
+    // before a restart, from the persisted removed IDs) or from a peer's refusal.
+    let (removed_tx, removed) = watch::channel(members.is_removed(id));
+    if members.is_removed(id) {
+        tracing::warn!(
+            member_id = %format!("{id:x}"),
+            "{}; the data-dir used by this member must be removed",
+            "the member has been permanently removed from the cluster"
+        );
+    }
+    let applier = applier.with_local_member(id, removed_tx.clone());
     let initial_voters = if boot == Boot::Join {
         Vec::new()
     } else {
@@ -454,6 +465,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
     let (raft, raft_thread) =
         crate::raft::start(raft_cfg, log, applier, transport.clone(), single)?;
     transport.attach(raft.clone());
+    transport.signal_removal(removed_tx);
     let link = LeaderLink::new(cluster_id, peer_client.clone());
 
     let settings = Settings {
@@ -493,22 +505,10 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
     )));
     for b in peer_bound {
         let url = b.local_url();
-        let members = members.clone();
-        let svc = PeerService::new(id, cluster_id, server.raft().clone(), move || {
-            members
-                .records()
-                .into_iter()
-                .map(|m| PeerMember {
-                    id: m.id,
-                    name: m.name,
-                    peer_urls: m.peer_urls,
-                    client_urls: m.client_urls,
-                    is_learner: m.is_learner,
-                })
-                .collect()
-        })
-        .with_desk(Arc::new(desk::Desk(server.clone())))
-        .with_shutdown(shutdown_rx.clone());
+        let directory = PeerDirectory(members.clone());
+        let svc = PeerService::new(id, cluster_id, server.raft().clone(), directory)
+            .with_desk(Arc::new(desk::Desk(server.clone())))
+            .with_shutdown(shutdown_rx.clone());
         tracing::info!(address = %url, "serving peer traffic");
         tasks.push(tokio::spawn(listener::serve(
             b,
@@ -612,27 +612,16 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
 
     // Publish through raft: once applied, linearizable requests work.
     readiness::status("publishing member attributes");
-    let mut attempt = 0u32;
-    loop {
-        match server.publish(opts.advertise_client_urls.clone()).await {
-            Ok(()) => break,
-            Err(e) => {
-                attempt += 1;
-                if attempt % 10 == 1 {
-                    tracing::warn!(error = %e, "failed to publish local member to cluster through raft; retrying");
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+    if publish(&server, &opts.advertise_client_urls, removed.clone()).await {
+        tracing::info!(
+            local_member_id = %format!("{id:x}"),
+            client_urls = %opts.advertise_client_urls.join(","),
+            "published local member to cluster through raft"
+        );
+        tracing::info!("ready to serve client requests");
+        readiness::ready("serving client requests");
+        readiness::spawn_watchdog();
     }
-    tracing::info!(
-        local_member_id = %format!("{id:x}"),
-        client_urls = %opts.advertise_client_urls.join(","),
-        "published local member to cluster through raft"
-    );
-    tracing::info!("ready to serve client requests");
-    readiness::ready("serving client requests");
-    readiness::spawn_watchdog();
     Ok(Running {
         server,
         client_urls,
@@ -642,6 +631,33 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
         transport,
         removed,
     })
+}
+
+/// Publishes this member's attributes through raft, retrying until it is applied
+/// (true) or the member learns it was removed from the cluster (false: it never
+/// becomes ready, and the caller stops it on `removed`).
+async fn publish(
+    server: &EtcdServer,
+    client_urls: &[String],
+    mut removed: watch::Receiver<bool>,
+) -> bool {
+    let mut attempt = 0u32;
+    loop {
+        let result = tokio::select! {
+            r = server.publish(client_urls.to_vec()) => r,
+            Ok(_) = removed.wait_for(|r| *r) => return false,
+        };
+        match result {
+            Ok(()) => return true,
+            Err(e) => {
+                attempt += 1;
+                if attempt % 10 == 1 {
+                    tracing::warn!(error = %e, "failed to publish local member to cluster through raft; retrying");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
 }
 
 /// Server-side TLS for the peer listeners: the given files, or a self-signed pair
@@ -692,6 +708,30 @@ fn peer_client_tls(opts: &ServerOptions, server: Option<&TlsFiles>) -> Option<Pe
     })
 }
 
+/// What the peer service serves from the member table: the members (for joining
+/// members) and the removed IDs (whose raft messages are refused).
+struct PeerDirectory(Arc<Membership>);
+
+impl crate::raft::transport::MemberDirectory for PeerDirectory {
+    fn members(&self) -> Vec<PeerMember> {
+        self.0
+            .records()
+            .into_iter()
+            .map(|m| PeerMember {
+                id: m.id,
+                name: m.name,
+                peer_urls: m.peer_urls,
+                client_urls: m.client_urls,
+                is_learner: m.is_learner,
+            })
+            .collect()
+    }
+
+    fn is_removed(&self, id: u64) -> bool {
+        self.0.is_removed(id)
+    }
+}
+
 /// Makes the transport's peer table match the member table (everyone but `me`).
 fn sync_peers(transport: &GrpcTransport, members: &Membership, me: u64) {
     let want: std::collections::HashMap<u64, Vec<String>> = members
@@ -729,8 +769,9 @@ async fn peer_sync_task(
 }
 
 impl Running {
-    /// Turns true when a committed membership change removed this member; the
-    /// process should then shut down.
+    /// Turns true when this member learns it was removed from the cluster: it applied
+    /// its own removal (now or before a restart), or a peer refused its raft messages
+    /// for that reason. The process should then shut down (etcd exits 0).
     pub fn removed(&self) -> watch::Receiver<bool> {
         self.removed.clone()
     }

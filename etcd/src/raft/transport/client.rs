@@ -87,6 +87,7 @@ impl GrpcTransport {
                     tls,
                     opts,
                     reports: RwLock::new(None),
+                    removal: RwLock::new(None),
                 }),
                 runtime,
                 peers: RwLock::new(HashMap::new()),
@@ -103,6 +104,19 @@ impl GrpcTransport {
             .reports
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(reports));
+    }
+
+    /// Sets the signal turned true when a peer refuses our messages because this
+    /// member was removed from the cluster (etcd's "the member has been permanently
+    /// removed from the cluster"); the server stops on it. Without one, such refusals
+    /// are only reported as unreachable peers.
+    pub fn signal_removal(&self, removed: tokio::sync::watch::Sender<bool>) {
+        *self
+            .shared
+            .ctx
+            .removal
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(removed);
     }
 
     /// Adds peer `id` reachable at `urls` (tried in turn, moving on after a failure), or

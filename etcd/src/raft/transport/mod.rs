@@ -100,10 +100,16 @@ impl DeliveryReports for RaftHandle {
     }
 }
 
-/// The member list served to joining members.
+/// The member list served to joining members, and the members removed for good.
 pub trait MemberDirectory: Send + Sync + 'static {
     /// The current members.
     fn members(&self) -> Vec<PeerMember>;
+    /// Whether member `id` was removed from the cluster (its raft messages are
+    /// refused). Asked for every incoming envelope, so it must be cheap. A plain
+    /// closure directory knows of no removed member.
+    fn is_removed(&self, _id: u64) -> bool {
+        false
+    }
 }
 
 impl<F> MemberDirectory for F

@@ -27,6 +27,8 @@ pub(super) struct TaskCtx {
     pub(super) tls: Option<PeerClientTls>,
     pub(super) opts: TransportOptions,
     pub(super) reports: RwLock<Option<Arc<dyn DeliveryReports>>>,
+    /// Turned true when a peer refuses our messages because we were removed.
+    pub(super) removal: RwLock<Option<watch::Sender<bool>>>,
 }
 
 impl TaskCtx {
@@ -46,6 +48,25 @@ impl TaskCtx {
     pub(super) fn snapshot_done(&self, id: u64, success: bool) {
         if let Some(r) = self.reporter() {
             r.report_snapshot(id, success);
+        }
+    }
+
+    /// Peer `id` refused our messages because this member was removed from the
+    /// cluster: logged (loudly, once) and signalled.
+    pub(super) fn removed_by(&self, id: u64) {
+        let signal = self
+            .removal
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let first = signal.is_some_and(|s| s.send_if_modified(|r| !std::mem::replace(r, true)));
+        if first {
+            tracing::error!(
+                peer = %hex(id),
+                "peer refused our raft messages: {}",
+                super::service::REMOVED_MESSAGE
+            );
+            tracing::warn!("the data-dir used by this member must be removed");
         }
     }
 
@@ -172,7 +193,12 @@ pub(super) async fn run(
                     }
                     End::Failed(status) => {
                         ctx.unreachable(id);
-                        log_stream_failure(&ctx, id, url, &status, health.down());
+                        if super::service::is_removal(&status) {
+                            health.down();
+                            ctx.removed_by(id);
+                        } else {
+                            log_stream_failure(&ctx, id, url, &status, health.down());
+                        }
                         true
                     }
                 }
@@ -399,6 +425,9 @@ async fn send_snapshot(
                 error = %status_detail(&status),
                 "failed to send database snapshot to peer"
             );
+            if super::service::is_removal(&status) {
+                ctx.removed_by(id);
+            }
             crate::metrics::SNAPSHOT_SEND_FAILURES
                 .with_label_values(&[&hex(id)])
                 .inc();

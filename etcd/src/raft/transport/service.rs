@@ -19,6 +19,16 @@ use crate::proto::etcdpeer::{
 
 /// Metadata key of the receiver's cluster ID (hex) on a cluster-ID refusal.
 pub(super) const CLUSTER_ID_HEADER: &str = "x-etcd-cluster-id";
+/// Metadata key naming the sender's member ID (hex) on a refusal because the sender
+/// was removed from the cluster.
+pub(super) const REMOVED_HEADER: &str = "x-etcd-member-removed";
+/// etcd's words for a member that learns it was removed.
+pub(super) const REMOVED_MESSAGE: &str = "the member has been permanently removed from the cluster";
+
+/// Whether `status` is a peer's refusal because we were removed from the cluster.
+pub(super) fn is_removal(status: &Status) -> bool {
+    status.code() == Code::FailedPrecondition && status.metadata().get(REMOVED_HEADER).is_some()
+}
 
 /// The largest peer message accepted by default (one raft message, or one snapshot
 /// chunk).
@@ -31,6 +41,11 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 ///   `FailedPrecondition` "etcdserver: cluster ID mismatch" (our cluster ID in the
 ///   `x-etcd-cluster-id` metadata) and a log line naming both IDs and the sender;
 ///   nothing from that stream after it is stepped.
+/// - An envelope from a member the directory reports removed
+///   ([`MemberDirectory::is_removed`]) ends its stream with `FailedPrecondition`
+///   "the member has been permanently removed from the cluster" (the sender's ID in
+///   the `x-etcd-member-removed` metadata), as etcd answers a removed member with
+///   HTTP 410; the sender stops on it. Nothing from a removed member is stepped.
 /// - A message addressed to another member is ignored (logged once per stream).
 /// - Every other message is stepped into the [`PeerInbox`] in the order it arrived on
 ///   its stream; a snapshot is stepped only once all its data arrived intact.
@@ -101,8 +116,8 @@ impl PeerService {
         self.routes().into_axum_router()
     }
 
-    /// Whether `env` may be delivered: `Err` for another cluster (ends the stream),
-    /// `Ok(false)` for another member.
+    /// Whether `env` may be delivered: `Err` for another cluster or a removed sender
+    /// (ends the stream), `Ok(false)` for another member.
     fn admit(&self, env: &PeerEnvelope) -> Result<bool, Status> {
         if env.cluster_id != self.cluster_id {
             tracing::warn!(
@@ -118,6 +133,22 @@ impl PeerService {
             return Err(Status::with_metadata(
                 Code::FailedPrecondition,
                 "etcdserver: cluster ID mismatch",
+                md,
+            ));
+        }
+        if self.members.is_removed(env.from) {
+            tracing::warn!(
+                local_member_id = %hex(self.local_id),
+                remote_member_id = %hex(env.from),
+                "rejected raft messages from a removed member"
+            );
+            let mut md = MetadataMap::new();
+            if let Ok(v) = hex(env.from).parse() {
+                md.insert(REMOVED_HEADER, v);
+            }
+            return Err(Status::with_metadata(
+                Code::FailedPrecondition,
+                REMOVED_MESSAGE,
                 md,
             ));
         }

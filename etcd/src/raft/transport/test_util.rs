@@ -110,6 +110,32 @@ pub(super) fn recording_service(
     (PeerService::new(id, cluster, Inbox(tx), members), rx)
 }
 
+/// A member directory that knows no members and reports the given IDs removed.
+pub(super) struct RemovedIds(pub(super) Vec<u64>);
+
+impl super::MemberDirectory for RemovedIds {
+    fn members(&self) -> Vec<PeerMember> {
+        Vec::new()
+    }
+    fn is_removed(&self, id: u64) -> bool {
+        self.0.contains(&id)
+    }
+}
+
+/// A service for member `id` of cluster `cluster` that refuses the members in
+/// `removed`, recording into a fresh inbox.
+pub(super) fn service_refusing(
+    id: u64,
+    cluster: u64,
+    removed: Vec<u64>,
+) -> (PeerService, mpsc::UnboundedReceiver<Message>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (
+        PeerService::new(id, cluster, Inbox(tx), RemovedIds(removed)),
+        rx,
+    )
+}
+
 /// A heartbeat from `from` to `to` numbered by its commit field.
 pub(super) fn numbered(from: u64, to: u64, n: u64) -> Message {
     let mut m = Message::default();

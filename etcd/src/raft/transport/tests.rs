@@ -8,7 +8,8 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::test_util::{
-    init_tracing, numbered, recording_service, recv_within, serve, Pki, Report, Reports,
+    init_tracing, numbered, recording_service, recv_within, serve, service_refusing, Pki, Report,
+    Reports,
 };
 use super::{fetch_members, GrpcTransport, PeerClientTls, TransportError, TransportOptions};
 use crate::proto::etcdpeer::peer_client::PeerClient;
@@ -115,6 +116,58 @@ async fn refuses_another_cluster() {
     );
     assert!(t.stats(2).unwrap().failures >= 1);
     t.shutdown();
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn refuses_a_removed_member_which_then_learns_it() {
+    let (svc, mut inbox) = service_refusing(2, CLUSTER, vec![1]);
+    let served = serve(svc, None).await;
+
+    // The RPC itself: FailedPrecondition with etcd's words and the sender's ID.
+    let mut client = PeerClient::connect(served.url.to_string()).await.unwrap();
+    let env = super::codec::envelope(CLUSTER, &numbered(1, 2, 1)).unwrap();
+    let err = client
+        .raft(futures::stream::iter(vec![env]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(
+        err.message(),
+        "the member has been permanently removed from the cluster"
+    );
+    assert_eq!(err.metadata().get("x-etcd-member-removed").unwrap(), "1");
+    // A member that was not removed is served.
+    let env = super::codec::envelope(CLUSTER, &numbered(3, 2, 7)).unwrap();
+    client.raft(futures::stream::iter(vec![env])).await.unwrap();
+    assert_eq!(recv_within(&mut inbox, 2).await.unwrap().commit, 7);
+
+    // Through the transport: the removed member's removal signal turns true and
+    // nothing it sent is stepped.
+    let (mut t, _reports) = transport(1, CLUSTER, None);
+    let (signal, mut removed) = tokio::sync::watch::channel(false);
+    t.signal_removal(signal);
+    t.add_peer(2, &[served.url.to_string()]).unwrap();
+    t.send(vec![numbered(1, 2, 1)]);
+    tokio::time::timeout(Duration::from_secs(5), removed.wait_for(|r| *r))
+        .await
+        .expect("the refusal is signalled")
+        .unwrap();
+    assert!(
+        recv_within(&mut inbox, 1).await.is_none(),
+        "nothing stepped"
+    );
+
+    // A cluster-ID refusal is not a removal.
+    let (mut other, mut reports) = transport(1, 0xbad, None);
+    let (signal, removed) = tokio::sync::watch::channel(false);
+    other.signal_removal(signal);
+    other.add_peer(2, &[served.url.to_string()]).unwrap();
+    other.send(vec![numbered(1, 2, 1)]);
+    expect_report(&mut reports, Report::Unreachable(2)).await;
+    assert!(!*removed.borrow());
+    t.shutdown();
+    other.shutdown();
     served.stop().await;
 }
 
