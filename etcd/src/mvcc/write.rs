@@ -35,12 +35,21 @@ struct Change {
 /// revisions 0, 1, 2... in call order. Reads through the transaction see its own earlier
 /// changes. Nothing is visible to other readers until [`Store::publish`].
 ///
+/// Consecutive puts of several requests may share one transaction, each at its own
+/// revision ([`next_revision`](Self::next_revision)), so they are written and published
+/// together; reads through such a transaction are supported at its newest state only.
+///
 /// Holds the store's writer slot until it is finished and published (or dropped).
 #[derive(Debug)]
 pub struct WriteTxn<'a> {
     store: &'a Store,
     token: WriterToken<'a>,
+    /// The published revision the transaction started from.
+    base: i64,
+    /// The revision the next change gets.
     rev: i64,
+    /// Where the changes at `rev` begin in `changes`.
+    rev_start: usize,
     touched: BTreeMap<Vec<u8>, Touched>,
     changes: Vec<Change>,
     events: Vec<Event>,
@@ -109,16 +118,34 @@ impl<'a> WriteTxn<'a> {
         WriteTxn {
             store,
             token,
+            base,
             rev: base + 1,
+            rev_start: 0,
             touched: BTreeMap::new(),
             changes: Vec::new(),
             events: Vec::new(),
         }
     }
 
-    /// The revision this transaction produces if it changes anything.
+    /// The revision this transaction produces if it changes anything (the revision of
+    /// the changes that follow, after [`next_revision`](Self::next_revision)).
     pub fn revision(&self) -> i64 {
         self.rev
+    }
+
+    /// Starts a new revision for the changes that follow, if the current one has any:
+    /// the next request of a run applied as one write. Reads through the transaction
+    /// still see every earlier change.
+    pub fn next_revision(&mut self) {
+        if self.changes.len() > self.rev_start {
+            self.rev += 1;
+            self.rev_start = self.changes.len();
+        }
+    }
+
+    /// The revision of the last change, or the published revision if there is none.
+    fn last_revision(&self) -> i64 {
+        self.changes.last().map_or(self.base, |c| c.rev.main)
     }
 
     /// True once the transaction has changed anything.
@@ -129,11 +156,7 @@ impl<'a> WriteTxn<'a> {
     /// The revision reads through this transaction see as current: the new revision once
     /// something changed, else the store's current revision.
     fn read_revision(&self) -> i64 {
-        if self.changed() {
-            self.rev
-        } else {
-            self.rev - 1
-        }
+        self.last_revision()
     }
 
     /// Executes a RangeRequest as etcd does inside a write txn: the current revision is
@@ -153,7 +176,7 @@ impl<'a> WriteTxn<'a> {
         if opts.rev > current {
             return Err(MvccError::FutureRevision);
         }
-        if !self.changed() || (opts.rev > 0 && opts.rev < self.rev) {
+        if !self.changed() || (opts.rev > 0 && opts.rev <= self.base) {
             // Published history only.
             let mut fetched = self.store.fetch(start, range_end, opts)?;
             fetched.revision = current;
@@ -225,7 +248,7 @@ impl<'a> WriteTxn<'a> {
     }
 
     fn next_sub(&self) -> Revision {
-        Revision::new(self.rev, self.changes.len() as i64)
+        Revision::new(self.rev, (self.changes.len() - self.rev_start) as i64)
     }
 
     /// Sets `key` to `value` with `lease` (0 = none). Keeps the key's create_revision and
@@ -397,7 +420,7 @@ impl<'a> WriteTxn<'a> {
         let Some(b) = bounds(start, range_end) else {
             return;
         };
-        let mut published = index.iter_at(start, range_end, self.rev - 1).peekable();
+        let mut published = index.iter_at(start, range_end, self.base).peekable();
         let mut own = self.touched.range::<[u8], _>(b).peekable();
         let own_slot = |(k, t): (&'s Vec<u8>, &'s Touched)| {
             t.now.as_ref().map(|kv| (k.as_slice(), Slot::Mem(kv)))
@@ -428,6 +451,7 @@ impl<'a> WriteTxn<'a> {
     /// `batch`. Write the batch, then pass the result to [`Store::publish`]. When nothing
     /// changed, nothing is added and publishing is a no-op.
     pub fn finish(self, batch: &mut Batch<'_>) -> PendingWrite<'a> {
+        let rev = self.last_revision();
         for c in &self.changes {
             batch.put(
                 Cf::Kv,
@@ -436,11 +460,11 @@ impl<'a> WriteTxn<'a> {
             );
         }
         if self.changed() {
-            batch.put(Cf::Meta, META_CURRENT_REV, &encode_i64(self.rev));
+            batch.put(Cf::Meta, META_CURRENT_REV, &encode_i64(rev));
         }
         PendingWrite {
             token: self.token,
-            rev: self.rev,
+            rev,
             changes: self
                 .changes
                 .into_iter()

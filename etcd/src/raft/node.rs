@@ -30,6 +30,14 @@ use super::log_store::{Flush, LogStore, LogStoreError};
 pub trait StateMachine: Send + 'static {
     /// Applies the committed normal entry at `index` carrying `data` (never empty).
     fn apply(&mut self, index: u64, term: u64, data: &[u8]);
+    /// Applies consecutive committed normal entries, each with data, in order: the same
+    /// as [`apply`](Self::apply) for each (the default), but an implementation may
+    /// apply them together as long as each proposer's result is the same.
+    fn apply_run(&mut self, entries: &[Entry]) {
+        for e in entries {
+            self.apply(e.index, e.term, &e.data);
+        }
+    }
     /// Records that `index` was applied without changing state (empty or conf entries).
     fn apply_noop(&mut self, index: u64);
     /// The last applied index (durable: what a restart resumes from).
@@ -700,17 +708,27 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
         if entries.is_empty() {
             return;
         }
+        let with_data =
+            |e: &Entry| e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty();
         let mut last = 0;
-        for e in entries {
+        let mut i = 0;
+        while i < entries.len() {
+            let e = &entries[i];
             last = e.index;
+            if with_data(e) {
+                // Consecutive data entries go to the state machine as one run.
+                let end = entries[i..]
+                    .iter()
+                    .position(|e| !with_data(e))
+                    .map_or(entries.len(), |n| i + n);
+                last = entries[end - 1].index;
+                self.sm.apply_run(&entries[i..end]);
+                i = end;
+                continue;
+            }
+            i += 1;
             match e.get_entry_type() {
-                EntryType::EntryNormal => {
-                    if e.data.is_empty() {
-                        self.sm.apply_noop(e.index);
-                    } else {
-                        self.sm.apply(e.index, e.term, &e.data);
-                    }
-                }
+                EntryType::EntryNormal => self.sm.apply_noop(e.index),
                 EntryType::EntryConfChange => match ConfChange::parse_from_bytes(&e.data) {
                     Ok(cc) => {
                         self.apply_conf_change(cc.clone().into_v2());

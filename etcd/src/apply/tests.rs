@@ -1,0 +1,200 @@
+//! The applier against a real store: a run of plain puts applied as one write gives
+//! every proposer, the store, a restart and watchers exactly what applying the same
+//! entries one by one gives.
+
+use std::sync::Arc;
+
+use ::raft::prelude::Entry;
+use prost::Message as _;
+use tempfile::TempDir;
+
+use super::*;
+use crate::proto::etcdserverpb::{DeleteRangeRequest, RangeRequest};
+use crate::watch::{WatchMessage, WatchSpec};
+
+struct Fixture {
+    _dir: TempDir,
+    storage: Storage,
+    store: Arc<Store>,
+    hub: Arc<WatchHub>,
+    wait: Arc<WaitRegistry<Applied>>,
+    applier: Applier,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(dir.path()).unwrap();
+    let store = Arc::new(Store::open(storage.clone()).unwrap());
+    let lessor = Arc::new(Lessor::new(5));
+    let hub = WatchHub::new(store.clone());
+    let alarms = Arc::new(Alarms::load(&storage).unwrap());
+    let members = Arc::new(Membership::load(&storage).unwrap());
+    let wait = Arc::new(WaitRegistry::new(1));
+    let applier = Applier::new(
+        storage.clone(),
+        store.clone(),
+        lessor,
+        hub.clone(),
+        alarms,
+        members,
+        wait.clone(),
+        0,
+    );
+    Fixture {
+        _dir: dir,
+        storage,
+        store,
+        hub,
+        wait,
+        applier,
+    }
+}
+
+fn put(key: &str, value: &str) -> PutRequest {
+    PutRequest {
+        key: key.into(),
+        value: value.into(),
+        ..Default::default()
+    }
+}
+
+/// Committed entries at indexes 1.. carrying `requests`, each with a fresh waiter.
+fn entries(
+    f: &Fixture,
+    requests: &[Request],
+) -> (Vec<Entry>, Vec<tokio::sync::oneshot::Receiver<Applied>>) {
+    let mut es = Vec::new();
+    let mut answers = Vec::new();
+    for (i, r) in requests.iter().enumerate() {
+        let (id, rx) = f.wait.register();
+        let data = InternalRequest {
+            id,
+            request: Some(r.clone()),
+        }
+        .encode_to_vec();
+        es.push(Entry {
+            index: i as u64 + 1,
+            term: 1,
+            data: data.into(),
+            ..Default::default()
+        });
+        answers.push(rx);
+    }
+    (es, answers)
+}
+
+/// Everything in the store at its current revision, with each key's revisions.
+fn contents(store: &Store) -> (i64, Vec<crate::proto::mvccpb::KeyValue>) {
+    let all = RangeRequest {
+        key: vec![0],
+        range_end: vec![0],
+        ..Default::default()
+    };
+    (store.current_revision(), store.range(&all).unwrap().kvs)
+}
+
+fn mixed_requests() -> Vec<Request> {
+    vec![
+        Request::Put(put("a", "1")),
+        Request::Put(put("b", "1")),
+        Request::Put(put("a", "2")),
+        // Fails (no such lease) in the middle of a run: changes nothing.
+        Request::Put(PutRequest {
+            lease: 99,
+            ..put("c", "x")
+        }),
+        Request::Put(put("c", "1")),
+        // Reads the previous value: applied on its own.
+        Request::Put(PutRequest {
+            prev_kv: true,
+            ..put("a", "3")
+        }),
+        Request::Put(put("d", "1")),
+        Request::Put(put("a", "4")),
+        Request::DeleteRange(DeleteRangeRequest {
+            key: "b".into(),
+            ..Default::default()
+        }),
+        Request::Put(put("b", "2")),
+        Request::Put(put("b", "3")),
+    ]
+}
+
+#[test]
+fn a_run_of_plain_puts_is_one_write_with_the_results_of_one_by_one() {
+    let mut together = fixture();
+    let mut alone = fixture();
+    let requests = mixed_requests();
+    let (es, mut answers_t) = entries(&together, &requests);
+    let (es_alone, mut answers_a) = entries(&alone, &requests);
+    together.applier.apply_run(&es);
+    for e in &es_alone {
+        alone.applier.apply(e.index, e.term, &e.data);
+    }
+    let n = requests.len() as u64;
+    assert_eq!(together.applier.applied_index(), n);
+    assert_eq!(alone.applier.applied_index(), n);
+    // Runs: puts 1-5 (one write), the prev_kv put, puts 7-8, the delete, puts 10-11.
+    assert_eq!(alone.applier.writes, requests.len());
+    assert_eq!(together.applier.writes, 5);
+    for (t, a) in answers_t.iter_mut().zip(answers_a.iter_mut()) {
+        assert_eq!(t.try_recv().unwrap(), a.try_recv().unwrap());
+    }
+    let want = contents(&alone.store);
+    assert_eq!(
+        want.0, 11,
+        "ten requests change something: revisions 2..=11"
+    );
+    assert_eq!(contents(&together.store), want);
+    // After a restart: the same store and applied index.
+    for f in [&together, &alone] {
+        let reopened = Store::open(f.storage.clone()).unwrap();
+        assert_eq!(contents(&reopened), want);
+        assert_eq!(load_applied_index(&f.storage).unwrap(), n);
+    }
+}
+
+#[tokio::test]
+async fn watchers_get_every_revision_of_a_run_in_order() {
+    let mut f = fixture();
+    let (mut stream, queue) = f.hub.open_stream();
+    let spec = WatchSpec {
+        key: vec![0],
+        range_end: vec![0],
+        start_revision: 0,
+        prev_kv: false,
+        no_put: false,
+        no_delete: false,
+        progress_notify: false,
+        fragment: false,
+    };
+    stream.create(spec, 0).unwrap();
+    let requests: Vec<Request> = ["x", "y", "x"]
+        .iter()
+        .map(|k| Request::Put(put(k, "v")))
+        .collect();
+    let (es, _answers) = entries(&f, &requests);
+    f.applier.apply_run(&es);
+    assert_eq!(f.applier.writes, 1);
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(5), queue.next())
+            .await
+            .expect("events arrive")
+            .expect("stream open");
+        if let WatchMessage::Events { events, .. } = msg {
+            for e in events {
+                let kv = e.kv.clone().unwrap();
+                got.push((kv.key.to_vec(), kv.mod_revision, kv.version));
+            }
+        }
+    }
+    assert_eq!(
+        got,
+        vec![
+            (b"x".to_vec(), 2, 1),
+            (b"y".to_vec(), 3, 1),
+            (b"x".to_vec(), 4, 2)
+        ]
+    );
+}
