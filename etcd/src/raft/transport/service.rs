@@ -126,14 +126,10 @@ impl PeerService {
                 remote_member_id = %hex(env.from),
                 "refused raft messages from a peer: cluster ID mismatch"
             );
-            let mut md = MetadataMap::new();
-            if let Ok(v) = hex(self.cluster_id).parse() {
-                md.insert(CLUSTER_ID_HEADER, v);
-            }
-            return Err(Status::with_metadata(
-                Code::FailedPrecondition,
+            return Err(refusal(
                 "etcdserver: cluster ID mismatch",
-                md,
+                CLUSTER_ID_HEADER,
+                self.cluster_id,
             ));
         }
         if self.members.is_removed(env.from) {
@@ -142,15 +138,7 @@ impl PeerService {
                 remote_member_id = %hex(env.from),
                 "rejected raft messages from a removed member"
             );
-            let mut md = MetadataMap::new();
-            if let Ok(v) = hex(env.from).parse() {
-                md.insert(REMOVED_HEADER, v);
-            }
-            return Err(Status::with_metadata(
-                Code::FailedPrecondition,
-                REMOVED_MESSAGE,
-                md,
-            ));
+            return Err(refusal(REMOVED_MESSAGE, REMOVED_HEADER, env.from));
         }
         Ok(env.to == self.local_id)
     }
@@ -160,6 +148,16 @@ impl PeerService {
             .step(msg)
             .map_err(|_| Status::unavailable("etcdserver: server stopped"))
     }
+}
+
+/// A refusal that ends a peer's stream: `FailedPrecondition` with `message`, and `id`
+/// (hex) under the metadata key `header` so the sender can tell the refusals apart.
+fn refusal(message: &'static str, header: &'static str, id: u64) -> Status {
+    let mut md = MetadataMap::new();
+    if let Ok(v) = hex(id).parse() {
+        md.insert(header, v);
+    }
+    Status::with_metadata(Code::FailedPrecondition, message, md)
 }
 
 fn undecodable(e: protobuf::ProtobufError) -> Status {
