@@ -341,23 +341,20 @@ fn event_revision(e: &Event) -> i64 {
     e.kv.as_ref().map_or(0, |kv| kv.mod_revision)
 }
 
-impl Applier {
-    /// Decodes the entry at `index`; an undecodable or empty one is applied as a no-op.
-    fn decode(&mut self, index: u64, data: &[u8]) -> Option<InternalRequest> {
-        match InternalRequest::decode(data) {
-            Ok(r) if r.request.is_some() => Some(r),
-            Ok(_) => {
-                self.apply_noop(index);
-                None
-            }
-            Err(e) => {
-                tracing::error!(index, error = %e, "apply: undecodable entry skipped");
-                self.apply_noop(index);
-                None
-            }
+/// Decodes the entry at `index`; None for an undecodable entry (logged) or one without a
+/// request: the caller applies it as a no-op.
+fn decode(index: u64, data: &[u8]) -> Option<InternalRequest> {
+    match InternalRequest::decode(data) {
+        Ok(r) if r.request.is_some() => Some(r),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::error!(index, error = %e, "apply: undecodable entry skipped");
+            None
         }
     }
+}
 
+impl Applier {
     /// Applies one decoded entry on its own and answers its proposer.
     fn apply_decoded(&mut self, index: u64, req: InternalRequest) {
         let id = req.id;
@@ -466,8 +463,9 @@ impl StateMachine for Applier {
         if index <= self.applied {
             return;
         }
-        if let Some(req) = self.decode(index, data) {
-            self.apply_decoded(index, req);
+        match decode(index, data) {
+            Some(req) => self.apply_decoded(index, req),
+            None => self.apply_noop(index),
         }
     }
 
@@ -477,8 +475,9 @@ impl StateMachine for Applier {
             if e.index <= self.applied {
                 continue;
             }
-            let Some(req) = self.decode(e.index, &e.data) else {
+            let Some(req) = decode(e.index, &e.data) else {
                 self.apply_puts(std::mem::take(&mut puts));
+                self.apply_noop(e.index);
                 continue;
             };
             match req.request {

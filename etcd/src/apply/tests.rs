@@ -125,8 +125,16 @@ fn a_run_of_plain_puts_is_one_write_with_the_results_of_one_by_one() {
     let mut together = fixture();
     let mut alone = fixture();
     let requests = mixed_requests();
-    let (es, mut answers_t) = entries(&together, &requests);
-    let (es_alone, mut answers_a) = entries(&alone, &requests);
+    let (mut es, mut answers_t) = entries(&together, &requests);
+    let (mut es_alone, mut answers_a) = entries(&alone, &requests);
+    // The last entry does not decode: a no-op after the run before it.
+    for e in es
+        .iter_mut()
+        .chain(es_alone.iter_mut())
+        .filter(|e| e.index == 11)
+    {
+        e.data = vec![0xff, 0xff, 0xff].into();
+    }
     together.applier.apply_run(&es);
     for e in &es_alone {
         alone.applier.apply(e.index, e.term, &e.data);
@@ -134,23 +142,23 @@ fn a_run_of_plain_puts_is_one_write_with_the_results_of_one_by_one() {
     let n = requests.len() as u64;
     assert_eq!(together.applier.applied_index(), n);
     assert_eq!(alone.applier.applied_index(), n);
-    // Runs: puts 1-5 (one write), the prev_kv put, puts 7-8, the delete, puts 10-11.
-    assert_eq!(alone.applier.writes, requests.len());
+    // Runs: puts 1-5 (one write), the prev_kv put, puts 7-8, the delete, put 10.
+    assert_eq!(alone.applier.writes, 10);
     assert_eq!(together.applier.writes, 5);
     for (t, a) in answers_t.iter_mut().zip(answers_a.iter_mut()) {
-        assert_eq!(t.try_recv().unwrap(), a.try_recv().unwrap());
+        assert_eq!(t.try_recv().ok(), a.try_recv().ok());
     }
     let want = contents(&alone.store);
     assert_eq!(
-        want.0, 11,
-        "ten requests change something: revisions 2..=11"
+        want.0, 10,
+        "nine requests change something: revisions 2..=10"
     );
     assert_eq!(contents(&together.store), want);
-    // After a restart: the same store and applied index.
+    // After a restart: the same store and applied index (a no-op writes nothing).
     for f in [&together, &alone] {
         let reopened = Store::open(f.storage.clone()).unwrap();
         assert_eq!(contents(&reopened), want);
-        assert_eq!(load_applied_index(&f.storage).unwrap(), n);
+        assert_eq!(load_applied_index(&f.storage).unwrap(), n - 1);
     }
 }
 
