@@ -371,13 +371,19 @@ mod membership_tests {
         }
     }
 
-    #[test]
-    fn changes_persist_and_notify() {
+    /// A fresh data dir bootstrapped with voters 1 and 2.
+    fn two_voters() -> (tempfile::TempDir, Storage, Membership) {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(dir.path()).unwrap();
         let m = Membership::load(&storage).unwrap();
         m.bootstrap(&storage, vec![member(1, false), member(2, false)])
             .unwrap();
+        (dir, storage, m)
+    }
+
+    #[test]
+    fn changes_persist_and_notify() {
+        let (_dir, storage, m) = two_voters();
         let mut changes = m.subscribe();
         let mut b = storage.batch();
         m.add(member(3, true), &mut b);
@@ -402,11 +408,7 @@ mod membership_tests {
 
     #[test]
     fn removed_ids_are_kept_for_good() {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::open(dir.path()).unwrap();
-        let m = Membership::load(&storage).unwrap();
-        m.bootstrap(&storage, vec![member(1, false), member(2, false)])
-            .unwrap();
+        let (_dir, storage, m) = two_voters();
         assert!(!m.is_removed(2));
         let mut b = storage.batch();
         assert!(m.remove(2, &mut b));

@@ -410,12 +410,13 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
     );
     // True once this member learns it was removed: by applying its own removal (also
     // before a restart, from the persisted removed IDs) or from a peer's refusal.
-    let (removed_tx, removed) = watch::channel(members.is_removed(id));
-    if members.is_removed(id) {
+    let removed_before = members.is_removed(id);
+    let (removed_tx, removed) = watch::channel(removed_before);
+    if removed_before {
         tracing::warn!(
             member_id = %format!("{id:x}"),
             "{}; the data-dir used by this member must be removed",
-            "the member has been permanently removed from the cluster"
+            crate::raft::transport::REMOVED_MESSAGE
         );
     }
     let applier = applier.with_local_member(id, removed_tx.clone());

@@ -35,7 +35,7 @@ use ::raft::prelude::Message;
 pub use client::{GrpcTransport, PeerStats};
 pub use connect::{fetch_members, PeerClientTls, TransportOptions};
 pub use leader::{LeaderDesk, LeaderLink};
-pub use service::{PeerService, DEFAULT_MAX_MESSAGE_BYTES};
+pub use service::{PeerService, DEFAULT_MAX_MESSAGE_BYTES, REMOVED_MESSAGE};
 
 pub use crate::proto::etcdpeer::{MembersResponse, PeerMember};
 

@@ -22,8 +22,9 @@ pub(super) const CLUSTER_ID_HEADER: &str = "x-etcd-cluster-id";
 /// Metadata key naming the sender's member ID (hex) on a refusal because the sender
 /// was removed from the cluster.
 pub(super) const REMOVED_HEADER: &str = "x-etcd-member-removed";
-/// etcd's words for a member that learns it was removed.
-pub(super) const REMOVED_MESSAGE: &str = "the member has been permanently removed from the cluster";
+/// etcd's words for a member that learns it was removed from the cluster (logged by
+/// the member itself, and the message of a peer's refusal).
+pub const REMOVED_MESSAGE: &str = "the member has been permanently removed from the cluster";
 
 /// Whether `status` is a peer's refusal because we were removed from the cluster.
 pub(super) fn is_removal(status: &Status) -> bool {
