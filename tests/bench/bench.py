@@ -28,6 +28,7 @@ import re
 import signal
 import socket
 import statistics
+import resource
 import subprocess
 import sys
 import tempfile
@@ -248,18 +249,28 @@ def run_test(cluster, test, outdir):
         etcdctl(cluster.endpoints().split(",")[0], "put", RANGE_KEY, "v" * 256)
     cmd = [BENCH, f"--endpoints={eps}", "--precise"] + test.args
     cpu0 = cluster.cpu_seconds()
+    tool0 = children_cpu_seconds()
     path = os.path.join(outdir, test.name + ".txt")
     with open(path, "w") as out, open(os.path.join(outdir, test.name + ".err"), "w") as err:
         out.write("+ " + " ".join(cmd) + "\n")
         out.flush()
         rc = subprocess.run(cmd, stdout=out, stderr=err, timeout=1800).returncode
     cpu = cluster.cpu_seconds() - cpu0
+    tool = children_cpu_seconds() - tool0
     with open(path) as f:
         r = parse_report(f.read(), test.section)
     if rc != 0 or r is None:
         raise RuntimeError(f"benchmark {test.name} failed (rc {rc}); see {path}")
     r["cpu_us_per_op"] = cpu * 1e6 / test.ops
+    r["tool_us_per_op"] = tool * 1e6 / test.ops
     return r
+
+
+def children_cpu_seconds():
+    """CPU time (user + system) of this script's children that have exited: the load tool
+    after it ran (the servers are not waited for until they stop)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def check_perf(cluster, outdir, load):
@@ -310,27 +321,28 @@ def goal_met(goal, e, o):
 def table(results, configs, hwm, perf, servers):
     """Markdown: one row per (configuration, test), medians over rounds."""
     rows = ["| members | test | etcd QPS | our QPS | ratio | etcd p50 / p99 ms | our p50 / p99 ms "
-            "| etcd CPU µs/op | our CPU µs/op | goal |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+            "| etcd CPU µs/op | our CPU µs/op | load tool CPU µs/op (etcd / ours) | goal |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for members, tests in configs:
         for t in tests:
             agg = {}
             for srv in servers:
                 rs = [r for (m, n, s), lst in results.items() if (m, n, s) == (members, t.name, srv)
                       for r in lst]
-                agg[srv] = {k: med([r[k] for r in rs]) for k in ("qps", "p50", "p99", "cpu_us_per_op")}
+                agg[srv] = {k: med([r[k] for r in rs]) for k in ("qps", "p50", "p99", "cpu_us_per_op", "tool_us_per_op")}
             e, o = agg["etcd"], agg["ours"]
             ratio = o["qps"] / e["qps"] if e["qps"] and o["qps"] else None
             rows.append(
                 f"| {members} | {t.name}: {t.title} | {fmt(e['qps'])} | {fmt(o['qps'])} | "
                 f"{fmt(ratio, '×')} | {fmt(e['p50'])} / {fmt(e['p99'])} | "
                 f"{fmt(o['p50'])} / {fmt(o['p99'])} | {fmt(e['cpu_us_per_op'])} | "
-                f"{fmt(o['cpu_us_per_op'])} | {goal_met(t.goal, e, o) if ratio else ''} |")
+                f"{fmt(o['cpu_us_per_op'])} | {fmt(e['tool_us_per_op'])} / {fmt(o['tool_us_per_op'])} | "
+                f"{goal_met(t.goal, e, o) if ratio else ''} |")
         if hwm.get((members, "etcd")):
             e, o = med(hwm[(members, "etcd")]), med(hwm[(members, "ours")])
             ok = "yes" if o <= 0.5 * e else "no"
             rows.append(f"| {members} | VmHWM after 100k × 256 B (MiB, summed over members) | "
-                        f"{e / 1024:.0f} | {o / 1024:.0f} | {o / e:.2f}× | | | | | "
+                        f"{e / 1024:.0f} | {o / 1024:.0f} | {o / e:.2f}× | | | | | | "
                         f"{'≤0.5×: ' + ok if members == 1 else ''} |")
     if perf:
         cells = {}
@@ -340,7 +352,7 @@ def table(results, configs, hwm, perf, servers):
                                    for v in vs) or "NA"
         ok = all(v["verdict"] == "PASS" for v in perf.get("ours", [])) and perf.get("ours")
         rows.append(f"| 1 | etcdctl check perf --load=l (each round) | {cells['etcd']} | "
-                    f"{cells['ours']} | | | | | | passes: {'yes' if ok else 'no'} |")
+                    f"{cells['ours']} | | | | | | | passes: {'yes' if ok else 'no'} |")
     return "\n".join(rows)
 
 
@@ -439,6 +451,7 @@ def main():
                         results.setdefault((members, t.name, srv), []).append(r)
                         print(f"   {t.name:4} qps {fmt(r['qps']):>8}  p50 {fmt(r['p50'])} ms  "
                               f"p99 {fmt(r['p99'])} ms  cpu {fmt(r['cpu_us_per_op'])} µs/op  "
+                              f"tool {fmt(r['tool_us_per_op'])} µs/op  "
                               f"errors {r['errors']}", flush=True)
                         if r["errors"]:
                             raise RuntimeError(f"{t.name}: {r['errors']} failed requests; see {d}")
