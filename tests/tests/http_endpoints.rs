@@ -229,13 +229,14 @@ fn write_path_metrics_move_with_writes() -> Result<()> {
 }
 
 /// One unary gRPC call with curl over h2c: returns (grpc-status, response
-/// message bytes without the 5-byte frame header).
+/// message bytes without the 5-byte frame header, the response's headers and
+/// trailers as curl printed them).
 fn grpc_call(
     port: u16,
     path: &str,
     message: &[u8],
     dir: &std::path::Path,
-) -> Result<(String, Vec<u8>)> {
+) -> Result<(String, Vec<u8>, String)> {
     let mut frame = vec![0u8];
     frame.extend_from_slice(&u32::try_from(message.len())?.to_be_bytes());
     frame.extend_from_slice(message);
@@ -280,7 +281,7 @@ fn grpc_call(
     } else {
         Vec::new()
     };
-    Ok((status, msg))
+    Ok((status, msg, headers))
 }
 
 #[test]
@@ -288,7 +289,7 @@ fn grpc_health_service() -> Result<()> {
     let etcd = EtcdProcess::start_default()?;
     let dir = tempfile::tempdir()?;
     // HealthCheckRequest{service: ""} -> HealthCheckResponse{status: SERVING (1)}.
-    let (status, msg) = grpc_call(
+    let (status, msg, _) = grpc_call(
         etcd.client_port(),
         "/grpc.health.v1.Health/Check",
         &[],
@@ -299,12 +300,61 @@ fn grpc_health_service() -> Result<()> {
     // An unknown service name: NOT_FOUND (5), as grpc-go's health server.
     let mut req = vec![0x0a, 4];
     req.extend_from_slice(b"nope");
-    let (status, _) = grpc_call(
+    let (status, _, _) = grpc_call(
         etcd.client_port(),
         "/grpc.health.v1.Health/Check",
         &req,
         dir.path(),
     )?;
     assert_eq!(status, "5");
+    Ok(())
+}
+
+/// gRPC responses carry no `date` header, as etcd's grpc-go server sends none (it
+/// was per-response work for both sides); HTTP/1.1 responses keep theirs.
+#[test]
+fn grpc_responses_have_no_date_header_http1_ones_do() -> Result<()> {
+    let etcd = EtcdProcess::start_default()?;
+    let dir = tempfile::tempdir()?;
+    // RangeRequest{key: "a"}.
+    let (status, _, headers) = grpc_call(
+        etcd.client_port(),
+        "/etcdserverpb.KV/Range",
+        &[0x0a, 0x01, b'a'],
+        dir.path(),
+    )?;
+    assert_eq!(status, "0");
+    let has_date = |h: &str| {
+        h.lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("date:"))
+    };
+    assert!(
+        headers.contains("content-type: application/grpc"),
+        "{headers}"
+    );
+    assert!(
+        !has_date(&headers),
+        "a date header on a gRPC response:\n{headers}"
+    );
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "5",
+            "--http1.1",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+        ])
+        .arg(format!("http://127.0.0.1:{}/health", etcd.client_port()))
+        .output()
+        .context("run curl")?;
+    let h1 = String::from_utf8_lossy(&out.stdout);
+    assert!(h1.starts_with("HTTP/1.1 200"), "{h1}");
+    assert!(
+        has_date(&h1),
+        "no date header on an HTTP/1.1 response:\n{h1}"
+    );
     Ok(())
 }

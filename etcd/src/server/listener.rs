@@ -204,6 +204,9 @@ where
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(u32::MAX)
+        // gRPC responses carry no `date` header (etcd's grpc-go server sends none);
+        // HTTP/1 responses keep theirs.
+        .auto_date_header(false)
         .keep_alive_interval(Some(Duration::from_secs(7200)))
         .keep_alive_timeout(Duration::from_secs(20));
     // Responses that are ready in the same scheduler round leave in one write.
