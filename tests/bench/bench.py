@@ -25,10 +25,10 @@ import json
 import os
 import platform
 import re
+import resource
 import signal
 import socket
 import statistics
-import resource
 import subprocess
 import sys
 import tempfile
@@ -329,7 +329,8 @@ def table(results, configs, hwm, perf, servers):
             for srv in servers:
                 rs = [r for (m, n, s), lst in results.items() if (m, n, s) == (members, t.name, srv)
                       for r in lst]
-                agg[srv] = {k: med([r[k] for r in rs]) for k in ("qps", "p50", "p99", "cpu_us_per_op", "tool_us_per_op")}
+                agg[srv] = {k: med([r[k] for r in rs])
+                            for k in ("qps", "p50", "p99", "cpu_us_per_op", "tool_us_per_op")}
             e, o = agg["etcd"], agg["ours"]
             ratio = o["qps"] / e["qps"] if e["qps"] and o["qps"] else None
             rows.append(
