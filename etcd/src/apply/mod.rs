@@ -28,7 +28,7 @@ use crate::proto::etcdserverpb::{
     PutResponse, TxnResponse,
 };
 use crate::proto::mvccpb::Event;
-use crate::raft::{StateMachine, WaitRegistry};
+use crate::raft::{RaftError, StateMachine, WaitRegistry};
 use crate::rpctypes::EtcdError;
 use crate::storage::{Cf, Durability, Storage};
 use crate::watch::WatchHub;
@@ -509,6 +509,11 @@ impl StateMachine for Applier {
 
     fn applied_index(&self) -> u64 {
         self.applied
+    }
+
+    fn proposal_dropped(&mut self, tag: u64, err: RaftError) {
+        // The tag is the request id the proposer waits on.
+        self.wait.fail(tag, err);
     }
 
     fn apply_conf_change(&mut self, index: u64, cc: &ConfChange) {

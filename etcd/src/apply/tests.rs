@@ -10,6 +10,7 @@ use tempfile::TempDir;
 
 use super::*;
 use crate::proto::etcdserverpb::{DeleteRangeRequest, RangeRequest};
+use crate::raft::Waited;
 use crate::watch::{WatchMessage, WatchSpec};
 
 struct Fixture {
@@ -62,7 +63,10 @@ fn put(key: &str, value: &str) -> PutRequest {
 fn entries(
     f: &Fixture,
     requests: &[Request],
-) -> (Vec<Entry>, Vec<tokio::sync::oneshot::Receiver<Applied>>) {
+) -> (
+    Vec<Entry>,
+    Vec<tokio::sync::oneshot::Receiver<Waited<Applied>>>,
+) {
     let mut es = Vec::new();
     let mut answers = Vec::new();
     for (i, r) in requests.iter().enumerate() {
@@ -145,8 +149,15 @@ fn a_run_of_plain_puts_is_one_write_with_the_results_of_one_by_one() {
     // Runs: puts 1-5 (one write), the prev_kv put, puts 7-8, the delete, put 10.
     assert_eq!(alone.applier.writes, 10);
     assert_eq!(together.applier.writes, 5);
-    for (t, a) in answers_t.iter_mut().zip(answers_a.iter_mut()) {
-        assert_eq!(t.try_recv().ok(), a.try_recv().ok());
+    // Every decodable entry is answered, and alike; the undecodable one is not.
+    for (i, (t, a)) in answers_t.iter_mut().zip(answers_a.iter_mut()).enumerate() {
+        let t = t.try_recv().ok();
+        if i + 1 == 11 {
+            assert!(t.is_none(), "entry 11 is not answered: {t:?}");
+        } else {
+            assert!(matches!(t, Some(Waited::Done(_))), "entry {}: {t:?}", i + 1);
+        }
+        assert_eq!(t, a.try_recv().ok());
     }
     let want = contents(&alone.store);
     assert_eq!(

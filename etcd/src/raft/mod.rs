@@ -14,4 +14,4 @@ pub use node::{
     StateMachine, Transport,
 };
 pub use transport::{GrpcTransport, PeerService};
-pub use wait::WaitRegistry;
+pub use wait::{WaitRegistry, Waited};

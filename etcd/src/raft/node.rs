@@ -60,6 +60,12 @@ pub trait StateMachine: Send + 'static {
         let _ = data;
         Ok(())
     }
+    /// Learns that the proposal made with `tag` (see [`RaftHandle::propose`]) was
+    /// dropped with `err`: nothing of it was appended, it will never be applied. Called
+    /// on the loop's thread, once per dropped proposal; the default ignores it.
+    fn proposal_dropped(&mut self, tag: u64, err: RaftError) {
+        let _ = (tag, err);
+    }
 }
 
 /// The leader's view of replication, for promotion checks.
@@ -163,8 +169,8 @@ pub struct LeaderInfo {
 
 enum Command {
     Propose {
+        tag: u64,
         data: Vec<u8>,
-        failed: oneshot::Sender<RaftError>,
     },
     ProposeConfChange {
         cc: ConfChange,
@@ -193,10 +199,12 @@ pub struct RaftHandle {
 }
 
 impl RaftHandle {
-    /// Proposes `data`. Returns a receiver that yields an error if the proposal was
-    /// dropped (no leader, stopped); on success it is dropped without a value and the
-    /// result arrives through apply.
-    pub fn propose(&self, data: Vec<u8>) -> Result<oneshot::Receiver<RaftError>, RaftError> {
+    /// Proposes `data`. `Err` means it was refused at once; otherwise it either reaches
+    /// the state machine through apply or, if the loop drops it (no leader, a leadership
+    /// transfer), the state machine is told so with `tag`
+    /// ([`StateMachine::proposal_dropped`]). A proposal still queued when the loop stops
+    /// gets neither.
+    pub fn propose(&self, tag: u64, data: Vec<u8>) -> Result<(), RaftError> {
         // etcd's backpressure: refuse when apply lags commit too far, or when too many
         // proposals wait for the raft loop to take them.
         let lag = self.status.commit().saturating_sub(self.status.applied());
@@ -205,12 +213,10 @@ impl RaftHandle {
         {
             return Err(RaftError::TooManyRequests);
         }
-        let (failed, rx) = oneshot::channel();
         self.status.inflight.fetch_add(1, Ordering::AcqRel);
         self.tx
-            .send(Command::Propose { data, failed })
-            .map_err(|_| RaftError::Stopped)?;
-        Ok(rx)
+            .send(Command::Propose { tag, data })
+            .map_err(|_| RaftError::Stopped)
     }
 
     /// Proposes a membership change (its `id` is the request id apply answers). The
@@ -395,7 +401,7 @@ fn build<S: StateMachine, T: Transport>(
         held_snapshots: Vec::new(),
         flush: None,
         proposals: Vec::new(),
-        proposal_waiters: Vec::new(),
+        proposal_tags: Vec::new(),
     };
     Ok((handle, rx, lp))
 }
@@ -429,8 +435,8 @@ struct Loop<S, T> {
     /// `MsgPropose` before any other command, tick or Ready (see
     /// [`step_proposals`](Self::step_proposals)).
     proposals: Vec<Entry>,
-    /// The failure senders of `proposals`, in the same order.
-    proposal_waiters: Vec<oneshot::Sender<RaftError>>,
+    /// The tags of `proposals`, in the same order.
+    proposal_tags: Vec<u64>,
 }
 
 impl<S: StateMachine, T: Transport> Loop<S, T> {
@@ -482,14 +488,14 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
     }
 
     fn handle(&mut self, cmd: Command) {
-        if let Command::Propose { data, failed } = cmd {
+        if let Command::Propose { tag, data } = cmd {
             // The proposal has left the queue (the bound counts queued proposals).
             self.status.inflight.fetch_sub(1, Ordering::AcqRel);
             self.proposals.push(Entry {
                 data: data.into(),
                 ..Default::default()
             });
-            self.proposal_waiters.push(failed);
+            self.proposal_tags.push(tag);
             return;
         }
         // Everything else sees the proposals queued before it already stepped.
@@ -542,8 +548,8 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
         if self.proposals.is_empty() {
             return;
         }
-        // raft takes the entries; the waiters' vector keeps its capacity for the next
-        // batch (only a dropped batch needs them).
+        // raft takes the entries; the tags' vector keeps its capacity for the next batch
+        // (only a dropped batch needs them).
         let entries = std::mem::take(&mut self.proposals);
         let res = if self.node.raft.leader_id == ::raft::INVALID_ID {
             Err(::raft::Error::ProposalDropped)
@@ -555,11 +561,11 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
             self.node.raft.step(m)
         };
         match res {
-            Ok(()) => self.proposal_waiters.clear(),
+            Ok(()) => self.proposal_tags.clear(),
             Err(e) => {
                 let err = proposal_error(e);
-                for w in self.proposal_waiters.drain(..) {
-                    let _ = w.send(err.clone());
+                for tag in self.proposal_tags.drain(..) {
+                    self.sm.proposal_dropped(tag, err.clone());
                 }
             }
         }
@@ -862,7 +868,7 @@ mod tests {
         let mut refused = 0;
         let mut accepted = 0;
         for i in 0..200u32 {
-            match raft.propose(i.to_be_bytes().to_vec()) {
+            match raft.propose(u64::from(i), i.to_be_bytes().to_vec()) {
                 Ok(_) => accepted += 1,
                 Err(RaftError::TooManyRequests) => refused += 1,
                 Err(e) => panic!("unexpected {e}"),
@@ -878,12 +884,13 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert!(raft.propose(b"after".to_vec()).is_ok());
+        assert!(raft.propose(1_000, b"after".to_vec()).is_ok());
     }
 
-    /// Applies instantly.
+    /// Applies instantly; keeps the tags of dropped proposals.
     struct Quick {
         applied: u64,
+        dropped: Vec<(u64, RaftError)>,
     }
 
     impl StateMachine for Quick {
@@ -895,6 +902,9 @@ mod tests {
         }
         fn applied_index(&self) -> u64 {
             self.applied
+        }
+        fn proposal_dropped(&mut self, tag: u64, err: RaftError) {
+            self.dropped.push((tag, err));
         }
     }
 
@@ -929,7 +939,10 @@ mod tests {
         let (handle, rx, lp) = build(
             cfg,
             log,
-            Quick { applied: 0 },
+            Quick {
+                applied: 0,
+                dropped: Vec::new(),
+            },
             Outbox(sent.clone()),
             campaign,
         )
@@ -983,7 +996,9 @@ mod tests {
         acknowledge(&mut lp, 2, term, last);
         sent.lock().unwrap().clear();
 
-        let _waiters: Vec<_> = (0..5u8).map(|i| handle.propose(vec![i]).unwrap()).collect();
+        for i in 0..5u8 {
+            handle.propose(u64::from(i), vec![i]).unwrap();
+        }
         take_queue(&mut lp, &rx);
         lp.on_ready().unwrap();
         let sent = sent.lock().unwrap();
@@ -1001,16 +1016,19 @@ mod tests {
         assert_eq!(lp.node.raft.raft_log.last_index(), last + 5);
     }
 
-    #[tokio::test]
-    async fn a_dropped_batch_fails_every_proposal_in_it() {
+    #[test]
+    fn a_dropped_batch_fails_every_proposal_in_it() {
         let dir = tempfile::tempdir().unwrap();
         let (handle, rx, mut lp, _sent) = three_voters(dir.path(), false);
         let before = lp.node.raft.raft_log.last_index();
-        let waiters: Vec<_> = (0..3u8).map(|i| handle.propose(vec![i]).unwrap()).collect();
-        take_queue(&mut lp, &rx);
-        for w in waiters {
-            assert_eq!(w.await.unwrap(), RaftError::NoLeader);
+        for tag in [7, 8, 9] {
+            handle.propose(tag, vec![tag as u8]).unwrap();
         }
+        take_queue(&mut lp, &rx);
+        assert_eq!(
+            lp.sm.dropped,
+            [7, 8, 9].map(|tag| (tag, RaftError::NoLeader)).to_vec()
+        );
         assert_eq!(lp.node.raft.raft_log.last_index(), before);
     }
 
@@ -1041,7 +1059,7 @@ mod tests {
             last
         );
         // A new entry is written durably, as before.
-        let _failed = handle.propose(b"x".to_vec()).unwrap();
+        handle.propose(1, b"x".to_vec()).unwrap();
         take_queue(&mut lp, &rx);
         lp.on_ready().unwrap();
         assert_ne!(lp.log.wal_position(), before);

@@ -21,7 +21,7 @@ use crate::proto::etcdserverpb::{
     ResponseHeader, StatusResponse, TxnRequest, TxnResponse,
 };
 use crate::raft::transport::LeaderLink;
-use crate::raft::{RaftError, RaftHandle, WaitRegistry};
+use crate::raft::{RaftError, RaftHandle, WaitRegistry, Waited};
 use crate::rpctypes::EtcdError;
 use crate::server::validate;
 use crate::storage::Storage;
@@ -122,6 +122,19 @@ fn mvcc_err(e: MvccError) -> EtcdError {
     }
 }
 
+/// What a proposer gets from the end of its wait: the applied result, or etcd's error
+/// for a dropped proposal, a timeout, or a registry that went away with the server.
+pub(super) fn waited(
+    w: Result<Waited<Applied>, tokio::sync::oneshot::error::RecvError>,
+) -> Result<Applied, EtcdError> {
+    match w {
+        Ok(Waited::Done(a)) => Ok(a),
+        Ok(Waited::Dropped(e)) => Err(raft_err(e)),
+        Ok(Waited::TimedOut) => Err(EtcdError::Timeout),
+        Err(_) => Err(EtcdError::Stopped),
+    }
+}
+
 pub(super) fn raft_err(e: RaftError) -> EtcdError {
     match e {
         RaftError::NoLeader => EtcdError::NoLeader,
@@ -198,37 +211,18 @@ impl EtcdServer {
             self.p.wait.cancel(id);
             return Err(EtcdError::RequestTooLarge);
         }
-        let failed = match self.p.raft.propose(data) {
-            Ok(f) => f,
+        if let Err(e) = self.p.raft.propose(id, data) {
+            self.p.wait.cancel(id);
+            crate::metrics::PROPOSALS_FAILED.inc();
+            return Err(raft_err(e));
+        }
+        // Apply answers the id; a dropped proposal and the request timeout (the
+        // registry's sweeps, `server::wait_sweep_task`) end the wait too.
+        match waited(rx.await) {
+            Ok(a) => Ok(a),
             Err(e) => {
-                self.p.wait.cancel(id);
-                crate::metrics::PROPOSALS_FAILED.inc();
-                return Err(raft_err(e));
-            }
-        };
-        let dropped = async {
-            match failed.await {
-                Ok(e) => e,
-                Err(_) => std::future::pending().await,
-            }
-        };
-        let outcome = tokio::time::timeout(self.p.settings.request_timeout, async {
-            tokio::select! {
-                r = rx => r.map_err(|_| EtcdError::Stopped),
-                e = dropped => Err(raft_err(e)),
-            }
-        })
-        .await;
-        match outcome {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => {
                 crate::metrics::PROPOSALS_FAILED.inc();
                 Err(e)
-            }
-            Err(_) => {
-                self.p.wait.cancel(id);
-                crate::metrics::PROPOSALS_FAILED.inc();
-                Err(EtcdError::Timeout)
             }
         }
     }

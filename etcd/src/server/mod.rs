@@ -522,6 +522,11 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
         server.clone(),
         shutdown_rx.clone(),
     )));
+    tasks.push(tokio::spawn(wait_sweep_task(
+        server.p.wait.clone(),
+        server.settings().request_timeout,
+        shutdown_rx.clone(),
+    )));
     tasks.push(tokio::spawn(progress_task(
         server.clone(),
         opts.watch_progress_notify_interval,
@@ -833,6 +838,33 @@ async fn leadership_task(server: Arc<EtcdServer>, mut shutdown: watch::Receiver<
     }
 }
 
+/// How often waits for proposals are checked against the request timeout.
+const WAIT_SWEEP: Duration = Duration::from_millis(100);
+
+/// Ends the waits of proposals that were not applied within the request timeout
+/// ("etcdserver: request timed out"): one registry sweep per [`WAIT_SWEEP`], instead of
+/// a timer per request. Missed ticks are delayed, not burst, so a sweep round is never
+/// shorter than the period and a wait never ends before the timeout.
+async fn wait_sweep_task<T>(
+    wait: Arc<WaitRegistry<T>>,
+    timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let rounds = timeout.as_millis().div_ceil(WAIT_SWEEP.as_millis()) as u64;
+    let mut t = tokio::time::interval(WAIT_SWEEP);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = t.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let expired = wait.sweep(rounds);
+        if expired > 0 {
+            tracing::warn!(expired, "proposals not applied within the request timeout");
+        }
+    }
+}
+
 async fn lease_expiry_task(server: Arc<EtcdServer>, mut shutdown: watch::Receiver<bool>) {
     let mut t = tokio::time::interval(Duration::from_millis(500));
     loop {
@@ -902,5 +934,32 @@ async fn auto_compaction_task(
             Ok(_) => tracing::info!(revision = target, "completed auto compaction"),
             Err(e) => tracing::warn!(revision = target, error = %e, "auto compaction failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::Waited;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_ends_at_the_request_timeout_and_not_before() {
+        let wait = Arc::new(WaitRegistry::<u32>::new(1));
+        let (_stop, shutdown) = watch::channel(false);
+        let timeout = Duration::from_millis(7_000);
+        tokio::spawn(wait_sweep_task(wait.clone(), timeout, shutdown));
+        // Registered between two sweeps, the worst case for being early.
+        tokio::time::sleep(WAIT_SWEEP * 3 + WAIT_SWEEP / 2).await;
+        let (early, mut rx) = wait.register();
+        tokio::time::sleep(timeout - Duration::from_millis(1)).await;
+        assert!(rx.try_recv().is_err(), "not ended before the timeout");
+        assert!(wait.is_registered(early));
+        tokio::time::sleep(WAIT_SWEEP + Duration::from_millis(1)).await;
+        assert_eq!(rx.try_recv(), Ok(Waited::TimedOut));
+        // An answered wait is not touched by later sweeps.
+        let (answered, rx) = wait.register();
+        assert!(wait.trigger(answered, 5));
+        tokio::time::sleep(timeout * 2).await;
+        assert_eq!(rx.await, Ok(Waited::Done(5)));
     }
 }

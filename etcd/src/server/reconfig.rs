@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use prost::Message as _;
 use raft::prelude::{ConfChange, ConfChangeType};
 
-use super::facade::raft_err;
+use super::facade::{raft_err, waited};
 use super::EtcdServer;
 use crate::cluster::member_id;
 use crate::proto::etcdinternal::{internal_request::Request, MemberPeerUrls, StoredMember};
@@ -106,20 +106,15 @@ impl EtcdServer {
                 Err(_) => std::future::pending().await,
             }
         };
-        let outcome = tokio::time::timeout(self.p.settings.request_timeout, async {
-            tokio::select! {
-                r = rx => r.map_err(|_| EtcdError::Stopped),
-                e = dropped => Err(raft_err(e)),
-            }
-        })
-        .await;
-        match outcome {
-            Ok(r) => r?.result.map(|_| ()),
-            Err(_) => {
+        // The registry's sweeps end the wait at the request timeout.
+        let applied = tokio::select! {
+            r = rx => waited(r)?,
+            e = dropped => {
                 self.p.wait.cancel(id);
-                Err(EtcdError::Timeout)
+                return Err(raft_err(e));
             }
-        }
+        };
+        applied.result.map(|_| ())
     }
 
     fn peer_urls_taken(&self, urls: &[String], except: u64) -> bool {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::test_util::{bind, init_tracing, serve_bound, Pki, Served};
 use super::{GrpcTransport, PeerService, TransportOptions};
-use crate::raft::{LogStore, RaftConfig, RaftHandle, StateMachine};
+use crate::raft::{LogStore, RaftConfig, RaftError, RaftHandle, StateMachine};
 use crate::storage::Storage;
 
 const CLUSTER: u64 = 0x5eed;
@@ -16,10 +16,11 @@ const IDS: [u64; 3] = [1, 2, 3];
 /// Applied entries as (index, data), shared with the test.
 type AppliedLog = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
 
-/// Records applied entries (index, data).
+/// Records applied entries (index, data) and the tags of dropped proposals.
 #[derive(Clone, Default)]
 struct Recorder {
     applied: AppliedLog,
+    dropped: Arc<Mutex<Vec<u64>>>,
     index: u64,
 }
 
@@ -34,6 +35,9 @@ impl StateMachine for Recorder {
     fn applied_index(&self) -> u64 {
         self.index
     }
+    fn proposal_dropped(&mut self, tag: u64, _err: RaftError) {
+        self.dropped.lock().unwrap().push(tag);
+    }
 }
 
 struct Member {
@@ -42,6 +46,7 @@ struct Member {
     transport: GrpcTransport,
     served: Option<Served>,
     applied: AppliedLog,
+    dropped: Arc<Mutex<Vec<u64>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -101,6 +106,7 @@ async fn start_cluster(pki: Option<&Pki>) -> Vec<Member> {
         }
         let sm = Recorder::default();
         let applied = sm.applied.clone();
+        let dropped = sm.dropped.clone();
         let cfg = RaftConfig {
             id,
             tick: Duration::from_millis(20),
@@ -119,6 +125,7 @@ async fn start_cluster(pki: Option<&Pki>) -> Vec<Member> {
             transport,
             served: Some(serve_bound(svc, b)),
             applied,
+            dropped,
             _dir: dir,
         });
     }
@@ -165,12 +172,23 @@ async fn all_applied(members: &[Member], live: &[u64], want: &[Vec<u8>]) {
     }
 }
 
+/// Proposes `data` on `leader` and waits until that member applied it.
 async fn propose_on(members: &[Member], leader: u64, data: &[u8]) {
+    static TAG: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let m = members.iter().find(|m| m.id == leader).unwrap();
-    let failed = m.raft.propose(data.to_vec()).unwrap();
-    // The receiver resolves with an error only if the proposal was dropped.
-    if let Ok(Ok(e)) = tokio::time::timeout(Duration::from_millis(100), failed).await {
-        panic!("proposal dropped: {e}");
+    let tag = TAG.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    m.raft.propose(tag, data.to_vec()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !m.data().iter().any(|d| d == data) {
+        assert!(
+            !m.dropped.lock().unwrap().contains(&tag),
+            "proposal dropped"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "proposal not applied on the leader"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
