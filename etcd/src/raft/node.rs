@@ -168,24 +168,15 @@ pub struct LeaderInfo {
 }
 
 enum Command {
-    Propose {
-        tag: u64,
-        data: Vec<u8>,
-    },
-    ProposeConfChange {
-        cc: ConfChange,
-        failed: oneshot::Sender<RaftError>,
-    },
+    Propose { tag: u64, data: Vec<u8> },
+    ProposeConfChange(ConfChange),
     ReadIndex(oneshot::Sender<Result<u64, RaftError>>),
     Progress(oneshot::Sender<Option<ReplicationProgress>>),
     Stop,
     TransferLeader(u64),
     Step(Message),
     ReportUnreachable(u64),
-    ReportSnapshot {
-        id: u64,
-        success: bool,
-    },
+    ReportSnapshot { id: u64, success: bool },
 }
 
 /// Handle to the raft loop. Cheap to clone.
@@ -219,17 +210,12 @@ impl RaftHandle {
             .map_err(|_| RaftError::Stopped)
     }
 
-    /// Proposes a membership change (its `id` is the request id apply answers). The
-    /// returned receiver works as for [`propose`](Self::propose).
-    pub fn propose_conf_change(
-        &self,
-        cc: ConfChange,
-    ) -> Result<oneshot::Receiver<RaftError>, RaftError> {
-        let (failed, rx) = oneshot::channel();
+    /// Proposes a membership change. Its `id` is its tag: as for
+    /// [`propose`](Self::propose), a drop is reported to the state machine with it.
+    pub fn propose_conf_change(&self, cc: ConfChange) -> Result<(), RaftError> {
         self.tx
-            .send(Command::ProposeConfChange { cc, failed })
-            .map_err(|_| RaftError::Stopped)?;
-        Ok(rx)
+            .send(Command::ProposeConfChange(cc))
+            .map_err(|_| RaftError::Stopped)
     }
 
     /// The replication progress if this member leads, `None` otherwise.
@@ -502,14 +488,15 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
         self.step_proposals();
         match cmd {
             Command::Propose { .. } => {}
-            Command::ProposeConfChange { cc, failed } => {
+            Command::ProposeConfChange(cc) => {
+                let tag = cc.id;
                 let res = if self.node.raft.leader_id == ::raft::INVALID_ID {
                     Err(::raft::Error::ProposalDropped)
                 } else {
                     self.node.propose_conf_change(vec![], cc)
                 };
                 if let Err(e) = res {
-                    let _ = failed.send(proposal_error(e));
+                    self.sm.proposal_dropped(tag, proposal_error(e));
                 }
             }
             Command::Progress(tx) => {
@@ -1030,6 +1017,20 @@ mod tests {
             [7, 8, 9].map(|tag| (tag, RaftError::NoLeader)).to_vec()
         );
         assert_eq!(lp.node.raft.raft_log.last_index(), before);
+    }
+
+    #[test]
+    fn a_dropped_conf_change_is_reported_with_its_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let (handle, rx, mut lp, _sent) = three_voters(dir.path(), false);
+        let cc = ConfChange {
+            id: 42,
+            node_id: 4,
+            ..Default::default()
+        };
+        handle.propose_conf_change(cc).unwrap();
+        take_queue(&mut lp, &rx);
+        assert_eq!(lp.sm.dropped, vec![(42, RaftError::NoLeader)]);
     }
 
     #[test]

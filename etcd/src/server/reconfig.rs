@@ -93,27 +93,13 @@ impl EtcdServer {
         };
         cc.set_change_type(change_type);
         cc.context = context.into();
-        let failed = match self.p.raft.propose_conf_change(cc) {
-            Ok(f) => f,
-            Err(e) => {
-                self.p.wait.cancel(id);
-                return Err(raft_err(e));
-            }
-        };
-        let dropped = async {
-            match failed.await {
-                Ok(e) => e,
-                Err(_) => std::future::pending().await,
-            }
-        };
-        // The registry's sweeps end the wait at the request timeout.
-        let applied = tokio::select! {
-            r = rx => waited(r)?,
-            e = dropped => {
-                self.p.wait.cancel(id);
-                return Err(raft_err(e));
-            }
-        };
+        if let Err(e) = self.p.raft.propose_conf_change(cc) {
+            self.p.wait.cancel(id);
+            return Err(raft_err(e));
+        }
+        // Apply answers the id; a drop and the request timeout (the registry's sweeps)
+        // end the wait too, as for any proposal.
+        let applied = waited(rx.await)?;
         applied.result.map(|_| ())
     }
 
