@@ -123,7 +123,6 @@ const NOT_ACTED_ON: &[&str] = &[
     "enable-pprof",
     "max-learners",
     "feature-gates",
-    "wal-dir",
     "initial-election-tick-advance",
     "self-signed-cert-validity",
 ];
