@@ -8,11 +8,14 @@ one table (medians over the rounds) and writes it into BENCHMARKS.md between the
 
 Usage: python3 tests/bench/bench.py [--ours PATH] [--etcd PATH] [--rounds N] [--out DIR]
                                     [--report FILE] [--smoke] [--no-check-perf]
+                                    [--keep-data]
   --ours     our etcd binary (default: $CARGO_TARGET_DIR or target, release/etcd)
   --etcd     the reference server (default /usr/bin/etcd, Debian's etcd-server 3.4)
   --rounds   rounds (default 2); each round runs every server once per configuration
   --out      raw outputs: <out>/<round>/<config>/<server>/<test>.txt, server logs, metrics
   --report   the markdown file to write the table into (default BENCHMARKS.md)
+  --keep-data  keep each server's data dir after its run (by default it is removed once the
+             server has stopped: a full run writes gigabytes; logs and outputs are kept)
   --smoke    tiny request counts and one round: checks that the harness works (CI), measures
              nothing
 Environment: BENCH (the benchmark binary, default /var/tmp/etcd-benchmark/etcd-benchmark),
@@ -26,6 +29,7 @@ import os
 import platform
 import re
 import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -39,6 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 RANGE_KEY = "bench-range-key"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+KEEP_DATA = False  # --keep-data
 
 
 # --- the suite -------------------------------------------------------------------------
@@ -107,11 +112,12 @@ class Cluster:
 
     def __init__(self, binary, members, workdir, extra):
         self.binary, self.workdir = binary, workdir
-        self.procs, self.client_urls, self.logs = [], [], []
+        self.procs, self.client_urls, self.logs, self.data_dirs = [], [], [], []
         peers = [(f"m{i}", free_port(), free_port()) for i in range(members)]
         initial = ",".join(f"{n}=http://127.0.0.1:{p}" for n, _, p in peers)
         for name, cport, pport in peers:
             data = os.path.join(workdir, f"{name}.etcd")
+            self.data_dirs.append(data)
             curl, purl = f"http://127.0.0.1:{cport}", f"http://127.0.0.1:{pport}"
             args = [binary, "--name", name, "--data-dir", data,
                     "--listen-client-urls", curl, "--advertise-client-urls", curl,
@@ -191,6 +197,9 @@ class Cluster:
                 p.wait()
         for log in self.logs:
             log.close()
+        if not KEEP_DATA:
+            for d in self.data_dirs:
+                shutil.rmtree(d, ignore_errors=True)
 
 
 def health(url):
@@ -408,7 +417,7 @@ def write_report(path, body):
 # --- main ------------------------------------------------------------------------------
 
 def main():
-    global BENCH, ETCDCTL
+    global BENCH, ETCDCTL, KEEP_DATA
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     ap.add_argument("--ours", default=os.path.join(target, "release", "etcd"))
@@ -418,11 +427,13 @@ def main():
     ap.add_argument("--report", default=os.path.join(ROOT, "BENCHMARKS.md"))
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--no-check-perf", action="store_true")
+    ap.add_argument("--keep-data", action="store_true")
     ap.add_argument("--members", default="1,3", help="configurations, e.g. 1 or 1,3")
     ap.add_argument("--only", default=None,
                     help="run only these tests, e.g. b,w (for quick looks; the table of "
                          "record runs the whole suite)")
     a = ap.parse_args()
+    KEEP_DATA = a.keep_data
     BENCH = os.environ.get("BENCH", "/var/tmp/etcd-benchmark/etcd-benchmark")
     ETCDCTL = os.environ.get("ETCDCTL", "/usr/bin/etcdctl")
     for what, p in (("benchmark tool (BENCH)", BENCH), ("etcdctl", ETCDCTL),

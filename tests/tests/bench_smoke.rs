@@ -78,9 +78,21 @@ fn smoke_run_fills_the_whole_table() {
             .unwrap_or_else(|| panic!("no row {members} {test} in\n{md}"));
         assert!(!row.contains("NA"), "unmeasured cell in {row}");
     }
-    // Raw outputs and each server's metrics are kept.
+    // Raw outputs, server logs and each server's metrics are kept; data dirs are not (a full
+    // run would leave gigabytes behind).
     let raw = dir.path().join("raw/round1/1m/ours");
     assert!(raw.join("b.txt").exists() && raw.join("metrics-m0.txt").exists());
+    assert!(raw.join("m0.log").exists(), "server log not kept");
+    for (config, members) in [("1m", 1), ("3m", 3)] {
+        for server in ["etcd", "ours"] {
+            for m in 0..members {
+                let data = dir
+                    .path()
+                    .join(format!("raw/round1/{config}/{server}/m{m}.etcd"));
+                assert!(!data.exists(), "data dir left behind: {}", data.display());
+            }
+        }
+    }
     let metrics = std::fs::read_to_string(raw.join("metrics-m0.txt")).unwrap();
     for name in [
         "etcd_disk_wal_fsync_duration_seconds_count",
