@@ -353,3 +353,164 @@ fn grpc_responses_have_no_date_header_http1_ones_do() -> Result<()> {
     );
     Ok(())
 }
+
+/// `grpc_server_*{grpc_type,grpc_service,grpc_method[,grpc_code]}` of one method, for a
+/// line prefix.
+fn grpc_series(name: &str, kind: &str, service: &str, method: &str, code: Option<&str>) -> String {
+    let code = code
+        .map(|c| format!(r#"grpc_code="{c}","#))
+        .unwrap_or_default();
+    format!(
+        r#"{name}{{{code}grpc_method="{method}",grpc_service="{service}",grpc_type="{kind}"}} "#
+    )
+}
+
+/// etcd's gRPC server metrics (go-grpc-prometheus's names and labels) count calls as etcd
+/// 3.4 counts them for the same etcdctl commands: started, handled by code (an error's
+/// code included; a watch the client closed is `Canceled`), messages received and sent;
+/// every served method's series exist before any call; the handling-time histogram only
+/// with `--metrics=extensive`.
+#[test]
+fn grpc_server_metrics_count_calls_like_etcd() -> Result<()> {
+    let etcd = EtcdProcess::start(EtcdOptions::default())?;
+    let kv = |name: &str, method: &str, code: Option<&str>| {
+        grpc_series(name, "unary", "etcdserverpb.KV", method, code)
+    };
+    let watch = |name: &str, code: Option<&str>| {
+        grpc_series(name, "bidi_stream", "etcdserverpb.Watch", "Watch", code)
+    };
+    let snap = |name: &str, code: Option<&str>| {
+        grpc_series(
+            name,
+            "server_stream",
+            "etcdserverpb.Maintenance",
+            "Snapshot",
+            code,
+        )
+    };
+    let (_, _, before) = get(&etcd.http_url("/metrics"))?;
+    // Every served method has its series at zero before its first call.
+    for code in ["OK", "DataLoss", "Unauthenticated"] {
+        assert_eq!(
+            labelled(
+                &before,
+                &kv("grpc_server_handled_total", "Compact", Some(code))
+            ),
+            Some(0.0),
+            "Compact/{code} not pre-registered"
+        );
+    }
+    assert!(
+        !before.contains("grpc_server_handling_seconds"),
+        "handling histogram exported without --metrics=extensive"
+    );
+    let at = |page: &str, prefix: &str| labelled(page, prefix).unwrap_or(0.0);
+
+    assert_eq!(etcd.etcdctl_ok(&["put", "a", "1"]), "OK\n");
+    assert_eq!(etcd.etcdctl_ok(&["put", "b", "1"]), "OK\n");
+    etcd.etcdctl_ok(&["get", "a"]);
+    let future = etcd.etcdctl(&["get", "a", "--rev=99"]);
+    future.assert_failure();
+    let path = etcd.dir().join("metrics.snap");
+    etcd.etcdctl_ok(&["snapshot", "save", etcd_tests::etcdctl::path_arg(&path)]);
+
+    let watcher = etcd_tests::EtcdctlChild::spawn(&etcd.endpoint(), &["watch", "a"]);
+    // The watch's "created" response is its first message sent.
+    let mut page = String::new();
+    for _ in 0..50 {
+        page = get(&etcd.http_url("/metrics"))?.2;
+        if at(&page, &watch("grpc_server_msg_sent_total", None))
+            > at(&before, &watch("grpc_server_msg_sent_total", None))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(etcd.etcdctl_ok(&["put", "a", "2"]), "OK\n");
+    let lines = watcher.expect_lines(3, Duration::from_secs(10));
+    assert_eq!(lines, ["PUT", "a", "2"]);
+    drop(watcher);
+    for _ in 0..50 {
+        page = get(&etcd.http_url("/metrics"))?.2;
+        if at(&page, &watch("grpc_server_handled_total", Some("Canceled")))
+            > at(
+                &before,
+                &watch("grpc_server_handled_total", Some("Canceled")),
+            )
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let grew = |prefix: &str| at(&page, prefix) - at(&before, prefix);
+    assert_eq!(grew(&kv("grpc_server_started_total", "Put", None)), 3.0);
+    assert_eq!(
+        grew(&kv("grpc_server_handled_total", "Put", Some("OK"))),
+        3.0
+    );
+    assert_eq!(
+        grew(&kv("grpc_server_msg_received_total", "Put", None)),
+        3.0
+    );
+    assert_eq!(grew(&kv("grpc_server_msg_sent_total", "Put", None)), 3.0);
+    // The failed range: started, received, handled as OutOfRange, nothing sent.
+    assert_eq!(grew(&kv("grpc_server_started_total", "Range", None)), 2.0);
+    assert_eq!(
+        grew(&kv("grpc_server_handled_total", "Range", Some("OK"))),
+        1.0
+    );
+    assert_eq!(
+        grew(&kv(
+            "grpc_server_handled_total",
+            "Range",
+            Some("OutOfRange")
+        )),
+        1.0
+    );
+    assert_eq!(
+        grew(&kv("grpc_server_msg_received_total", "Range", None)),
+        2.0
+    );
+    assert_eq!(grew(&kv("grpc_server_msg_sent_total", "Range", None)), 1.0);
+    // The snapshot: one request, its chunks, OK.
+    assert_eq!(grew(&snap("grpc_server_started_total", None)), 1.0);
+    assert_eq!(grew(&snap("grpc_server_handled_total", Some("OK"))), 1.0);
+    assert_eq!(grew(&snap("grpc_server_msg_received_total", None)), 1.0);
+    assert!(grew(&snap("grpc_server_msg_sent_total", None)) >= 1.0);
+    // The watch: its create request, "created" and the event, Canceled when etcdctl died.
+    assert_eq!(grew(&watch("grpc_server_started_total", None)), 1.0);
+    assert_eq!(grew(&watch("grpc_server_msg_received_total", None)), 1.0);
+    assert_eq!(grew(&watch("grpc_server_msg_sent_total", None)), 2.0);
+    assert_eq!(
+        grew(&watch("grpc_server_handled_total", Some("Canceled"))),
+        1.0
+    );
+    assert_eq!(grew(&watch("grpc_server_handled_total", Some("OK"))), 0.0);
+    drop(etcd);
+
+    // --metrics=extensive adds the handling-time histogram, per method.
+    let etcd = EtcdProcess::start(EtcdOptions::default().arg("--metrics=extensive"))?;
+    assert_eq!(etcd.etcdctl_ok(&["put", "a", "1"]), "OK\n");
+    let (_, _, page) = get(&etcd.http_url("/metrics"))?;
+    assert_eq!(
+        labelled(
+            &page,
+            &kv("grpc_server_handling_seconds_count", "Put", None)
+        ),
+        Some(1.0),
+        "no handling histogram for Put"
+    );
+    assert!(
+        page.contains(r#"grpc_server_handling_seconds_bucket{grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary",le="0.005"}"#),
+        "no buckets"
+    );
+    let ignored = etcd
+        .stderr_log()
+        .lines()
+        .any(|l| l.contains("--metrics") && l.contains("has no effect"));
+    assert!(
+        !ignored,
+        "--metrics is acted on, so no warning says otherwise"
+    );
+    Ok(())
+}

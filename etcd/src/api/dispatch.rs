@@ -7,6 +7,10 @@
 //! call. The direct path applies the same learner rule as [`learner_gate`](super::learner_gate)
 //! (a learner serves only `Range`) and the same message size limits.
 //!
+//! On a client port every call of a served gRPC method is metered here
+//! ([`grpc_metrics`](super::grpc_metrics)), except those a learner refuses (etcd's
+//! interceptors refuse them before its metrics see them).
+//!
 //! Guarantees: a request reaches exactly the handler the router would have chosen, with
 //! the same answer for a learner.
 
@@ -18,14 +22,30 @@ use std::task::{Context, Poll};
 
 use http_body_util::Either;
 
+use super::grpc_metrics::{self, CallMeter, CountedBody, MeteredBody};
 use crate::proto::etcdserverpb::kv_server::KvServer;
 use crate::server::EtcdServer;
 
 /// The path prefix of the KV service's methods.
 const KV_PREFIX: &str = "/etcdserverpb.KV/";
 
-/// The response body: a tonic service's or the router's.
-pub type AppBody = Either<tonic::body::Body, axum::body::Body>;
+/// The response body: a tonic service's or the router's, reporting a metered call's end.
+pub type AppBody = MeteredBody<Either<tonic::body::Body, axum::body::Body>>;
+
+/// The response with its body wrapped to report to `meter`: at once when the headers carry
+/// the status (a trailers-only response), else when the trailers come.
+fn metered<B>(
+    resp: http::Response<B>,
+    mut meter: Option<CallMeter>,
+    side: fn(B) -> Either<tonic::body::Body, axum::body::Body>,
+) -> http::Response<AppBody> {
+    if let Some(m) = meter.as_mut() {
+        if m.finish_from(resp.headers()) {
+            meter = None;
+        }
+    }
+    resp.map(|b| MeteredBody::new(side(b), meter))
+}
 
 /// The service answering a listener: a client port (see the module documentation), or
 /// any port served by a router alone (peer port, HTTP-only client and metrics ports).
@@ -69,32 +89,45 @@ impl tower::Service<http::Request<hyper::body::Incoming>> for PortApp {
     }
 
     fn call(&mut self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        let mut meter = None;
         if let Some((kv, server)) = &mut self.kv {
             let path = req.uri().path();
+            let refused = super::learner_refuses(path, server);
             if path.starts_with(KV_PREFIX) {
-                if super::learner_refuses(path, server) {
+                if refused {
                     let refusal = crate::rpctypes::EtcdError::NotSupportedForLearner
                         .to_status()
                         .into_http::<tonic::body::Body>();
-                    return Box::pin(std::future::ready(Ok(refusal.map(Either::Left))));
+                    return Box::pin(std::future::ready(Ok(
+                        refusal.map(|b| MeteredBody::new(Either::Left(b), None))
+                    )));
                 }
+                let meter = grpc_metrics::method_index(path).and_then(CallMeter::start);
                 let fut = tower::Service::call(kv, req);
                 return Box::pin(async move {
                     let resp = match fut.await {
                         Ok(r) => r,
                         Err(never) => match never {},
                     };
-                    Ok(resp.map(Either::Left))
+                    Ok(metered(resp, meter, Either::Left))
                 });
             }
+            if !refused {
+                meter = grpc_metrics::method_index(path).and_then(CallMeter::start);
+            }
         }
-        let fut = tower::Service::call(&mut self.router, req.map(axum::body::Body::new));
+        let received = meter.as_ref().and_then(CallMeter::received_counter);
+        let req = match received {
+            Some(counter) => req.map(|b| axum::body::Body::new(CountedBody::new(b, counter))),
+            None => req.map(axum::body::Body::new),
+        };
+        let fut = tower::Service::call(&mut self.router, req);
         Box::pin(async move {
             let resp = match fut.await {
                 Ok(r) => r,
                 Err(never) => match never {},
             };
-            Ok(resp.map(Either::Right))
+            Ok(metered(resp, meter, Either::Right))
         })
     }
 }

@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod dispatch;
 pub mod gateway;
+pub mod grpc_metrics;
 pub mod http;
 pub mod kv;
 pub mod lease;

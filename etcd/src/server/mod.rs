@@ -73,6 +73,8 @@ pub struct ServerOptions {
     pub join_existing: bool,
     /// `--listen-metrics-urls`.
     pub listen_metrics_urls: Vec<Url>,
+    /// `--metrics=extensive`: export `grpc_server_handling_seconds` too.
+    pub grpc_handling_histogram: bool,
     /// `--heartbeat-interval`.
     pub heartbeat: Duration,
     /// `--election-timeout`.
@@ -360,6 +362,7 @@ async fn join_cluster(
 /// ([`Running::removed`] is then already true).
 pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
     crate::metrics::init();
+    crate::api::grpc_metrics::init(opts.grpc_handling_histogram);
     prepare_data_dir(&opts.data_dir)?;
     let storage = Storage::open(&opts.data_dir.join("member").join("db"))?;
     let members = Arc::new(Membership::load(&storage)?);
