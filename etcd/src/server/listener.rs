@@ -36,14 +36,65 @@ enum Socket {
     Unix(UnixListener, PathBuf),
 }
 
+/// The HTTP/2 settings of a listener's connections: etcd's gRPC server options
+/// `--max-concurrent-streams`, `--grpc-keepalive-interval` and `--grpc-keepalive-timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Settings {
+    /// SETTINGS_MAX_CONCURRENT_STREAMS announced to each client.
+    pub max_concurrent_streams: u32,
+    /// How long a connection may be idle before the server pings it.
+    pub keepalive_interval: Duration,
+    /// How long the server waits for the ping's answer before closing the connection.
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for Http2Settings {
+    /// grpc-go's (and so etcd's) defaults: no stream limit, a ping after 2 h idle,
+    /// answered within 20 s.
+    fn default() -> Self {
+        Http2Settings {
+            max_concurrent_streams: u32::MAX,
+            keepalive_interval: Duration::from_secs(2 * 3600),
+            keepalive_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+impl Http2Settings {
+    /// The settings of etcd's client gRPC server for these flag values. As in etcd, the
+    /// keepalive pair applies only when both are above zero; otherwise the defaults do.
+    pub fn from_flags(
+        max_concurrent_streams: u32,
+        keepalive_interval: Duration,
+        keepalive_timeout: Duration,
+    ) -> Self {
+        let mut s = Http2Settings {
+            max_concurrent_streams,
+            ..Http2Settings::default()
+        };
+        if !keepalive_interval.is_zero() && !keepalive_timeout.is_zero() {
+            s.keepalive_interval = keepalive_interval;
+            s.keepalive_timeout = keepalive_timeout;
+        }
+        s
+    }
+}
+
 /// A bound listener, not yet serving.
 pub struct Bound {
     url: Url,
     socket: Socket,
     tls: Option<TlsFiles>,
+    http2: Http2Settings,
 }
 
 impl Bound {
+    /// Serves HTTP/2 with `settings` (default: [`Http2Settings::default`]).
+    pub fn with_http2(mut self, settings: Http2Settings) -> Self {
+        self.http2 = settings;
+        self
+    }
+
     /// The URL with the actual port (after binding port 0).
     pub fn local_url(&self) -> Url {
         let mut u = self.url.clone();
@@ -109,6 +160,7 @@ pub async fn bind(url: &Url, tls: Option<&TlsFiles>) -> Result<Bound, ListenErro
         url: url.clone(),
         socket,
         tls: if secure { tls.cloned() } else { None },
+        http2: Http2Settings::default(),
     })
 }
 
@@ -124,6 +176,7 @@ pub async fn serve(
     let app: PortApp = app.into();
     let url = bound.local_url();
     let tls = bound.tls.clone();
+    let http2 = bound.http2;
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -145,7 +198,7 @@ pub async fn serve(
         let stop = shutdown.clone();
         conns.spawn(async move {
             match tls {
-                None => serve_conn(io, app, stop, grace).await,
+                None => serve_conn(io, app, http2, stop, grace).await,
                 Some(files) => {
                     // Re-read the certificate files for every connection: rotation
                     // needs no restart.
@@ -158,7 +211,7 @@ pub async fn serve(
                     };
                     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
                     match acceptor.accept(io).await {
-                        Ok(s) => serve_conn(s, app, stop, grace).await,
+                        Ok(s) => serve_conn(s, app, http2, stop, grace).await,
                         Err(e) => tracing::debug!(error = %e, "rejected TLS connection"),
                     }
                 }
@@ -195,20 +248,25 @@ async fn accept(socket: &Socket) -> std::io::Result<Box<dyn Io>> {
     }
 }
 
-async fn serve_conn<S>(io: S, app: PortApp, mut stop: watch::Receiver<bool>, grace: Duration)
-where
+async fn serve_conn<S>(
+    io: S,
+    app: PortApp,
+    http2: Http2Settings,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(u32::MAX)
+        .max_concurrent_streams(http2.max_concurrent_streams)
         // gRPC responses carry no `date` header (etcd's grpc-go server sends none);
         // HTTP/1 responses keep theirs.
         .auto_date_header(false)
-        .keep_alive_interval(Some(Duration::from_secs(7200)))
-        .keep_alive_timeout(Duration::from_secs(20));
+        .keep_alive_interval(Some(http2.keepalive_interval))
+        .keep_alive_timeout(http2.keepalive_timeout);
     // Responses that are ready in the same scheduler round leave in one write.
     let pending = Pending::default();
     let svc = TowerToHyperService::new(CountPending::new(app, pending.clone()));
@@ -248,6 +306,24 @@ mod bind_tests {
         assert_eq!(listen_addr(&[v6, v4]), Some(v4));
         assert_eq!(listen_addr(&[v6]), Some(v6));
         assert_eq!(listen_addr(&[]), None);
+    }
+
+    #[test]
+    fn keepalive_flags_apply_only_as_a_pair_above_zero() {
+        let s = |i, t| Http2Settings::from_flags(7, Duration::from_secs(i), Duration::from_secs(t));
+        let d = Http2Settings::default();
+        assert_eq!(s(30, 5).max_concurrent_streams, 7);
+        assert_eq!(
+            (s(30, 5).keepalive_interval, s(30, 5).keepalive_timeout),
+            (Duration::from_secs(30), Duration::from_secs(5))
+        );
+        for (i, t) in [(0, 5), (30, 0), (0, 0)] {
+            assert_eq!(
+                (s(i, t).keepalive_interval, s(i, t).keepalive_timeout),
+                (d.keepalive_interval, d.keepalive_timeout),
+                "interval {i}s timeout {t}s"
+            );
+        }
     }
 
     #[tokio::test]

@@ -75,6 +75,9 @@ pub struct ServerOptions {
     pub listen_metrics_urls: Vec<Url>,
     /// `--metrics=extensive`: export `grpc_server_handling_seconds` too.
     pub grpc_handling_histogram: bool,
+    /// `--max-concurrent-streams`, `--grpc-keepalive-interval`/`-timeout`: the client
+    /// ports' HTTP/2 settings.
+    pub client_http2: listener::Http2Settings,
     /// `--heartbeat-interval`.
     pub heartbeat: Duration,
     /// `--election-timeout`.
@@ -590,7 +593,9 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
     let mut client_urls = Vec::new();
     let mut bound_all = Vec::new();
     for u in &opts.listen_client_urls {
-        let b = listener::bind(u, client_tls.as_ref()).await?;
+        let b = listener::bind(u, client_tls.as_ref())
+            .await?
+            .with_http2(opts.client_http2);
         client_urls.push(b.local_url());
         if b.local_url().scheme() == "http" {
             tracing::warn!(address = %b.local_url(), "serving client traffic insecurely; this is strongly discouraged!");
