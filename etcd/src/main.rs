@@ -102,6 +102,7 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
         peer_auto_tls: ptls.auto_tls,
         peer_client_cert,
         strict_reconfig_check: cfg.strict_reconfig_check,
+        max_learners: usize::try_from(cfg.max_learners).unwrap_or(usize::MAX),
         enable_grpc_gateway: cfg.enable_grpc_gateway,
     })
 }
@@ -123,7 +124,6 @@ const NOT_ACTED_ON: &[&str] = &[
     "bcrypt-cost",
     "auth-token-ttl",
     "enable-pprof",
-    "max-learners",
     "feature-gates",
     "initial-election-tick-advance",
     "self-signed-cert-validity",

@@ -2,7 +2,8 @@
 //! `member add --learner`, start the new member with
 //! `--initial-cluster-state existing`, promote it (refused while it lags),
 //! remove an old member (which stops itself), `member update` of peer URLs.
-//! Every acknowledged write is on every remaining member at the end.
+//! Every acknowledged write is on every remaining member at the end. Learners are limited
+//! by `--max-learners`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -286,5 +287,50 @@ fn add_learner_promote_remove_update_while_serving() -> Result<()> {
     for &i in &keep {
         assert_eq!(c.get_value(i, "mb/final", "l")?.as_deref(), Some("f"));
     }
+    Ok(())
+}
+
+/// Learners the cluster may have at once: one by default (a second `member add --learner`
+/// is refused with etcd's error and changes nothing), `--max-learners` more (3.6 flag).
+#[test]
+fn learners_are_limited_by_max_learners() -> Result<()> {
+    use etcd_tests::ports::free_port;
+    use etcd_tests::{EtcdOptions, EtcdProcess};
+    const TOO_MANY: &str = "etcdserver: too many learner members in cluster";
+    let add = |etcd: &EtcdProcess, name: &str| {
+        let urls = format!("--peer-urls=http://127.0.0.1:{}", free_port());
+        etcd.etcdctl(&["member", "add", name, "--learner", &urls])
+    };
+    let members = |etcd: &EtcdProcess| {
+        etcd.etcdctl_json(&["member", "list", "-w", "json"])["members"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+
+    let etcd = EtcdProcess::start(EtcdOptions::default())?;
+    add(&etcd, "l1").assert_success();
+    let second = add(&etcd, "l2");
+    second.assert_failure();
+    assert!(
+        second.combined().contains(TOO_MANY),
+        "{}",
+        second.combined()
+    );
+    assert_eq!(members(&etcd), 2, "the refused learner was added");
+    drop(etcd);
+
+    etcd_tests::only_36!("--max-learners", {
+        let etcd = EtcdProcess::start(EtcdOptions::default().arg("--max-learners=2"))?;
+        add(&etcd, "l1").assert_success();
+        add(&etcd, "l2").assert_success();
+        let third = add(&etcd, "l3");
+        assert!(third.combined().contains(TOO_MANY), "{}", third.combined());
+        assert_eq!(members(&etcd), 3);
+        let ignored = etcd
+            .stderr_log()
+            .lines()
+            .any(|l| l.contains("--max-learners") && l.contains("has no effect"));
+        assert!(!ignored, "--max-learners is acted on");
+    });
     Ok(())
 }

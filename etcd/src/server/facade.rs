@@ -51,6 +51,8 @@ pub struct Settings {
     pub cluster_token: String,
     /// `--strict-reconfig-check`.
     pub strict_reconfig_check: bool,
+    /// `--max-learners`: `MemberAdd` of one more learner is refused beyond it.
+    pub max_learners: usize,
 }
 
 /// Everything the facade reaches.

@@ -116,6 +116,8 @@ pub struct ServerOptions {
     /// `--strict-reconfig-check`: refuse membership changes that would leave too few
     /// started voters for a quorum.
     pub strict_reconfig_check: bool,
+    /// `--max-learners`: learners the cluster may have at once.
+    pub max_learners: usize,
 }
 
 /// Errors that stop the server from starting or running.
@@ -484,6 +486,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
         request_timeout: Duration::from_secs(5) + 2 * opts.election_timeout,
         cluster_token: opts.initial_cluster_token.clone(),
         strict_reconfig_check: opts.strict_reconfig_check,
+        max_learners: opts.max_learners,
     };
     let server = EtcdServer::new(facade::Parts {
         settings,

@@ -14,9 +14,6 @@ use crate::proto::etcdinternal::{internal_request::Request, MemberPeerUrls, Stor
 use crate::proto::etcdserverpb::{Member, ResponseHeader};
 use crate::rpctypes::EtcdError;
 
-/// etcd's default `--max-learners`.
-const MAX_LEARNERS: usize = 1;
-
 /// A learner may be promoted once it has replicated this share of the leader's log.
 const PROMOTE_READY_PERCENT: u64 = 90;
 
@@ -124,7 +121,8 @@ impl EtcdServer {
             return Err(EtcdError::PeerUrlExist);
         }
         let records = self.p.members.records();
-        if is_learner && records.iter().filter(|m| m.is_learner).count() >= MAX_LEARNERS {
+        let learners = records.iter().filter(|m| m.is_learner).count();
+        if is_learner && learners >= self.settings().max_learners {
             return Err(EtcdError::TooManyLearners);
         }
         if !is_learner
