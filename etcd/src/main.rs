@@ -100,6 +100,7 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
         listen_peer_urls: cfg.listen_peer_urls.clone(),
         peer_tls,
         peer_auto_tls: ptls.auto_tls,
+        self_signed_cert_validity: cfg.self_signed_cert_validity,
         peer_client_cert,
         strict_reconfig_check: cfg.strict_reconfig_check,
         max_learners: usize::try_from(cfg.max_learners).unwrap_or(usize::MAX),
@@ -126,7 +127,6 @@ const NOT_ACTED_ON: &[&str] = &[
     "enable-pprof",
     "feature-gates",
     "initial-election-tick-advance",
-    "self-signed-cert-validity",
 ];
 
 fn warn_not_acted_on(cfg: &Config) {

@@ -299,6 +299,56 @@ fn auto_tls_serves_self_signed_https() -> Result<()> {
         !out.status.success(),
         "curl without -k must reject the self-signed cert"
     );
+    // etcd's auto-TLS certificate is valid for one year (365 days) by default.
+    assert_valid_days(port, 365)?;
+    drop(etcd);
+
+    etcd_tests::only_36!("--self-signed-cert-validity", {
+        let mut etcd = RawEtcd::new()?;
+        let port = free_port();
+        let url = format!("https://127.0.0.1:{port}");
+        let data = etcd.path("data");
+        etcd.start(
+            &[
+                "--name=autotls".to_string(),
+                format!("--data-dir={data}"),
+                format!("--listen-client-urls={url}"),
+                format!("--advertise-client-urls={url}"),
+                "--auto-tls".to_string(),
+                "--self-signed-cert-validity=3".to_string(),
+            ],
+            &[],
+        )?;
+        assert_valid_days(port, 3 * 365)?;
+    });
+    Ok(())
+}
+
+/// The certificate served on `127.0.0.1:port` (fetched with `openssl s_client`) is still
+/// valid a day before `days` from now and no longer a day after (`openssl x509 -checkend`).
+fn assert_valid_days(port: u16, days: u64) -> Result<()> {
+    let fetched = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{port} </dev/null 2>/dev/null | openssl x509"
+        ))
+        .output()?;
+    assert!(fetched.status.success(), "no certificate from port {port}");
+    let valid_after = |secs: u64| -> Result<bool> {
+        let mut child = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-checkend", &secs.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), &fetched.stdout)?;
+        Ok(child.wait()?.success())
+    };
+    let day = 86_400;
+    assert!(valid_after((days - 1) * day)?, "expires before {days} days");
+    assert!(
+        !valid_after((days + 1) * day)?,
+        "still valid after {days} days"
+    );
     Ok(())
 }
 

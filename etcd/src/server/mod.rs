@@ -111,6 +111,9 @@ pub struct ServerOptions {
     pub peer_tls: Option<TlsFiles>,
     /// `--peer-auto-tls`.
     pub peer_auto_tls: bool,
+    /// `--self-signed-cert-validity`: years the `--auto-tls`/`--peer-auto-tls`
+    /// certificates are valid for.
+    pub self_signed_cert_validity: u32,
     /// `--peer-client-cert-file`/`--peer-client-key-file` (default: the peer cert).
     pub peer_client_cert: Option<(PathBuf, PathBuf)>,
     /// `--strict-reconfig-check`: refuse membership changes that would leave too few
@@ -561,7 +564,11 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
             .iter()
             .filter_map(|u| u.host_str().map(str::to_string))
             .collect();
-        let (cert, key) = tls::self_signed(&opts.data_dir.join("fixtures").join("client"), &hosts)?;
+        let (cert, key) = tls::self_signed(
+            &opts.data_dir.join("fixtures").join("client"),
+            &hosts,
+            opts.self_signed_cert_validity,
+        )?;
         tracing::warn!("automatically generated a self-signed client certificate (--auto-tls)");
         client_tls = Some(TlsFiles {
             cert_file: cert,
@@ -692,7 +699,11 @@ fn peer_server_tls(opts: &ServerOptions) -> Result<Option<TlsFiles>, ServerError
         .iter()
         .filter_map(|u| u.host_str().map(str::to_string))
         .collect();
-    let (cert, key) = tls::self_signed(&opts.data_dir.join("fixtures").join("peer"), &hosts)?;
+    let (cert, key) = tls::self_signed(
+        &opts.data_dir.join("fixtures").join("peer"),
+        &hosts,
+        opts.self_signed_cert_validity,
+    )?;
     tracing::warn!("automatically generated a self-signed peer certificate (--peer-auto-tls)");
     Ok(Some(TlsFiles {
         cert_file: cert,

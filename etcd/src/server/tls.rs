@@ -292,11 +292,19 @@ fn subject_common_name(cert: &[u8]) -> Option<String> {
 }
 
 /// Generates a self-signed certificate and key for `hosts` into `dir` (etcd's
-/// `--auto-tls`), returning their paths.
+/// `--auto-tls`), valid from now for `validity_years` of 365 days
+/// (`--self-signed-cert-validity`, at least 1), returning their paths. Files already
+/// there are kept, as etcd keeps them.
 pub fn self_signed(
     dir: &std::path::Path,
     hosts: &[String],
+    validity_years: u32,
 ) -> Result<(PathBuf, PathBuf), TlsError> {
+    if validity_years == 0 {
+        return Err(TlsError::Invalid(
+            "--self-signed-cert-validity must be greater than 0".into(),
+        ));
+    }
     let io = |path: &std::path::Path| {
         let path = path.to_path_buf();
         move |source| TlsError::Io { path, source }
@@ -307,10 +315,28 @@ pub fn self_signed(
     if cert_path.exists() && key_path.exists() {
         return Ok((cert_path, key_path));
     }
-    let ck = rcgen::generate_simple_self_signed(hosts.to_vec())
-        .map_err(|e| TlsError::Invalid(e.to_string()))?;
-    std::fs::write(&cert_path, ck.cert.pem()).map_err(io(&cert_path))?;
-    std::fs::write(&key_path, ck.signing_key.serialize_pem()).map_err(io(&key_path))?;
+    let invalid = |e: rcgen::Error| TlsError::Invalid(e.to_string());
+    let mut params = rcgen::CertificateParams::new(hosts.to_vec()).map_err(invalid)?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "etcd");
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now;
+    params.not_after = now + time::Duration::days(365 * i64::from(validity_years));
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::DigitalSignature,
+        rcgen::KeyUsagePurpose::KeyEncipherment,
+    ];
+    // Peers present the same certificate as clients of each other.
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let key = rcgen::KeyPair::generate().map_err(invalid)?;
+    let cert = params.self_signed(&key).map_err(invalid)?;
+    std::fs::write(&cert_path, cert.pem()).map_err(io(&cert_path))?;
+    std::fs::write(&key_path, key.serialize_pem()).map_err(io(&key_path))?;
     Ok((cert_path, key_path))
 }
 
@@ -361,7 +387,7 @@ mod tests {
     #[test]
     fn rereads_files_and_enforces_client_auth_config() {
         let dir = tempfile::tempdir().unwrap();
-        let (cert, key) = self_signed(dir.path(), &["localhost".into()]).unwrap();
+        let (cert, key) = self_signed(dir.path(), &["localhost".into()], 1).unwrap();
         let files = TlsFiles {
             cert_file: cert.clone(),
             key_file: key,
