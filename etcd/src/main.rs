@@ -33,6 +33,7 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
             max_version_12: cfg.tls_max_version == Some(TlsVersion::Tls12),
             cipher_suites: cfg.cipher_suites.clone(),
             allowed_cn: tls.allowed_cn.clone(),
+            crl_file: tls.crl_file.clone(),
         }),
         _ => None,
     };
@@ -47,6 +48,7 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
             max_version_12: cfg.tls_max_version == Some(TlsVersion::Tls12),
             cipher_suites: cfg.cipher_suites.clone(),
             allowed_cn: ptls.allowed_cn.clone(),
+            crl_file: ptls.crl_file.clone(),
         }),
         _ => None,
     };
@@ -112,9 +114,7 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
 /// explicitly, they are accepted (so existing unit files keep starting) with a warning.
 const NOT_ACTED_ON: &[&str] = &[
     "peer-cert-allowed-hostname",
-    "peer-crl-file",
     "peer-skip-client-san-verification",
-    "client-crl-file",
     "client-cert-allowed-hostname",
     "client-cert-file",
     "client-key-file",

@@ -31,6 +31,8 @@ pub struct CertFiles {
     pub cert: PathBuf,
     /// The private key (PEM, PKCS#8).
     pub key: PathBuf,
+    /// The certificate's serial number (what a CRL names).
+    pub serial: u64,
 }
 
 impl CertFiles {
@@ -85,10 +87,22 @@ impl Ca {
     /// addresses become IP SANs, anything else DNS SANs). Returns
     /// (certificate PEM, key PEM).
     pub fn leaf(&self, cn: &str, sans: &[String], usage: Usage) -> Result<(String, String)> {
+        let (cert, key, _) = self.leaf_with_serial(cn, sans, usage)?;
+        Ok((cert, key))
+    }
+
+    /// [`Ca::leaf`], with the certificate's serial number.
+    fn leaf_with_serial(
+        &self,
+        cn: &str,
+        sans: &[String],
+        usage: Usage,
+    ) -> Result<(String, String, u64)> {
         let key = KeyPair::generate()?;
         let mut p = CertificateParams::new(sans.to_vec())?;
         p.distinguished_name.push(DnType::CommonName, cn);
-        p.serial_number = Some(SerialNumber::from(SERIAL.fetch_add(1, Ordering::Relaxed)));
+        let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
+        p.serial_number = Some(SerialNumber::from(serial));
         p.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
@@ -102,7 +116,30 @@ impl Ca {
             ],
         };
         let cert = p.signed_by(&key, &self.issuer)?;
-        Ok((cert.pem(), key.serialize_pem()))
+        Ok((cert.pem(), key.serialize_pem(), serial))
+    }
+
+    /// A certificate revocation list (PEM) of this CA revoking the certificates with
+    /// these serial numbers, valid from an hour ago for a day.
+    pub fn crl(&self, revoked: &[u64]) -> Result<String> {
+        let now = time::OffsetDateTime::now_utc();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now - time::Duration::hours(1),
+            next_update: now + time::Duration::days(1),
+            crl_number: SerialNumber::from(SERIAL.fetch_add(1, Ordering::Relaxed)),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|&s| rcgen::RevokedCertParams {
+                    serial_number: SerialNumber::from(s),
+                    revocation_time: now - time::Duration::minutes(30),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.issuer)?.pem()?)
     }
 
     /// [`Ca::leaf`] written to `<dir>/<stem>.pem` and `<dir>/<stem>-key.pem`.
@@ -114,10 +151,11 @@ impl Ca {
         sans: &[String],
         usage: Usage,
     ) -> Result<CertFiles> {
-        let (cert, key) = self.leaf(cn, sans, usage)?;
+        let (cert, key, serial) = self.leaf_with_serial(cn, sans, usage)?;
         let files = CertFiles {
             cert: dir.join(format!("{stem}.pem")),
             key: dir.join(format!("{stem}-key.pem")),
+            serial,
         };
         std::fs::write(&files.cert, cert)
             .with_context(|| format!("write {}", files.cert.display()))?;

@@ -1,5 +1,6 @@
 //! Client TLS: https listeners with client-certificate authentication,
-//! certificate rotation without restart, `--auto-tls`, and unix-socket
+//! certificate rotation without restart, revocation lists (`--client-crl-file`),
+//! `--auto-tls` (and `--self-signed-cert-validity`), and unix-socket
 //! listeners, driven by the real `etcdctl` and a rustls HTTP client.
 
 use std::path::Path;
@@ -503,5 +504,75 @@ fn unix_socket_absolute_path() -> Result<()> {
         "--print-value-only",
     ]);
     assert_eq!(get.stdout, "1\n", "etcdctl get over {url}: {}", get.stderr);
+    Ok(())
+}
+
+/// `--client-crl-file`: a client certificate its CA revoked is refused, others are
+/// served; the list is read again for each new connection, so revoking one more
+/// certificate needs no restart. The same against etcd 3.4.
+#[test]
+fn revoked_client_certificates_are_refused() -> Result<()> {
+    use etcd_tests::certs::{Ca as TestCa, Usage};
+    let mut etcd = RawEtcd::new()?;
+    let dir = etcd.dir().to_path_buf();
+    let ca = TestCa::new("crl CA")?;
+    let ca_file = ca.write(&dir.join("ca.pem"))?.display().to_string();
+    let sans = ["localhost".to_string(), "127.0.0.1".to_string()];
+    let server = ca.leaf_files(&dir, "server", "server", &sans, Usage::Server)?;
+    let kept = ca.leaf_files(&dir, "kept", "kept", &[], Usage::Client)?;
+    let revoked = ca.leaf_files(&dir, "revoked", "revoked", &[], Usage::Client)?;
+    let crl = dir.join("crl.pem");
+    std::fs::write(&crl, ca.crl(&[revoked.serial])?)?;
+
+    let port = free_port();
+    let url = format!("https://127.0.0.1:{port}");
+    let data = etcd.path("data");
+    etcd.start(
+        &[
+            "--name=crl".to_string(),
+            format!("--data-dir={data}"),
+            format!("--listen-client-urls={url}"),
+            format!("--advertise-client-urls={url}"),
+            format!("--cert-file={}", server.cert_str()),
+            format!("--key-file={}", server.key_str()),
+            format!("--trusted-ca-file={ca_file}"),
+            "--client-cert-auth".to_string(),
+            format!("--client-crl-file={}", crl.display()),
+        ],
+        &[],
+    )?;
+    let with = |c: &etcd_tests::certs::CertFiles, args: &[&str]| {
+        let (cert, key) = (c.cert_str(), c.key_str());
+        ctl(
+            &url,
+            &["--cacert", &ca_file, "--cert", &cert, "--key", &key],
+            args,
+        )
+    };
+    assert_eq!(with(&kept, &["put", "k", "v"]).ok(), "OK\n");
+    let o = with(&revoked, &["get", "k"]);
+    o.assert_failure();
+    assert!(
+        !o.stdout.contains('v'),
+        "revoked cert got data: {}",
+        o.combined()
+    );
+
+    // Revoke the other one too: the next connection is refused, without a restart.
+    replace(&dir, "crl.pem", &ca.crl(&[revoked.serial, kept.serial])?)?;
+    let o = with(&kept, &["get", "k"]);
+    o.assert_failure();
+    assert!(
+        !o.stdout.contains('v'),
+        "newly revoked cert got data: {}",
+        o.combined()
+    );
+    let logs = etcd.logs();
+    assert!(
+        !logs
+            .lines()
+            .any(|l| l.contains("crl-file") && l.contains("has no effect")),
+        "--client-crl-file is acted on"
+    );
     Ok(())
 }

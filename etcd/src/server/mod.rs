@@ -579,6 +579,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
             max_version_12: false,
             cipher_suites: Vec::new(),
             allowed_cn: Vec::new(),
+            crl_file: None,
         });
     }
     if let Some(t) = &client_tls {
@@ -714,6 +715,7 @@ fn peer_server_tls(opts: &ServerOptions) -> Result<Option<TlsFiles>, ServerError
         max_version_12: false,
         cipher_suites: Vec::new(),
         allowed_cn: Vec::new(),
+        crl_file: None,
     }))
 }
 

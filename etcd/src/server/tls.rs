@@ -2,13 +2,14 @@
 //! connection, so replacing the files rotates them without a restart. ALPN offers `h2`
 //! and `http/1.1` (gRPC clients require `h2`). With client-cert-auth, clients must
 //! present a certificate signed by the trusted CA (and, with an allowed-CN list, whose
-//! subject common name is on it).
+//! subject common name is on it; with a CRL file, that the CA has not revoked — the file
+//! too is read for every new connection).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{
@@ -57,6 +58,10 @@ pub struct TlsFiles {
     /// one of these (`--peer-cert-allowed-cn`, the config file's `allowed-cn`).
     /// Empty = any CN.
     pub allowed_cn: Vec<String>,
+    /// With `client_cert_auth`: certificate revocation lists (PEM or DER) of the
+    /// trusted CA (`--client-crl-file`, `--peer-crl-file`); a revoked client certificate
+    /// is refused.
+    pub crl_file: Option<PathBuf>,
 }
 
 /// Maps Go's cipher suite names to the TLS 1.2 suites rustls offers. Suites Go knows but
@@ -123,6 +128,25 @@ fn certs(path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
+/// The CRLs in `path`: PEM blocks, or else the whole file as one DER CRL (Go's
+/// `x509.ParseCRL` takes either).
+fn crls(path: &PathBuf) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let bytes = read(path)?;
+    let pem: Vec<_> = rustls_pemfile::crls(&mut bytes.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Invalid(format!("{}: {e}", path.display())))?;
+    if !pem.is_empty() {
+        return Ok(pem);
+    }
+    if bytes.first() == Some(&0x30) {
+        return Ok(vec![CertificateRevocationListDer::from(bytes)]);
+    }
+    Err(TlsError::Invalid(format!(
+        "{}: no certificate revocation list found",
+        path.display()
+    )))
+}
+
 fn key(path: &PathBuf) -> Result<PrivateKeyDer<'static>, TlsError> {
     let pem = read(path)?;
     rustls_pemfile::private_key(&mut pem.as_slice())
@@ -151,10 +175,18 @@ impl TlsFiles {
                         .add(c)
                         .map_err(|e| TlsError::Invalid(format!("{}: {e}", ca.display())))?;
                 }
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                        .build()
-                        .map_err(|e| TlsError::Invalid(e.to_string()))?;
+                let mut verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+                if let Some(crl) = &self.crl_file {
+                    // Like etcd, a certificate is refused when a list names it; one whose
+                    // issuer has no list here is not.
+                    verifier = verifier
+                        .with_crls(crls(crl)?)
+                        .allow_unknown_revocation_status();
+                }
+                let verifier = verifier
+                    .build()
+                    .map_err(|e| TlsError::Invalid(e.to_string()))?;
                 if self.allowed_cn.is_empty() {
                     builder.with_client_cert_verifier(verifier)
                 } else {
@@ -397,6 +429,7 @@ mod tests {
             max_version_12: false,
             cipher_suites: vec![],
             allowed_cn: vec![],
+            crl_file: None,
         };
         assert!(
             files.server_config().is_err(),
