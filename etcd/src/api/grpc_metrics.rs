@@ -18,7 +18,7 @@
 //! counted here (etcd's gateway dials its own gRPC port, so they are counted there).
 
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -111,10 +111,14 @@ const UNKNOWN: usize = 2;
 
 /// The index in [`METHODS`] of the method a request path (`/service/Method`) names.
 pub fn method_index(path: &str) -> Option<usize> {
-    let (service, method) = path.strip_prefix('/')?.rsplit_once('/')?;
-    METHODS
-        .iter()
-        .position(|(s, m, _)| *m == method && *s == service)
+    static PATHS: LazyLock<Vec<String>> = LazyLock::new(|| {
+        METHODS
+            .iter()
+            .map(|(service, method, _)| format!("/{service}/{method}"))
+            .collect()
+    });
+    // Whole-path comparisons: most fail on the length alone.
+    PATHS.iter().position(|p| p == path)
 }
 
 /// One method's series, resolved once so a call touches no label map.
@@ -262,7 +266,18 @@ impl CallMeter {
     /// Counts the call handled with the `grpc-status` in `headers`, if they carry one
     /// (trailers, or the headers of a trailers-only response); true if they did.
     pub fn finish_from(&mut self, headers: &http::HeaderMap) -> bool {
-        match headers.get("grpc-status") {
+        // A ready-made name: looking up by `&str` parses and checks it on every call.
+        static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+        // gRPC's trailers and trailers-only headers are one to three entries: a scan
+        // costs less than hashing the name.
+        let status = if headers.len() <= 3 {
+            headers
+                .iter()
+                .find_map(|(name, value)| (*name == GRPC_STATUS).then_some(value))
+        } else {
+            headers.get(&GRPC_STATUS)
+        };
+        match status {
             Some(v) => {
                 let code = v
                     .to_str()
