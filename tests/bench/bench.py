@@ -130,7 +130,11 @@ class Cluster:
             self.procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
                                                stdin=subprocess.DEVNULL))
             self.client_urls.append(curl)
-        self.wait_healthy()
+        try:
+            self.wait_healthy()
+        except RuntimeError:
+            self.stop()  # no member outlives a failed start
+            raise
 
     @property
     def pids(self):
@@ -142,9 +146,13 @@ class Cluster:
     def wait_healthy(self, timeout=60):
         deadline = time.time() + timeout
         while time.time() < deadline:
-            for p in self.procs:
+            for i, p in enumerate(self.procs):
                 if p.poll() is not None:
-                    raise RuntimeError(f"{self.binary} exited with {p.returncode}; see {self.workdir}")
+                    self.logs[i].flush()
+                    with open(os.path.join(self.workdir, f"m{i}.log"), errors="replace") as f:
+                        tail = "".join(f.readlines()[-5:])
+                    raise RuntimeError(f"{self.binary} (m{i}) exited with {p.returncode}; "
+                                       f"see {self.workdir}; its log ends:\n{tail}")
             if all(health(u) for u in self.client_urls):
                 return
             time.sleep(0.2)
@@ -200,6 +208,18 @@ class Cluster:
         if not KEEP_DATA:
             for d in self.data_dirs:
                 shutil.rmtree(d, ignore_errors=True)
+
+
+def start_cluster(binary, members, workdir, attempts=3):
+    """A healthy `Cluster`, trying again on fresh ports when a start fails: the ports are
+    picked free but can be taken by another process before the server binds them."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return Cluster(binary, members, workdir, [])
+        except RuntimeError as e:
+            if attempt == attempts:
+                raise
+            print(f"   start failed ({e}); trying again on other ports", flush=True)
 
 
 def health(url):
@@ -456,7 +476,7 @@ def main():
                 d = os.path.join(out, f"round{rnd}", f"{members}m", srv)
                 os.makedirs(d, exist_ok=True)
                 print(f"== round {rnd}, {members} member(s), {srv}", flush=True)
-                c = Cluster(binary, members, d, [])
+                c = start_cluster(binary, members, d)
                 try:
                     for t in tests:
                         r = run_test(c, t, d)
@@ -477,7 +497,7 @@ def main():
             for srv, binary in servers.items():
                 d = os.path.join(out, f"round{rnd}", "check-perf", srv)
                 os.makedirs(d, exist_ok=True)
-                c = Cluster(binary, 1, d, [])
+                c = start_cluster(binary, 1, d)
                 try:
                     v = check_perf(c, d, "l")
                 finally:
