@@ -34,6 +34,7 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
             cipher_suites: cfg.cipher_suites.clone(),
             allowed_cn: tls.allowed_cn.clone(),
             crl_file: tls.crl_file.clone(),
+            allowed_hostname: tls.allowed_hostname.clone(),
         }),
         _ => None,
     };
@@ -49,6 +50,7 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
             cipher_suites: cfg.cipher_suites.clone(),
             allowed_cn: ptls.allowed_cn.clone(),
             crl_file: ptls.crl_file.clone(),
+            allowed_hostname: ptls.allowed_hostname.clone(),
         }),
         _ => None,
     };
@@ -113,9 +115,7 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
 /// Flags the configuration understands but this server does not act on yet: set
 /// explicitly, they are accepted (so existing unit files keep starting) with a warning.
 const NOT_ACTED_ON: &[&str] = &[
-    "peer-cert-allowed-hostname",
     "peer-skip-client-san-verification",
-    "client-cert-allowed-hostname",
     "client-cert-file",
     "client-key-file",
     "grpc-keepalive-min-time",

@@ -1,5 +1,6 @@
 //! Client TLS: https listeners with client-certificate authentication,
-//! certificate rotation without restart, revocation lists (`--client-crl-file`),
+//! certificate rotation without restart, revocation lists (`--client-crl-file`), allowed
+//! client host names (`--client-cert-allowed-hostname`),
 //! `--auto-tls` (and `--self-signed-cert-validity`), and unix-socket
 //! listeners, driven by the real `etcdctl` and a rustls HTTP client.
 
@@ -573,6 +574,66 @@ fn revoked_client_certificates_are_refused() -> Result<()> {
             .lines()
             .any(|l| l.contains("crl-file") && l.contains("has no effect")),
         "--client-crl-file is acted on"
+    );
+    Ok(())
+}
+
+/// `--client-cert-allowed-hostname`: with client-cert-auth, only a client certificate
+/// valid for the named host (its SANs) is served; another one from the same CA is refused.
+/// The same against etcd 3.4.
+#[test]
+fn client_certificates_must_name_the_allowed_hostname() -> Result<()> {
+    use etcd_tests::certs::{Ca as TestCa, Usage};
+    let mut etcd = RawEtcd::new()?;
+    let dir = etcd.dir().to_path_buf();
+    let ca = TestCa::new("hostname CA")?;
+    let ca_file = ca.write(&dir.join("ca.pem"))?.display().to_string();
+    let sans = ["localhost".to_string(), "127.0.0.1".to_string()];
+    let server = ca.leaf_files(&dir, "server", "server", &sans, Usage::Server)?;
+    let named = ["apiserver.etcd.example".to_string()];
+    let good = ca.leaf_files(&dir, "good", "client", &named, Usage::Client)?;
+    let other = ["other.etcd.example".to_string()];
+    let bad = ca.leaf_files(&dir, "bad", "client", &other, Usage::Client)?;
+
+    let port = free_port();
+    let url = format!("https://127.0.0.1:{port}");
+    let data = etcd.path("data");
+    etcd.start(
+        &[
+            "--name=hostname".to_string(),
+            format!("--data-dir={data}"),
+            format!("--listen-client-urls={url}"),
+            format!("--advertise-client-urls={url}"),
+            format!("--cert-file={}", server.cert_str()),
+            format!("--key-file={}", server.key_str()),
+            format!("--trusted-ca-file={ca_file}"),
+            "--client-cert-auth".to_string(),
+            "--client-cert-allowed-hostname=apiserver.etcd.example".to_string(),
+        ],
+        &[],
+    )?;
+    let with = |c: &etcd_tests::certs::CertFiles, args: &[&str]| {
+        let (cert, key) = (c.cert_str(), c.key_str());
+        ctl(
+            &url,
+            &["--cacert", &ca_file, "--cert", &cert, "--key", &key],
+            args,
+        )
+    };
+    assert_eq!(with(&good, &["put", "k", "v"]).ok(), "OK\n");
+    let o = with(&bad, &["get", "k"]);
+    o.assert_failure();
+    assert!(
+        !o.stdout.contains('v'),
+        "a certificate for another host got data: {}",
+        o.combined()
+    );
+    let logs = etcd.logs();
+    assert!(
+        !logs
+            .lines()
+            .any(|l| l.contains("allowed-hostname") && l.contains("has no effect")),
+        "--client-cert-allowed-hostname is acted on"
     );
     Ok(())
 }

@@ -580,6 +580,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
             cipher_suites: Vec::new(),
             allowed_cn: Vec::new(),
             crl_file: None,
+            allowed_hostname: Vec::new(),
         });
     }
     if let Some(t) = &client_tls {
@@ -716,6 +717,7 @@ fn peer_server_tls(opts: &ServerOptions) -> Result<Option<TlsFiles>, ServerError
         cipher_suites: Vec::new(),
         allowed_cn: Vec::new(),
         crl_file: None,
+        allowed_hostname: Vec::new(),
     }))
 }
 

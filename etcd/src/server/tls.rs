@@ -2,7 +2,8 @@
 //! connection, so replacing the files rotates them without a restart. ALPN offers `h2`
 //! and `http/1.1` (gRPC clients require `h2`). With client-cert-auth, clients must
 //! present a certificate signed by the trusted CA (and, with an allowed-CN list, whose
-//! subject common name is on it; with a CRL file, that the CA has not revoked — the file
+//! subject common name is on it, or with an allowed host-name list, which it is valid for;
+//! with a CRL file, that the CA has not revoked — the file
 //! too is read for every new connection).
 
 use std::path::PathBuf;
@@ -58,6 +59,11 @@ pub struct TlsFiles {
     /// one of these (`--peer-cert-allowed-cn`, the config file's `allowed-cn`).
     /// Empty = any CN.
     pub allowed_cn: Vec<String>,
+    /// With `client_cert_auth`: the client certificate must be valid for one of these
+    /// host names (its SANs, as a server certificate would be checked;
+    /// `--client-cert-allowed-hostname`, `--peer-cert-allowed-hostname`). With
+    /// `allowed_cn` too, matching either list is enough. Empty = any.
+    pub allowed_hostname: Vec<String>,
     /// With `client_cert_auth`: certificate revocation lists (PEM or DER) of the
     /// trusted CA (`--client-crl-file`, `--peer-crl-file`); a revoked client certificate
     /// is refused.
@@ -187,12 +193,13 @@ impl TlsFiles {
                 let verifier = verifier
                     .build()
                     .map_err(|e| TlsError::Invalid(e.to_string()))?;
-                if self.allowed_cn.is_empty() {
+                if self.allowed_cn.is_empty() && self.allowed_hostname.is_empty() {
                     builder.with_client_cert_verifier(verifier)
                 } else {
-                    builder.with_client_cert_verifier(Arc::new(AllowedCn {
+                    builder.with_client_cert_verifier(Arc::new(AllowedIdentity {
                         inner: verifier,
-                        allowed: self.allowed_cn.clone(),
+                        cns: self.allowed_cn.clone(),
+                        hostnames: self.allowed_hostname.clone(),
                     }))
                 }
             }
@@ -209,14 +216,29 @@ impl TlsFiles {
     }
 }
 
-/// A client verifier that also requires the certificate's subject CN to be allowed.
+/// A client verifier that also requires the certificate's subject CN to be allowed, or the
+/// certificate to be valid for an allowed host name.
 #[derive(Debug)]
-struct AllowedCn {
+struct AllowedIdentity {
     inner: Arc<dyn ClientCertVerifier>,
-    allowed: Vec<String>,
+    cns: Vec<String>,
+    hostnames: Vec<String>,
 }
 
-impl ClientCertVerifier for AllowedCn {
+impl AllowedIdentity {
+    /// Whether `cert` is valid for one of the allowed host names (DNS or IP SANs).
+    fn hostname_allowed(&self, cert: &CertificateDer<'_>) -> bool {
+        let Ok(parsed) = rustls::server::ParsedCertificate::try_from(cert) else {
+            return false;
+        };
+        self.hostnames.iter().any(|h| {
+            rustls::pki_types::ServerName::try_from(h.as_str())
+                .is_ok_and(|name| rustls::client::verify_server_name(&parsed, &name).is_ok())
+        })
+    }
+}
+
+impl ClientCertVerifier for AllowedIdentity {
     fn offer_client_auth(&self) -> bool {
         self.inner.offer_client_auth()
     }
@@ -236,19 +258,22 @@ impl ClientCertVerifier for AllowedCn {
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
         let cn = subject_common_name(end_entity);
-        match &cn {
-            Some(cn) if self.allowed.iter().any(|a| a == cn) => Ok(verified),
-            _ => {
-                tracing::warn!(
-                    common_name = ?cn,
-                    allowed = ?self.allowed,
-                    "rejected client certificate: its CN is not allowed"
-                );
-                Err(rustls::Error::InvalidCertificate(
-                    CertificateError::ApplicationVerificationFailure,
-                ))
-            }
+        if cn
+            .as_ref()
+            .is_some_and(|cn| self.cns.iter().any(|a| a == cn))
+            || self.hostname_allowed(end_entity)
+        {
+            return Ok(verified);
         }
+        tracing::warn!(
+            common_name = ?cn,
+            allowed_cn = ?self.cns,
+            allowed_hostname = ?self.hostnames,
+            "rejected client certificate: neither its CN nor its host names are allowed"
+        );
+        Err(rustls::Error::InvalidCertificate(
+            CertificateError::ApplicationVerificationFailure,
+        ))
     }
     fn verify_tls12_signature(
         &self,
@@ -430,6 +455,7 @@ mod tests {
             cipher_suites: vec![],
             allowed_cn: vec![],
             crl_file: None,
+            allowed_hostname: vec![],
         };
         assert!(
             files.server_config().is_err(),
