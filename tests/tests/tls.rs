@@ -508,73 +508,102 @@ fn unix_socket_absolute_path() -> Result<()> {
     Ok(())
 }
 
+/// A server on a fresh https port with client-cert-auth and a CA of its own (certificates
+/// in the server's directory), started with `extra` flags by [`ClientAuthServer::start`].
+struct ClientAuthServer {
+    etcd: RawEtcd,
+    ca: etcd_tests::certs::Ca,
+    ca_file: String,
+    url: String,
+}
+
+impl ClientAuthServer {
+    /// The CA and the server's certificate, before the server starts.
+    fn new() -> Result<Self> {
+        let etcd = RawEtcd::new()?;
+        let ca = etcd_tests::certs::Ca::new("client-auth CA")?;
+        let ca_file = ca.write(&etcd.dir().join("ca.pem"))?.display().to_string();
+        let url = format!("https://127.0.0.1:{}", free_port());
+        Ok(ClientAuthServer {
+            etcd,
+            ca,
+            ca_file,
+            url,
+        })
+    }
+
+    /// A client certificate of the CA for `sans`, written as `<stem>.pem`.
+    fn client(&self, stem: &str, sans: &[String]) -> Result<etcd_tests::certs::CertFiles> {
+        let dir = self.etcd.dir().to_path_buf();
+        let usage = etcd_tests::certs::Usage::Client;
+        self.ca.leaf_files(&dir, stem, stem, sans, usage)
+    }
+
+    /// Starts the server with `--client-cert-auth` and `extra`.
+    fn start(&mut self, extra: &[String]) -> Result<()> {
+        let dir = self.etcd.dir().to_path_buf();
+        let sans = ["localhost".to_string(), "127.0.0.1".to_string()];
+        let usage = etcd_tests::certs::Usage::Server;
+        let server = self.ca.leaf_files(&dir, "server", "server", &sans, usage)?;
+        let url = &self.url;
+        let mut args = vec![
+            "--name=client-auth".to_string(),
+            format!("--data-dir={}", self.etcd.path("data")),
+            format!("--listen-client-urls={url}"),
+            format!("--advertise-client-urls={url}"),
+            format!("--cert-file={}", server.cert_str()),
+            format!("--key-file={}", server.key_str()),
+            format!("--trusted-ca-file={}", self.ca_file),
+            "--client-cert-auth".to_string(),
+        ];
+        args.extend_from_slice(extra);
+        self.etcd.start(&args, &[])
+    }
+
+    /// etcdctl with client certificate `c`.
+    fn ctl(&self, c: &etcd_tests::certs::CertFiles, args: &[&str]) -> Output {
+        let (cert, key) = (c.cert_str(), c.key_str());
+        let tls = ["--cacert", &self.ca_file, "--cert", &cert, "--key", &key];
+        ctl(&self.url, &tls, args)
+    }
+
+    /// `args` with certificate `c` is refused and gets no data.
+    fn refused(&self, c: &etcd_tests::certs::CertFiles, args: &[&str], what: &str) {
+        let o = self.ctl(c, args);
+        o.assert_failure();
+        assert!(!o.stdout.contains('v'), "{what} got data: {}", o.combined());
+    }
+
+    /// No log line says `flag` has no effect.
+    fn acts_on(&self, flag: &str) {
+        let said = self
+            .etcd
+            .logs()
+            .lines()
+            .any(|l| l.contains(flag) && l.contains("has no effect"));
+        assert!(!said, "{flag} is acted on, so no warning says otherwise");
+    }
+}
+
 /// `--client-crl-file`: a client certificate its CA revoked is refused, others are
 /// served; the list is read again for each new connection, so revoking one more
 /// certificate needs no restart. The same against etcd 3.4.
 #[test]
 fn revoked_client_certificates_are_refused() -> Result<()> {
-    use etcd_tests::certs::{Ca as TestCa, Usage};
-    let mut etcd = RawEtcd::new()?;
-    let dir = etcd.dir().to_path_buf();
-    let ca = TestCa::new("crl CA")?;
-    let ca_file = ca.write(&dir.join("ca.pem"))?.display().to_string();
-    let sans = ["localhost".to_string(), "127.0.0.1".to_string()];
-    let server = ca.leaf_files(&dir, "server", "server", &sans, Usage::Server)?;
-    let kept = ca.leaf_files(&dir, "kept", "kept", &[], Usage::Client)?;
-    let revoked = ca.leaf_files(&dir, "revoked", "revoked", &[], Usage::Client)?;
+    let mut s = ClientAuthServer::new()?;
+    let kept = s.client("kept", &[])?;
+    let revoked = s.client("revoked", &[])?;
+    let dir = s.etcd.dir().to_path_buf();
     let crl = dir.join("crl.pem");
-    std::fs::write(&crl, ca.crl(&[revoked.serial])?)?;
-
-    let port = free_port();
-    let url = format!("https://127.0.0.1:{port}");
-    let data = etcd.path("data");
-    etcd.start(
-        &[
-            "--name=crl".to_string(),
-            format!("--data-dir={data}"),
-            format!("--listen-client-urls={url}"),
-            format!("--advertise-client-urls={url}"),
-            format!("--cert-file={}", server.cert_str()),
-            format!("--key-file={}", server.key_str()),
-            format!("--trusted-ca-file={ca_file}"),
-            "--client-cert-auth".to_string(),
-            format!("--client-crl-file={}", crl.display()),
-        ],
-        &[],
-    )?;
-    let with = |c: &etcd_tests::certs::CertFiles, args: &[&str]| {
-        let (cert, key) = (c.cert_str(), c.key_str());
-        ctl(
-            &url,
-            &["--cacert", &ca_file, "--cert", &cert, "--key", &key],
-            args,
-        )
-    };
-    assert_eq!(with(&kept, &["put", "k", "v"]).ok(), "OK\n");
-    let o = with(&revoked, &["get", "k"]);
-    o.assert_failure();
-    assert!(
-        !o.stdout.contains('v'),
-        "revoked cert got data: {}",
-        o.combined()
-    );
+    std::fs::write(&crl, s.ca.crl(&[revoked.serial])?)?;
+    s.start(&[format!("--client-crl-file={}", crl.display())])?;
+    assert_eq!(s.ctl(&kept, &["put", "k", "v"]).ok(), "OK\n");
+    s.refused(&revoked, &["get", "k"], "a revoked certificate");
 
     // Revoke the other one too: the next connection is refused, without a restart.
-    replace(&dir, "crl.pem", &ca.crl(&[revoked.serial, kept.serial])?)?;
-    let o = with(&kept, &["get", "k"]);
-    o.assert_failure();
-    assert!(
-        !o.stdout.contains('v'),
-        "newly revoked cert got data: {}",
-        o.combined()
-    );
-    let logs = etcd.logs();
-    assert!(
-        !logs
-            .lines()
-            .any(|l| l.contains("crl-file") && l.contains("has no effect")),
-        "--client-crl-file is acted on"
-    );
+    replace(&dir, "crl.pem", &s.ca.crl(&[revoked.serial, kept.serial])?)?;
+    s.refused(&kept, &["get", "k"], "a newly revoked certificate");
+    s.acts_on("--client-crl-file");
     Ok(())
 }
 
@@ -583,57 +612,12 @@ fn revoked_client_certificates_are_refused() -> Result<()> {
 /// The same against etcd 3.4.
 #[test]
 fn client_certificates_must_name_the_allowed_hostname() -> Result<()> {
-    use etcd_tests::certs::{Ca as TestCa, Usage};
-    let mut etcd = RawEtcd::new()?;
-    let dir = etcd.dir().to_path_buf();
-    let ca = TestCa::new("hostname CA")?;
-    let ca_file = ca.write(&dir.join("ca.pem"))?.display().to_string();
-    let sans = ["localhost".to_string(), "127.0.0.1".to_string()];
-    let server = ca.leaf_files(&dir, "server", "server", &sans, Usage::Server)?;
-    let named = ["apiserver.etcd.example".to_string()];
-    let good = ca.leaf_files(&dir, "good", "client", &named, Usage::Client)?;
-    let other = ["other.etcd.example".to_string()];
-    let bad = ca.leaf_files(&dir, "bad", "client", &other, Usage::Client)?;
-
-    let port = free_port();
-    let url = format!("https://127.0.0.1:{port}");
-    let data = etcd.path("data");
-    etcd.start(
-        &[
-            "--name=hostname".to_string(),
-            format!("--data-dir={data}"),
-            format!("--listen-client-urls={url}"),
-            format!("--advertise-client-urls={url}"),
-            format!("--cert-file={}", server.cert_str()),
-            format!("--key-file={}", server.key_str()),
-            format!("--trusted-ca-file={ca_file}"),
-            "--client-cert-auth".to_string(),
-            "--client-cert-allowed-hostname=apiserver.etcd.example".to_string(),
-        ],
-        &[],
-    )?;
-    let with = |c: &etcd_tests::certs::CertFiles, args: &[&str]| {
-        let (cert, key) = (c.cert_str(), c.key_str());
-        ctl(
-            &url,
-            &["--cacert", &ca_file, "--cert", &cert, "--key", &key],
-            args,
-        )
-    };
-    assert_eq!(with(&good, &["put", "k", "v"]).ok(), "OK\n");
-    let o = with(&bad, &["get", "k"]);
-    o.assert_failure();
-    assert!(
-        !o.stdout.contains('v'),
-        "a certificate for another host got data: {}",
-        o.combined()
-    );
-    let logs = etcd.logs();
-    assert!(
-        !logs
-            .lines()
-            .any(|l| l.contains("allowed-hostname") && l.contains("has no effect")),
-        "--client-cert-allowed-hostname is acted on"
-    );
+    let mut s = ClientAuthServer::new()?;
+    let good = s.client("good", &["apiserver.etcd.example".to_string()])?;
+    let other = s.client("other", &["other.etcd.example".to_string()])?;
+    s.start(&["--client-cert-allowed-hostname=apiserver.etcd.example".to_string()])?;
+    assert_eq!(s.ctl(&good, &["put", "k", "v"]).ok(), "OK\n");
+    s.refused(&other, &["get", "k"], "a certificate for another host");
+    s.acts_on("--client-cert-allowed-hostname");
     Ok(())
 }
