@@ -259,22 +259,27 @@ fn client_cert_auth_and_rotation() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn auto_tls_serves_self_signed_https() -> Result<()> {
+/// A server with `--auto-tls` on a fresh https port, and `extra` flags: (server, port).
+fn start_auto_tls(extra: &[&str]) -> Result<(RawEtcd, u16)> {
     let mut etcd = RawEtcd::new()?;
     let port = free_port();
     let url = format!("https://127.0.0.1:{port}");
-    let data = etcd.path("data");
-    etcd.start(
-        &[
-            "--name=autotls".to_string(),
-            format!("--data-dir={data}"),
-            format!("--listen-client-urls={url}"),
-            format!("--advertise-client-urls={url}"),
-            "--auto-tls".to_string(),
-        ],
-        &[],
-    )?;
+    let mut args = vec![
+        "--name=autotls".to_string(),
+        format!("--data-dir={}", etcd.path("data")),
+        format!("--listen-client-urls={url}"),
+        format!("--advertise-client-urls={url}"),
+        "--auto-tls".to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    etcd.start(&args, &[])?;
+    Ok((etcd, port))
+}
+
+#[test]
+fn auto_tls_serves_self_signed_https() -> Result<()> {
+    let (etcd, port) = start_auto_tls(&[])?;
+    let url = format!("https://127.0.0.1:{port}");
     // etcdctl 3.4 speaks plaintext to an https endpoint unless TLS material
     // is given or --insecure-transport=false.
     let insecure = ["--insecure-transport=false", "--insecure-skip-tls-verify"];
@@ -306,21 +311,7 @@ fn auto_tls_serves_self_signed_https() -> Result<()> {
     drop(etcd);
 
     etcd_tests::only_36!("--self-signed-cert-validity", {
-        let mut etcd = RawEtcd::new()?;
-        let port = free_port();
-        let url = format!("https://127.0.0.1:{port}");
-        let data = etcd.path("data");
-        etcd.start(
-            &[
-                "--name=autotls".to_string(),
-                format!("--data-dir={data}"),
-                format!("--listen-client-urls={url}"),
-                format!("--advertise-client-urls={url}"),
-                "--auto-tls".to_string(),
-                "--self-signed-cert-validity=3".to_string(),
-            ],
-            &[],
-        )?;
+        let (_etcd, port) = start_auto_tls(&["--self-signed-cert-validity=3"])?;
         assert_valid_days(port, 3 * 365)?;
     });
     Ok(())
