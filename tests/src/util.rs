@@ -49,3 +49,33 @@ pub async fn expect_no_watch(stream: &mut WatchStream, quiet: Duration) -> Resul
         Ok(r) => anyhow::bail!("unexpected watch message: {r:?}"),
     }
 }
+
+/// Panics if a line of the server's `log` says `flag` "is accepted but has no effect yet":
+/// for tests of flags the server acts on.
+pub fn assert_acted_on(log: &str, flag: &str) {
+    let said = log
+        .lines()
+        .find(|l| l.contains(flag) && l.contains("has no effect"));
+    assert!(
+        said.is_none(),
+        "{flag} is acted on, yet the log says otherwise: {}",
+        said.unwrap_or_default()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[should_panic(expected = "--metrics is acted on")]
+    fn a_no_effect_warning_for_the_flag_fails() {
+        let log =
+            r#"{"level":"warn","msg":"flag is accepted but has no effect yet","flag":"--metrics"}"#;
+        super::assert_acted_on(log, "--metrics");
+    }
+
+    #[test]
+    fn other_flags_warnings_pass() {
+        let log = r#"{"level":"warn","msg":"flag is accepted but has no effect yet","flag":"--enable-pprof"}"#;
+        super::assert_acted_on(log, "--metrics");
+    }
+}
