@@ -1,14 +1,14 @@
 //! A 3-member cluster with TLS on client and peer URLs and client-cert-auth
 //! on both, started from ExecStart-style flags: replication, `member list`,
 //! `endpoint status --cluster`, `endpoint health --cluster`, and refusal of
-//! clients and peers without a trusted certificate, and of a peer whose certificate is
-//! revoked (`--peer-crl-file`).
+//! clients and peers without a trusted certificate, of a peer whose certificate is
+//! revoked (`--peer-crl-file`) and of one not valid for `--peer-cert-allowed-hostname`.
 
 use std::time::Duration;
 
 use anyhow::Result;
 use etcd_tests::certs::{Ca, Usage};
-use etcd_tests::cluster::{poll, ClusterOptions, EtcdCluster};
+use etcd_tests::cluster::{poll, AddedMember, ClusterOptions, EtcdCluster};
 use etcd_tests::extra::etcdctl_raw;
 
 fn tls_cluster() -> Result<EtcdCluster> {
@@ -213,35 +213,37 @@ fn peer_without_trusted_certificate_cannot_join() -> Result<()> {
     let dir = c.member_dir(i).to_path_buf();
     rogue.leaf_files(&dir, "peer", "m4", &sans, Usage::Both)?;
 
+    cannot_join(&mut c, &added, "an untrusted certificate")
+}
+
+/// Starts the added member and checks that it never becomes a working member (it exits
+/// or stays unready), the cluster never sees it start (its entry stays unnamed) and the
+/// original members still serve writes.
+fn cannot_join(c: &mut EtcdCluster, added: &AddedMember, why: &str) -> Result<()> {
+    let i = added.index;
     c.spawn(i)?;
-    // It never becomes a working member: it exits or stays unready.
     let joined = c.wait_ready(i, Duration::from_secs(8));
-    assert!(
-        joined.is_err(),
-        "a peer with an untrusted certificate joined"
-    );
+    assert!(joined.is_err(), "a peer with {why} joined");
     eprintln!(
-        "untrusted peer: {}",
+        "peer with {why}: {}",
         joined.err().map(|e| format!("{e:#}")).unwrap_or_default()
     );
-    // The cluster never saw it start: the member entry stays unnamed.
     let list = c.member_list(0)?;
-    let m4 = list
+    let m = list
         .iter()
         .find(|m| m.id == added.id)
-        .expect("m4 listed after member add");
+        .expect("the new member is listed after member add");
     assert!(
-        m4.name.is_empty(),
-        "m4 must not have published itself: {m4:?}"
+        m.name.is_empty(),
+        "the new member must not have published itself: {m:?}"
     );
-    assert!(m4.client_urls.is_empty(), "{m4:?}");
-    // The three original members still serve writes.
+    assert!(m.client_urls.is_empty(), "{m:?}");
     poll(
-        "write after the rogue join attempt",
+        "write after the join attempt",
         Duration::from_secs(10),
         Duration::from_millis(200),
         || {
-            let o = c.put(1, "after-rogue", "ok");
+            let o = c.put(1, "after-join-attempt", "ok");
             if o.success() {
                 Ok(())
             } else {
@@ -249,8 +251,7 @@ fn peer_without_trusted_certificate_cannot_join() -> Result<()> {
             }
         },
     )?;
-    c.kill9(i)?;
-    Ok(())
+    c.kill9(i)
 }
 
 /// The subject CN of the certificate served on `host:port` (a client certificate
@@ -343,31 +344,24 @@ fn peer_with_revoked_certificate_cannot_join() -> Result<()> {
     std::fs::write(crl_dir.path().join("new.pem"), revoked)?;
     std::fs::rename(crl_dir.path().join("new.pem"), &crl)?;
 
-    c.spawn(i)?;
-    let joined = c.wait_ready(i, Duration::from_secs(8));
-    assert!(joined.is_err(), "a peer with a revoked certificate joined");
-    let list = c.member_list(0)?;
-    let m4 = list
-        .iter()
-        .find(|m| m.id == added.id)
-        .expect("m4 listed after member add");
-    assert!(
-        m4.name.is_empty(),
-        "m4 must not have published itself: {m4:?}"
-    );
-    poll(
-        "write after the revoked peer's attempt",
-        Duration::from_secs(10),
-        Duration::from_millis(200),
-        || {
-            let o = c.put(1, "after-revoked", "ok");
-            if o.success() {
-                Ok(())
-            } else {
-                anyhow::bail!("{}", o.combined())
-            }
-        },
-    )?;
-    c.kill9(i)?;
-    Ok(())
+    cannot_join(&mut c, &added, "a revoked certificate")
+}
+
+/// `--peer-cert-allowed-hostname`: members accept peers whose certificates are valid for
+/// the named host; a new member whose certificate (from the same CA) is not cannot join.
+/// The same against etcd 3.4.
+#[test]
+fn peer_without_allowed_hostname_cannot_join() -> Result<()> {
+    let opts = ClusterOptions::new(3)
+        .tls(true)
+        .arg("--peer-cert-allowed-hostname=localhost");
+    let mut c = EtcdCluster::start(opts)?;
+    etcd_tests::util::assert_acted_on(&c.log(0), "--peer-cert-allowed-hostname");
+    let added = c.add_member(0, "m4", true)?;
+    // Its peer certificate names its address but not `localhost`.
+    let sans = vec!["127.0.0.1".to_string(), c.host(added.index).to_string()];
+    let dir = c.member_dir(added.index).to_path_buf();
+    let ca = c.ca().expect("a TLS cluster has a CA");
+    ca.leaf_files(&dir, "peer", "m4", &sans, Usage::Both)?;
+    cannot_join(&mut c, &added, "a certificate for another host")
 }
