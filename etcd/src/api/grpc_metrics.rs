@@ -344,78 +344,22 @@ impl FrameCounter {
     }
 }
 
-/// A response body that reports its call's end to a [`CallMeter`]: the `grpc-status` of
-/// its trailers, or `Canceled` when dropped before them. Without a meter it only passes
-/// frames on.
-pub struct MeteredBody<B> {
+/// What a [`Tapped`] body does with each frame it passes on.
+pub trait FrameObserver {
+    /// Sees one frame on its way out of the body.
+    fn observe(&mut self, frame: &Frame<Bytes>);
+}
+
+/// A body that shows each of its frames to an observer and otherwise passes them on.
+pub struct Tapped<B, O> {
     inner: B,
-    meter: Option<CallMeter>,
+    observer: O,
 }
 
-impl<B> MeteredBody<B> {
-    /// `inner`, reporting to `meter` (if any).
-    pub fn new(inner: B, meter: Option<CallMeter>) -> Self {
-        MeteredBody { inner, meter }
-    }
-}
-
-impl<B> Body for MeteredBody<B>
+impl<B, O> Body for Tapped<B, O>
 where
     B: Body<Data = Bytes> + Unpin,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let (Poll::Ready(Some(Ok(frame))), Some(meter)) = (&polled, this.meter.as_mut()) {
-            if let Some(data) = frame.data_ref() {
-                if meter.streams_responses() {
-                    let n = meter.frames.feed(data);
-                    meter.series.sent.inc_by(n);
-                }
-            } else if let Some(trailers) = frame.trailers_ref() {
-                meter.finish_from(trailers);
-            }
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// A request body that counts the gRPC messages it carries (a bidi stream's received
-/// messages).
-pub struct CountedBody<B> {
-    inner: B,
-    counter: IntCounter,
-    frames: FrameCounter,
-}
-
-impl<B> CountedBody<B> {
-    /// `inner`, adding each whole message to `counter`.
-    pub fn new(inner: B, counter: IntCounter) -> Self {
-        CountedBody {
-            inner,
-            counter,
-            frames: FrameCounter::default(),
-        }
-    }
-}
-
-impl<B> Body for CountedBody<B>
-where
-    B: Body<Data = Bytes> + Unpin,
+    O: FrameObserver + Unpin,
 {
     type Data = Bytes;
     type Error = B::Error;
@@ -427,9 +371,7 @@ where
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                this.counter.inc_by(this.frames.feed(data));
-            }
+            this.observer.observe(frame);
         }
         polled
     }
@@ -440,6 +382,66 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// A response body that reports its call's end to a [`CallMeter`]: the `grpc-status` of
+/// its trailers, or `Canceled` when dropped before them (a stream's messages are counted
+/// as sent). Without a meter it only passes frames on.
+pub type MeteredBody<B> = Tapped<B, Option<CallMeter>>;
+
+impl<B> MeteredBody<B> {
+    /// `inner`, reporting to `meter` (if any).
+    pub fn new(inner: B, meter: Option<CallMeter>) -> Self {
+        Tapped {
+            inner,
+            observer: meter,
+        }
+    }
+}
+
+impl FrameObserver for Option<CallMeter> {
+    fn observe(&mut self, frame: &Frame<Bytes>) {
+        let Some(meter) = self else { return };
+        if let Some(data) = frame.data_ref() {
+            if meter.streams_responses() {
+                let n = meter.frames.feed(data);
+                meter.series.sent.inc_by(n);
+            }
+        } else if let Some(trailers) = frame.trailers_ref() {
+            meter.finish_from(trailers);
+        }
+    }
+}
+
+/// Counts the whole gRPC messages of a body into a counter.
+pub struct MessageCount {
+    counter: IntCounter,
+    frames: FrameCounter,
+}
+
+impl FrameObserver for MessageCount {
+    fn observe(&mut self, frame: &Frame<Bytes>) {
+        if let Some(data) = frame.data_ref() {
+            self.counter.inc_by(self.frames.feed(data));
+        }
+    }
+}
+
+/// A request body that counts the gRPC messages it carries (a bidi stream's received
+/// messages).
+pub type CountedBody<B> = Tapped<B, MessageCount>;
+
+impl<B> CountedBody<B> {
+    /// `inner`, adding each whole message to `counter`.
+    pub fn new(inner: B, counter: IntCounter) -> Self {
+        Tapped {
+            inner,
+            observer: MessageCount {
+                counter,
+                frames: FrameCounter::default(),
+            },
+        }
     }
 }
 
