@@ -35,6 +35,7 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
             allowed_cn: tls.allowed_cn.clone(),
             crl_file: tls.crl_file.clone(),
             allowed_hostname: tls.allowed_hostname.clone(),
+            check_client_san: false,
         }),
         _ => None,
     };
@@ -51,6 +52,7 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
             allowed_cn: ptls.allowed_cn.clone(),
             crl_file: ptls.crl_file.clone(),
             allowed_hostname: ptls.allowed_hostname.clone(),
+            check_client_san: !ptls.skip_client_san_verification,
         }),
         _ => None,
     };
@@ -115,7 +117,6 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
 /// Flags the configuration understands but this server does not act on yet: set
 /// explicitly, they are accepted (so existing unit files keep starting) with a warning.
 const NOT_ACTED_ON: &[&str] = &[
-    "peer-skip-client-san-verification",
     "client-cert-file",
     "client-key-file",
     "grpc-keepalive-min-time",

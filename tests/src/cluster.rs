@@ -288,7 +288,7 @@ impl EtcdCluster {
         };
         for i in 0..c.opts.size {
             let name = format!("{}{}", c.opts.name_prefix, i + 1);
-            let m = c.new_member(name, Some(i))?;
+            let m = c.new_member(name, Some(i), None)?;
             c.members.push(m);
         }
         let initial = c.initial_cluster();
@@ -307,7 +307,14 @@ impl EtcdCluster {
         Ok(c)
     }
 
-    fn new_member(&mut self, name: String, node: Option<usize>) -> Result<Member> {
+    /// A new member `name` (on lab node `node`, or on loopback address `loopback`, by
+    /// default 127.0.0.1), with its certificates when the cluster has TLS.
+    fn new_member(
+        &mut self,
+        name: String,
+        node: Option<usize>,
+        loopback: Option<&str>,
+    ) -> Result<Member> {
         let dir = self.dir.path().join(&name);
         std::fs::create_dir_all(dir.join("logs")).context("create member dir")?;
         let (host, node, client_port, peer_port) = match self.lab.as_mut() {
@@ -318,7 +325,12 @@ impl EtcdCluster {
                 };
                 (lab.ip(node), Some(node), NETNS_CLIENT_PORT, NETNS_PEER_PORT)
             }
-            None => ("127.0.0.1".to_string(), None, free_port(), free_port()),
+            None => (
+                loopback.unwrap_or("127.0.0.1").to_string(),
+                None,
+                free_port(),
+                free_port(),
+            ),
         };
         if let Some(tls) = &self.tls {
             let sans = vec![
@@ -924,7 +936,21 @@ impl EtcdCluster {
     /// existing`. The member is not started: call
     /// [`EtcdCluster::start_member`] (or `spawn`).
     pub fn add_member(&mut self, via: usize, name: &str, learner: bool) -> Result<AddedMember> {
-        let m = self.new_member(name.to_string(), None)?;
+        self.add_member_on(via, name, learner, None)
+    }
+
+    /// [`EtcdCluster::add_member`] for a member that listens on loopback address
+    /// `loopback` (such as 127.0.0.2; clusters without network namespaces). Its
+    /// connections to the other members still come from 127.0.0.1, the address Linux
+    /// sends from to 127.0.0.1.
+    pub fn add_member_on(
+        &mut self,
+        via: usize,
+        name: &str,
+        learner: bool,
+        loopback: Option<&str>,
+    ) -> Result<AddedMember> {
+        let m = self.new_member(name.to_string(), None, loopback)?;
         self.members.push(m);
         let index = self.members.len() - 1;
         let peer = format!("--peer-urls={}", self.peer_url(index));

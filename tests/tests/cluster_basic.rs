@@ -2,7 +2,9 @@
 //! on both, started from ExecStart-style flags: replication, `member list`,
 //! `endpoint status --cluster`, `endpoint health --cluster`, and refusal of
 //! clients and peers without a trusted certificate, of a peer whose certificate is
-//! revoked (`--peer-crl-file`) and of one not valid for `--peer-cert-allowed-hostname`.
+//! revoked (`--peer-crl-file`), of one not valid for `--peer-cert-allowed-hostname` and
+//! of one whose certificate does not name the address it connects from (unless
+//! `--peer-skip-client-san-verification`).
 
 use std::time::Duration;
 
@@ -364,4 +366,60 @@ fn peer_without_allowed_hostname_cannot_join() -> Result<()> {
     let ca = c.ca().expect("a TLS cluster has a CA");
     ca.leaf_files(&dir, "peer", "m4", &sans, Usage::Both)?;
     cannot_join(&mut c, &added, "a certificate for another host")
+}
+
+/// A member added on 127.0.0.2 with a peer certificate for 127.0.0.2 only: the members
+/// verify its server certificate when they call it, but its own calls come from
+/// 127.0.0.1, which the certificate does not name.
+fn add_member_whose_certificate_names_another_address(c: &mut EtcdCluster) -> Result<AddedMember> {
+    let added = c.add_member_on(0, "m4", true, Some("127.0.0.2"))?;
+    let sans = vec![c.host(added.index).to_string()];
+    assert_eq!(sans, ["127.0.0.2"]);
+    let dir = c.member_dir(added.index).to_path_buf();
+    let ca = c.ca().expect("a TLS cluster has a CA");
+    ca.leaf_files(&dir, "peer", "m4", &sans, Usage::Both)?;
+    Ok(added)
+}
+
+/// By default, as etcd does, members refuse a peer connection whose client certificate
+/// is not valid for the address it comes from: the new member cannot join. The same
+/// against etcd 3.4.
+#[test]
+fn peer_whose_certificate_names_another_address_cannot_join() -> Result<()> {
+    let mut c = tls_cluster()?;
+    let added = add_member_whose_certificate_names_another_address(&mut c)?;
+    cannot_join(&mut c, &added, "a certificate for another address")?;
+    let log = c.log(0);
+    assert!(
+        log.contains("valid for") && log.contains("127.0.0.2") && log.contains("not 127.0.0.1"),
+        "member 0 says why it refused the connection:\n{log}"
+    );
+    Ok(())
+}
+
+/// `--peer-skip-client-san-verification` on the members (given by the name etcd 3.4 and
+/// 3.5 know, `--experimental-peer-skip-client-san-verification`): the same new member
+/// joins and replicates. The same against etcd 3.4.
+#[test]
+fn peer_skip_client_san_verification_lets_that_member_join() -> Result<()> {
+    let opts = ClusterOptions::new(3)
+        .tls(true)
+        .arg("--experimental-peer-skip-client-san-verification");
+    let mut c = EtcdCluster::start(opts)?;
+    etcd_tests::util::assert_acted_on(&c.log(0), "--peer-skip-client-san-verification");
+    let added = add_member_whose_certificate_names_another_address(&mut c)?;
+    let i = added.index;
+    c.spawn(i)?;
+    c.wait_ready(i, Duration::from_secs(30))?;
+    assert_eq!(c.put(0, "joined-from-127.0.0.2", "yes").ok(), "OK\n");
+    poll(
+        "the new member has the write",
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        || match c.get_value(i, "joined-from-127.0.0.2", "s")? {
+            Some(v) if v == "yes" => Ok(()),
+            other => anyhow::bail!("{other:?}"),
+        },
+    )?;
+    Ok(())
 }

@@ -3,6 +3,7 @@
 //! port 0; serving starts later ([`serve`]). On shutdown, listeners stop accepting and
 //! open connections finish their in-flight requests (bounded by a grace period).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -185,8 +186,8 @@ pub async fn serve(
         };
         // Reap finished connection tasks so the set does not grow without bound.
         while conns.try_join_next().is_some() {}
-        let io = match accepted {
-            Ok(io) => io,
+        let (io, remote) = match accepted {
+            Ok(a) => a,
             Err(e) => {
                 tracing::warn!(address = %url, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -200,19 +201,8 @@ pub async fn serve(
             match tls {
                 None => serve_conn(io, app, http2, stop, grace).await,
                 Some(files) => {
-                    // Re-read the certificate files for every connection: rotation
-                    // needs no restart.
-                    let cfg = match files.server_config() {
-                        Ok(c) => c,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot load TLS certificates");
-                            return;
-                        }
-                    };
-                    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-                    match acceptor.accept(io).await {
-                        Ok(s) => serve_conn(s, app, http2, stop, grace).await,
-                        Err(e) => tracing::debug!(error = %e, "rejected TLS connection"),
+                    if let Some(s) = tls_accept(io, remote, &files).await {
+                        serve_conn(s, app, http2, stop, grace).await
                     }
                 }
             }
@@ -231,19 +221,57 @@ pub async fn serve(
     }
 }
 
+/// The TLS handshake of a new connection from `remote`, with the certificate files as
+/// they are now (rotation needs no restart), and the client SAN check when `files` asks
+/// for it. `None` (logged) when the connection is refused.
+async fn tls_accept(
+    io: Box<dyn Io>,
+    remote: Option<SocketAddr>,
+    files: &TlsFiles,
+) -> Option<tokio_rustls::server::TlsStream<Box<dyn Io>>> {
+    let cfg = match files.server_config() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot load TLS certificates");
+            return None;
+        }
+    };
+    let s = match tokio_rustls::TlsAcceptor::from(cfg).accept(io).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(error = %e, "rejected TLS connection");
+            return None;
+        }
+    };
+    let cert = s.get_ref().1.peer_certificates().and_then(|c| c.first());
+    if let (true, Some(remote), Some(cert)) = (files.check_client_san, remote, cert) {
+        if let Err(e) = super::client_san::check(cert, remote.ip()).await {
+            tracing::warn!(
+                remote = %remote,
+                error = %e,
+                "rejected connection: the client certificate is not valid for the address \
+                 it connects from (--peer-skip-client-san-verification turns this check off)"
+            );
+            return None;
+        }
+    }
+    Some(s)
+}
+
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for T {}
 
-async fn accept(socket: &Socket) -> std::io::Result<Box<dyn Io>> {
+/// The next connection, with the remote address of a TCP one.
+async fn accept(socket: &Socket) -> std::io::Result<(Box<dyn Io>, Option<SocketAddr>)> {
     match socket {
         Socket::Tcp(l) => {
-            let (s, _) = l.accept().await?;
+            let (s, remote) = l.accept().await?;
             let _ = s.set_nodelay(true);
-            Ok(Box::new(s))
+            Ok((Box::new(s), Some(remote)))
         }
         Socket::Unix(l, _) => {
             let (s, _) = l.accept().await?;
-            Ok(Box::new(s))
+            Ok((Box::new(s), None))
         }
     }
 }

@@ -3,6 +3,7 @@
 //! The only module that sees every other one.
 
 pub mod auto_compaction;
+pub mod client_san;
 pub mod coalesce;
 mod desk;
 pub mod facade;
@@ -581,6 +582,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
             allowed_cn: Vec::new(),
             crl_file: None,
             allowed_hostname: Vec::new(),
+            check_client_san: false,
         });
     }
     if let Some(t) = &client_tls {
@@ -718,6 +720,7 @@ fn peer_server_tls(opts: &ServerOptions) -> Result<Option<TlsFiles>, ServerError
         allowed_cn: Vec::new(),
         crl_file: None,
         allowed_hostname: Vec::new(),
+        check_client_san: false,
     }))
 }
 

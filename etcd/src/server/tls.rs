@@ -68,6 +68,10 @@ pub struct TlsFiles {
     /// trusted CA (`--client-crl-file`, `--peer-crl-file`); a revoked client certificate
     /// is refused.
     pub crl_file: Option<PathBuf>,
+    /// Once the handshake is done, refuse a client certificate that is not valid for the
+    /// address the connection comes from ([`super::client_san`]; etcd's peer listener
+    /// unless `--peer-skip-client-san-verification`). Only TCP connections are checked.
+    pub check_client_san: bool,
 }
 
 /// Maps Go's cipher suite names to the TLS 1.2 suites rustls offers. Suites Go knows but
@@ -456,6 +460,7 @@ mod tests {
             allowed_cn: vec![],
             crl_file: None,
             allowed_hostname: vec![],
+            check_client_san: false,
         };
         assert!(
             files.server_config().is_err(),
