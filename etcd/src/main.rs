@@ -110,6 +110,7 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
         peer_client_cert,
         strict_reconfig_check: cfg.strict_reconfig_check,
         max_learners: usize::try_from(cfg.max_learners).unwrap_or(usize::MAX),
+        force_new_cluster: cfg.force_new_cluster,
         enable_grpc_gateway: cfg.enable_grpc_gateway,
     })
 }
@@ -120,7 +121,6 @@ const NOT_ACTED_ON: &[&str] = &[
     "client-cert-file",
     "client-key-file",
     "grpc-keepalive-min-time",
-    "force-new-cluster",
     "unsafe-no-fsync",
     "auth-token",
     "bcrypt-cost",

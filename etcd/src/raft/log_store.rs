@@ -20,8 +20,10 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use ::raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
-use ::raft::{GetEntriesContext, RaftState, StorageError as RaftStorageError};
+use ::raft::prelude::{
+    ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata,
+};
+use ::raft::{GetEntriesContext, RaftState, Storage as _, StorageError as RaftStorageError};
 use protobuf::Message as _;
 
 use crate::raft::wal::{Kind, Loc, Rec, Wal, WalError, SEGMENT_SIZE};
@@ -59,6 +61,19 @@ pub enum LogStoreError {
     /// The stored log has a gap or is out of order.
     #[error("corrupt raft log: {0}")]
     Corrupt(String),
+}
+
+/// What [`LogStore::force_standalone`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForcedStandalone {
+    /// Members removed from the configuration.
+    pub removed: Vec<u64>,
+    /// Whether this member was added (it was not in the configuration).
+    pub added_self: bool,
+    /// The commit index afterwards.
+    pub commit: u64,
+    /// Entries that were after the recorded commit index (kept, and now committed).
+    pub past_commit: u64,
 }
 
 /// A flush of the state machine running on its own thread ([`LogStore::start_flush`]).
@@ -484,6 +499,99 @@ impl LogStore {
         self.set_commit(applied.min(last))
     }
 
+    /// `--force-new-cluster`: rewrites the log so that this member is the only one in
+    /// its configuration. After the last entry come configuration changes, one removing
+    /// each other voter and learner (the configuration of the snapshot point and the
+    /// changes in the log) and, if `self_id` is not among them, one adding it with
+    /// `self_context` as its member record; the commit index moves past them, so raft
+    /// applies every entry of the log and then the changes at startup. Nothing is written
+    /// when this member is already alone. Durable on return.
+    ///
+    /// etcd drops the entries after the commit index its log recorded. Ours are kept:
+    /// the commit index is written with hard state changes only (see
+    /// [`LogStore::set_commit`]), so on a follower it trails the cluster's, and entries
+    /// after it may be writes the old cluster committed and acknowledged. An entry kept
+    /// that the old cluster never committed is a write whose client had no answer
+    /// (a timeout), which may take effect in etcd too.
+    pub fn force_standalone(
+        &self,
+        self_id: u64,
+        self_context: Vec<u8>,
+    ) -> Result<ForcedStandalone, LogStoreError> {
+        let (mut hs, cs, first) = {
+            let core = self.rl();
+            (
+                core.raft_state.hard_state.clone(),
+                core.raft_state.conf_state.clone(),
+                core.first(),
+            )
+        };
+        let mut ids: std::collections::BTreeSet<u64> =
+            cs.voters.iter().chain(&cs.learners).copied().collect();
+        let last = self.last_index();
+        // Read in bounded chunks: the log may hold many large entries.
+        let mut next = first;
+        while next <= last {
+            let chunk = self.entries(next, last + 1, 64 << 20, GetEntriesContext::empty(false))?;
+            next += chunk.len() as u64;
+            for e in chunk
+                .iter()
+                .filter(|e| e.get_entry_type() == EntryType::EntryConfChange)
+            {
+                let cc = ConfChange::parse_from_bytes(&e.data)?;
+                match cc.get_change_type() {
+                    ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                        ids.insert(cc.node_id);
+                    }
+                    ConfChangeType::RemoveNode => {
+                        ids.remove(&cc.node_id);
+                    }
+                }
+            }
+        }
+        hs.term = hs.term.max(self.term(last)?);
+        let removed: Vec<u64> = ids.iter().copied().filter(|&id| id != self_id).collect();
+        let add_self = !ids.contains(&self_id);
+        let mut changes: Vec<ConfChange> = removed
+            .iter()
+            .map(|&id| {
+                let mut cc = ConfChange::default();
+                cc.set_change_type(ConfChangeType::RemoveNode);
+                cc.node_id = id;
+                cc
+            })
+            .collect();
+        if add_self {
+            let mut cc = ConfChange::default();
+            cc.set_change_type(ConfChangeType::AddNode);
+            cc.node_id = self_id;
+            cc.context = self_context.into();
+            changes.push(cc);
+        }
+        let mut report = ForcedStandalone {
+            removed,
+            added_self: add_self,
+            commit: hs.commit,
+            past_commit: last.saturating_sub(hs.commit),
+        };
+        if changes.is_empty() {
+            return Ok(report);
+        }
+        let mut entries = Vec::with_capacity(changes.len());
+        for (i, cc) in changes.iter().enumerate() {
+            let mut e = Entry::default();
+            e.set_entry_type(EntryType::EntryConfChange);
+            e.term = hs.term;
+            e.index = last + 1 + i as u64;
+            e.data = cc.write_to_bytes()?.into();
+            entries.push(e);
+        }
+        hs.commit = last + entries.len() as u64;
+        self.persist(&entries, Some(&hs))?;
+        report.commit = hs.commit;
+        Ok(report)
+    }
+
     /// Records a new configuration, durably.
     pub fn set_conf_state(&self, cs: ConfState) -> Result<(), LogStoreError> {
         self.write(&[rec(Kind::ConfState, cs.write_to_bytes()?)])?;
@@ -792,7 +900,6 @@ impl ::raft::Storage for LogStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ::raft::Storage as _;
 
     fn wal_dir(dir: &tempfile::TempDir) -> std::path::PathBuf {
         dir.path().join("wal")
@@ -1033,6 +1140,81 @@ mod tests {
         assert_eq!((log.first_index(), log.last_index()), (2, 3));
         let st = log.raft_storage().initial_state().unwrap();
         assert_eq!(st.hard_state.commit, 3);
+    }
+
+    fn conf_change_entry(index: u64, term: u64, kind: ConfChangeType, node: u64) -> Entry {
+        let mut cc = ConfChange::default();
+        cc.set_change_type(kind);
+        cc.node_id = node;
+        let mut e = Entry::default();
+        e.set_entry_type(EntryType::EntryConfChange);
+        e.index = index;
+        e.term = term;
+        e.data = cc.write_to_bytes().unwrap().into();
+        e
+    }
+
+    #[test]
+    fn force_standalone_removes_every_other_member_after_the_whole_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&dir.path().join("db")).unwrap();
+        let (log, _) = LogStore::open(&wal_dir(&dir), storage.clone(), &[1, 2, 3]).unwrap();
+        // Member 4 joins as a learner, member 3 leaves; the recorded commit index trails
+        // the last entries (a follower's), which are kept.
+        let hs = HardState {
+            term: 2,
+            commit: 3,
+            ..Default::default()
+        };
+        let entries = [
+            entry(2, 2),
+            conf_change_entry(3, 2, ConfChangeType::AddLearnerNode, 4),
+            conf_change_entry(4, 2, ConfChangeType::RemoveNode, 3),
+            entry(5, 2),
+        ];
+        log.persist(&entries, Some(&hs)).unwrap();
+        let forced = log.force_standalone(2, b"me".to_vec()).unwrap();
+        assert_eq!(
+            forced,
+            ForcedStandalone {
+                removed: vec![1, 4],
+                added_self: false,
+                commit: 7,
+                past_commit: 2,
+            }
+        );
+        drop(log);
+        let (log, _) = LogStore::open(&wal_dir(&dir), storage.clone(), &[9]).unwrap();
+        let st = log.raft_storage();
+        assert_eq!(st.initial_state().unwrap().hard_state.commit, 7);
+        let all = st.entries(2, 8, None, ctx()).unwrap();
+        assert_eq!(all[..4], entries, "the log before the changes is kept");
+        let changes: Vec<(ConfChangeType, u64)> = all[4..]
+            .iter()
+            .map(|e| {
+                assert_eq!(
+                    (e.get_entry_type(), e.term),
+                    (EntryType::EntryConfChange, 2)
+                );
+                let cc = ConfChange::parse_from_bytes(&e.data).unwrap();
+                (cc.get_change_type(), cc.node_id)
+            })
+            .collect();
+        use ConfChangeType::RemoveNode;
+        assert_eq!(changes, [(RemoveNode, 1), (RemoveNode, 4)]);
+
+        // Forced again once alone: nothing to write. A member missing from the
+        // configuration is added with its record.
+        let forced = log.force_standalone(2, b"me".to_vec()).unwrap();
+        assert_eq!(forced.commit, 7);
+        assert!(forced.removed.is_empty() && !forced.added_self);
+        assert_eq!(log.last_index(), 7);
+        let forced = log.force_standalone(5, b"five".to_vec()).unwrap();
+        assert_eq!((forced.removed, forced.added_self), (vec![2], true));
+        let added = st.entries(9, 10, None, ctx()).unwrap();
+        let cc = ConfChange::parse_from_bytes(&added[0].data).unwrap();
+        assert_eq!(cc.get_change_type(), ConfChangeType::AddNode);
+        assert_eq!((cc.node_id, &cc.context[..]), (5, &b"five"[..]));
     }
 
     #[test]

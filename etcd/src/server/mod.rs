@@ -122,6 +122,9 @@ pub struct ServerOptions {
     pub strict_reconfig_check: bool,
     /// `--max-learners`: learners the cluster may have at once.
     pub max_learners: usize,
+    /// `--force-new-cluster`: on a restart, make this member a one-member cluster of its
+    /// data ([`LogStore::force_standalone`]); ignored when the data dir is new.
+    pub force_new_cluster: bool,
 }
 
 /// Errors that stop the server from starting or running.
@@ -451,6 +454,10 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
         )));
     }
     let (log, _) = LogStore::open(&wal_dir, storage.clone(), &initial_voters)?;
+    let forced = opts.force_new_cluster && boot == Boot::Restart;
+    if forced {
+        force_standalone(&opts, id, &log, applied)?;
+    }
     let raft_cfg = RaftConfig {
         id,
         tick: opts.heartbeat,
@@ -460,7 +467,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
         catchup_entries: opts.snapshot_catchup_entries,
         max_inflight: 5000,
     };
-    let single = members.voter_ids() == vec![id];
+    let single = forced || members.voter_ids() == vec![id];
     let cluster_id = members.cluster_id();
     let transport = GrpcTransport::new(
         id,
@@ -722,6 +729,39 @@ fn peer_server_tls(opts: &ServerOptions) -> Result<Option<TlsFiles>, ServerError
         allowed_hostname: Vec::new(),
         check_client_san: false,
     }))
+}
+
+/// `--force-new-cluster` on a restart: the log is rewritten so that raft applies the
+/// removal of every other member at startup (entries the old cluster had not committed
+/// are dropped), and this member elects itself. Its data, member id and cluster id stay.
+fn force_standalone(
+    opts: &ServerOptions,
+    id: u64,
+    log: &LogStore,
+    applied: u64,
+) -> Result<(), ServerError> {
+    let me = StoredMember {
+        id,
+        name: opts.name.clone(),
+        peer_urls: opts.initial_advertise_peer_urls.clone(),
+        ..Default::default()
+    };
+    let err = |e: crate::raft::LogStoreError| ServerError::Bootstrap(e.to_string());
+    log.ensure_commit_covers(applied).map_err(err)?;
+    let forced = log
+        .force_standalone(id, prost::Message::encode_to_vec(&me))
+        .map_err(err)?;
+    tracing::warn!(
+        member_id = %format!("{id:x}"),
+        removed = ?forced.removed.iter().map(|r| format!("{r:x}")).collect::<Vec<_>>(),
+        added_self = forced.added_self,
+        commit_index = forced.commit,
+        applied_index = applied,
+        entries_past_recorded_commit = forced.past_commit,
+        "forcing restart as a one-member cluster (--force-new-cluster); remove the flag once \
+         the cluster is running again"
+    );
+    Ok(())
 }
 
 /// What this member presents when it calls its peers over `https`.

@@ -42,12 +42,15 @@ fn quorum(n: usize) -> usize {
 
 /// `--strict-reconfig-check`, as etcd counts it: a voter is started once it has
 /// published its name. Adding a voter needs a quorum of the larger cluster started;
-/// removing one needs a quorum of the smaller cluster started among the rest.
+/// removing one needs a quorum of the smaller cluster started among the rest. A
+/// one-member cluster whose member is started may always add a second voter (growing
+/// again after `--force-new-cluster` or a snapshot restore).
 fn enough_started(records: &[StoredMember], adding: bool, removing: Option<u64>) -> bool {
     let voters: Vec<&StoredMember> = records.iter().filter(|m| !m.is_learner).collect();
     let started = |m: &&&StoredMember| !m.name.is_empty();
     if adding {
-        return voters.iter().filter(started).count() >= quorum(voters.len() + 1);
+        let n = voters.iter().filter(started).count();
+        return (n == 1 && voters.len() == 1) || n >= quorum(voters.len() + 1);
     }
     match removing {
         Some(id) if voters.iter().any(|m| m.id == id) => {
@@ -280,6 +283,15 @@ mod tests {
         assert!(!enough_started(&one_unstarted, false, Some(1)));
         // Removing the unstarted one leaves 2 of 2.
         assert!(enough_started(&one_unstarted, false, Some(3)));
+        // A started member alone may add a second voter; an unstarted one may not.
+        assert!(enough_started(&[m(1, true, false)], true, None));
+        assert!(!enough_started(&[m(1, false, false)], true, None));
+        // Two voters with one started: adding a third needs 2 started.
+        assert!(!enough_started(
+            &[m(1, true, false), m(2, false, false)],
+            true,
+            None
+        ));
         // Learners never count, and removing one is always allowed.
         let with_learner = vec![m(1, true, false), m(2, false, true)];
         assert!(enough_started(&with_learner, false, Some(2)));
