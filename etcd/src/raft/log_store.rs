@@ -68,7 +68,7 @@ pub enum LogStoreError {
 pub struct ForcedStandalone {
     /// Members removed from the configuration.
     pub removed: Vec<u64>,
-    /// Whether this member was added (it was not in the configuration).
+    /// Whether this member was added as a voter (it was missing, or a learner).
     pub added_self: bool,
     /// The commit index afterwards.
     pub commit: u64,
@@ -502,8 +502,9 @@ impl LogStore {
     /// `--force-new-cluster`: rewrites the log so that this member is the only one in
     /// its configuration. After the last entry come configuration changes, one removing
     /// each other voter and learner (the configuration of the snapshot point and the
-    /// changes in the log) and, if `self_id` is not among them, one adding it with
-    /// `self_context` as its member record; the commit index moves past them, so raft
+    /// changes in the log) and, if `self_id` is not among them or is a learner, one
+    /// adding it as a voter with `self_context` as its member record (a learner is
+    /// promoted); the commit index moves past them, so raft
     /// applies every entry of the log and then the changes at startup. Nothing is written
     /// when this member is already alone. Durable on return.
     ///
@@ -526,8 +527,13 @@ impl LogStore {
                 core.first(),
             )
         };
-        let mut ids: std::collections::BTreeSet<u64> =
-            cs.voters.iter().chain(&cs.learners).copied().collect();
+        // Member id -> whether it is a learner.
+        let mut ids: std::collections::BTreeMap<u64, bool> = cs
+            .voters
+            .iter()
+            .map(|&v| (v, false))
+            .chain(cs.learners.iter().map(|&l| (l, true)))
+            .collect();
         let last = self.last_index();
         // Read in bounded chunks: the log may hold many large entries.
         let mut next = first;
@@ -540,8 +546,11 @@ impl LogStore {
             {
                 let cc = ConfChange::parse_from_bytes(&e.data)?;
                 match cc.get_change_type() {
-                    ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
-                        ids.insert(cc.node_id);
+                    ConfChangeType::AddNode => {
+                        ids.insert(cc.node_id, false);
+                    }
+                    ConfChangeType::AddLearnerNode => {
+                        ids.insert(cc.node_id, true);
                     }
                     ConfChangeType::RemoveNode => {
                         ids.remove(&cc.node_id);
@@ -550,8 +559,9 @@ impl LogStore {
             }
         }
         hs.term = hs.term.max(self.term(last)?);
-        let removed: Vec<u64> = ids.iter().copied().filter(|&id| id != self_id).collect();
-        let add_self = !ids.contains(&self_id);
+        let removed: Vec<u64> = ids.keys().copied().filter(|&id| id != self_id).collect();
+        // Missing, or a learner (a configuration without voters could elect no one).
+        let add_self = ids.get(&self_id) != Some(&false);
         let mut changes: Vec<ConfChange> = removed
             .iter()
             .map(|&id| {
@@ -1210,11 +1220,30 @@ mod tests {
         assert!(forced.removed.is_empty() && !forced.added_self);
         assert_eq!(log.last_index(), 7);
         let forced = log.force_standalone(5, b"five".to_vec()).unwrap();
+        assert_eq!(forced.commit, 9);
         assert_eq!((forced.removed, forced.added_self), (vec![2], true));
         let added = st.entries(9, 10, None, ctx()).unwrap();
         let cc = ConfChange::parse_from_bytes(&added[0].data).unwrap();
         assert_eq!(cc.get_change_type(), ConfChangeType::AddNode);
         assert_eq!((cc.node_id, &cc.context[..]), (5, &b"five"[..]));
+    }
+
+    #[test]
+    fn force_standalone_makes_a_learner_a_voter() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&dir.path().join("db")).unwrap();
+        let (log, _) = LogStore::open(&wal_dir(&dir), storage, &[1, 2]).unwrap();
+        let learner = conf_change_entry(2, 2, ConfChangeType::AddLearnerNode, 3);
+        log.persist(&[learner], None).unwrap();
+        let forced = log.force_standalone(3, Vec::new()).unwrap();
+        assert_eq!((forced.removed, forced.added_self), (vec![1, 2], true));
+        let st = log.raft_storage();
+        let last = st.entries(5, 6, None, ctx()).unwrap();
+        let cc = ConfChange::parse_from_bytes(&last[0].data).unwrap();
+        assert_eq!(
+            (cc.get_change_type(), cc.node_id),
+            (ConfChangeType::AddNode, 3)
+        );
     }
 
     #[test]
