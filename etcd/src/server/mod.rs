@@ -731,9 +731,9 @@ fn peer_server_tls(opts: &ServerOptions) -> Result<Option<TlsFiles>, ServerError
     }))
 }
 
-/// `--force-new-cluster` on a restart: the log is rewritten so that raft applies the
-/// removal of every other member at startup (entries the old cluster had not committed
-/// are dropped), and this member elects itself. Its data, member id and cluster id stay.
+/// `--force-new-cluster` on a restart: the log is rewritten so that raft applies every
+/// entry this member holds and then the removal of every other member at startup, and
+/// this member elects itself. Its data, member id and cluster id stay.
 fn force_standalone(
     opts: &ServerOptions,
     id: u64,
