@@ -20,6 +20,19 @@ fn wait_value(c: &EtcdCluster, i: usize, key: &str, value: &str) -> Result<()> {
     )
 }
 
+/// Waits until member `i` knows a leader, after `what`.
+fn wait_leader(c: &EtcdCluster, i: usize, what: &str) -> Result<()> {
+    poll(
+        &format!("a leader after {what}"),
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        || match c.status(i)?.leader {
+            0 => bail!("no leader yet"),
+            _ => Ok(()),
+        },
+    )
+}
+
 #[test]
 fn force_new_cluster_recovers_the_last_member_with_its_data() -> Result<()> {
     let mut c = EtcdCluster::start(ClusterOptions::new(3))?;
@@ -59,15 +72,7 @@ fn force_new_cluster_recovers_the_last_member_with_its_data() -> Result<()> {
         }
         Ok(())
     };
-    poll(
-        "a leader after the forced restart",
-        Duration::from_secs(10),
-        Duration::from_millis(200),
-        || match c.status(2)?.leader {
-            0 => bail!("no leader yet"),
-            _ => Ok(()),
-        },
-    )?;
+    wait_leader(&c, 2, "the forced restart")?;
     check_alone(&c)?;
     assert_eq!(c.put(2, "r/after", "alone").ok(), "OK\n");
 
@@ -75,15 +80,7 @@ fn force_new_cluster_recovers_the_last_member_with_its_data() -> Result<()> {
     flags.retain(|f| f != "--force-new-cluster");
     c.set_flags(2, flags);
     c.restart(2)?;
-    poll(
-        "a leader after the plain restart",
-        Duration::from_secs(10),
-        Duration::from_millis(200),
-        || match c.status(2)?.leader {
-            0 => bail!("no leader yet"),
-            _ => Ok(()),
-        },
-    )?;
+    wait_leader(&c, 2, "the plain restart")?;
     check_alone(&c)?;
     assert_eq!(c.get_value(2, "r/after", "l")?.as_deref(), Some("alone"));
 
