@@ -10,8 +10,8 @@
 //! given are durable (one `fdatasync` per call) and visible to raft; configuration
 //! changes, compactions and installed snapshots are durable when their call returns.
 //! The commit index raft reports between Readies ([`LogStore::set_commit`]) is kept in
-//! memory and written with the next record; at startup it is raised to the applied
-//! index ([`LogStore::ensure_commit_covers`]).
+//! memory and written with the next entries appended; at startup it is raised to the
+//! applied index ([`LogStore::ensure_commit_covers`]).
 //!
 //! A data dir written before the log had files of its own keeps its log in RocksDB's
 //! `raft` column family; [`LogStore::open`] moves it into the segment files once.
@@ -116,6 +116,8 @@ struct Core {
     /// The newest entries, contiguous and ending at `last`.
     tail: VecDeque<Entry>,
     tail_bytes: usize,
+    /// The commit index of the last hard state written to the log files.
+    written_commit: u64,
 }
 
 impl Core {
@@ -316,6 +318,7 @@ impl Replay {
             .conf
             .unwrap_or_else(|| self.snap.get_conf_state().clone());
         core.raft_state.hard_state = self.hs.unwrap_or_default();
+        core.written_commit = core.raft_state.hard_state.commit;
         for (index, term, loc) in self.entries {
             if index != core.last + 1 {
                 return Err(LogStoreError::Corrupt(format!(
@@ -437,6 +440,22 @@ impl LogStore {
         if entries.is_empty() && hs.is_none() {
             return Ok(());
         }
+        // A commit index known only in memory ([`LogStore::set_commit`]) goes out with
+        // these entries, in the same write: it then trails the cluster's by at most what
+        // was committed since the last append.
+        let carried;
+        let hs = match hs {
+            None if !entries.is_empty() => {
+                let core = self.rl();
+                if core.raft_state.hard_state.commit > core.written_commit {
+                    carried = core.raft_state.hard_state.clone();
+                    Some(&carried)
+                } else {
+                    None
+                }
+            }
+            hs => hs,
+        };
         let mut recs = Vec::with_capacity(entries.len() + 1);
         if let Some(first) = entries.first() {
             let core = self.rl();
@@ -469,6 +488,7 @@ impl LogStore {
         }
         if let Some(hs) = hs {
             core.raft_state.hard_state = hs.clone();
+            core.written_commit = hs.commit;
         }
         Ok(())
     }
@@ -481,7 +501,8 @@ impl LogStore {
     }
 
     /// Records the commit index raft reported in a light ready, in memory: it is written
-    /// with the next hard state or segment. A commit index lost in a crash is harmless:
+    /// with the next entries appended (or hard state, or segment). A commit index lost in
+    /// a crash is harmless:
     /// [`LogStore::ensure_commit_covers`] raises it to the applied index at startup and
     /// the leader sends it again.
     pub fn set_commit(&self, commit: u64) -> Result<(), LogStoreError> {
@@ -509,9 +530,9 @@ impl LogStore {
     /// when this member is already alone. Durable on return.
     ///
     /// etcd drops the entries after the commit index its log recorded. Ours are kept:
-    /// the commit index is written with hard state changes only (see
-    /// [`LogStore::set_commit`]), so on a follower it trails the cluster's, and entries
-    /// after it may be writes the old cluster committed and acknowledged. An entry kept
+    /// the recorded commit index trails the cluster's (it is written with the next
+    /// append, see [`LogStore::set_commit`]), and entries after it may be writes the old
+    /// cluster committed and acknowledged. An entry kept
     /// that the old cluster never committed is a write whose client had no answer
     /// (a timeout), which may take effect in etcd too.
     pub fn force_standalone(
@@ -1226,6 +1247,30 @@ mod tests {
         let cc = ConfChange::parse_from_bytes(&added[0].data).unwrap();
         assert_eq!(cc.get_change_type(), ConfChangeType::AddNode);
         assert_eq!((cc.node_id, &cc.context[..]), (5, &b"five"[..]));
+    }
+
+    #[test]
+    fn a_commit_index_known_in_memory_is_written_with_the_next_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&dir.path().join("db")).unwrap();
+        let (log, _) = LogStore::open(&wal_dir(&dir), storage.clone(), &[1]).unwrap();
+        let hs = HardState {
+            term: 2,
+            commit: 2,
+            ..Default::default()
+        };
+        log.persist(&[entry(2, 2), entry(3, 2)], Some(&hs)).unwrap();
+        log.set_commit(3).unwrap();
+        let before = log.wal_position();
+        // Nothing to append: the commit index stays in memory.
+        log.persist(&[], None).unwrap();
+        assert_eq!(log.wal_position(), before);
+        log.persist(&[entry(4, 2)], None).unwrap();
+        drop(log);
+        let (log, _) = LogStore::open(&wal_dir(&dir), storage, &[1]).unwrap();
+        let st = log.raft_storage().initial_state().unwrap();
+        assert_eq!((st.hard_state.term, st.hard_state.commit), (2, 3));
+        assert_eq!(log.last_index(), 4);
     }
 
     #[test]
