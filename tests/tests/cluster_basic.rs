@@ -9,12 +9,20 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use etcd_tests::certs::{Ca, Usage};
+use etcd_tests::certs::{Ca, CertFiles, Usage};
 use etcd_tests::cluster::{poll, AddedMember, ClusterOptions, EtcdCluster};
 use etcd_tests::extra::etcdctl_raw;
 
 fn tls_cluster() -> Result<EtcdCluster> {
     EtcdCluster::start(ClusterOptions::new(3).tls(true))
+}
+
+/// A TLS cluster whose members run with `arg` too; the flag `acted_on` must not be
+/// reported as having no effect.
+fn tls_cluster_with(arg: &str, acted_on: &str) -> Result<EtcdCluster> {
+    let c = EtcdCluster::start(ClusterOptions::new(3).tls(true).arg(arg))?;
+    etcd_tests::util::assert_acted_on(&c.log(0), acted_on);
+    Ok(c)
 }
 
 #[test]
@@ -218,6 +226,17 @@ fn peer_without_trusted_certificate_cannot_join() -> Result<()> {
     cannot_join(&mut c, &added, "an untrusted certificate")
 }
 
+/// Gives the added member `m4` a new peer certificate from the cluster's CA with `sans`.
+fn reissue_peer_certificate(
+    c: &EtcdCluster,
+    added: &AddedMember,
+    sans: &[String],
+) -> Result<CertFiles> {
+    let dir = c.member_dir(added.index);
+    let ca = c.ca().expect("a TLS cluster has a CA");
+    ca.leaf_files(dir, "peer", "m4", sans, Usage::Both)
+}
+
 /// Starts the added member and checks that it never becomes a working member (it exits
 /// or stays unready), the cluster never sees it start (its entry stays unnamed) and the
 /// original members still serve writes.
@@ -339,9 +358,8 @@ fn peer_with_revoked_certificate_cannot_join() -> Result<()> {
         "127.0.0.1".to_string(),
         c.host(i).to_string(),
     ];
-    let dir = c.member_dir(i).to_path_buf();
+    let peer = reissue_peer_certificate(&c, &added, &sans)?;
     let ca = c.ca().expect("a TLS cluster has a CA");
-    let peer = ca.leaf_files(&dir, "peer", "m4", &sans, Usage::Both)?;
     let revoked = ca.crl(&[peer.serial])?;
     std::fs::write(crl_dir.path().join("new.pem"), revoked)?;
     std::fs::rename(crl_dir.path().join("new.pem"), &crl)?;
@@ -354,17 +372,14 @@ fn peer_with_revoked_certificate_cannot_join() -> Result<()> {
 /// The same against etcd 3.4.
 #[test]
 fn peer_without_allowed_hostname_cannot_join() -> Result<()> {
-    let opts = ClusterOptions::new(3)
-        .tls(true)
-        .arg("--peer-cert-allowed-hostname=localhost");
-    let mut c = EtcdCluster::start(opts)?;
-    etcd_tests::util::assert_acted_on(&c.log(0), "--peer-cert-allowed-hostname");
+    let mut c = tls_cluster_with(
+        "--peer-cert-allowed-hostname=localhost",
+        "--peer-cert-allowed-hostname",
+    )?;
     let added = c.add_member(0, "m4", true)?;
     // Its peer certificate names its address but not `localhost`.
     let sans = vec!["127.0.0.1".to_string(), c.host(added.index).to_string()];
-    let dir = c.member_dir(added.index).to_path_buf();
-    let ca = c.ca().expect("a TLS cluster has a CA");
-    ca.leaf_files(&dir, "peer", "m4", &sans, Usage::Both)?;
+    reissue_peer_certificate(&c, &added, &sans)?;
     cannot_join(&mut c, &added, "a certificate for another host")
 }
 
@@ -375,9 +390,7 @@ fn add_member_whose_certificate_names_another_address(c: &mut EtcdCluster) -> Re
     let added = c.add_member_on(0, "m4", true, Some("127.0.0.2"))?;
     let sans = vec![c.host(added.index).to_string()];
     assert_eq!(sans, ["127.0.0.2"]);
-    let dir = c.member_dir(added.index).to_path_buf();
-    let ca = c.ca().expect("a TLS cluster has a CA");
-    ca.leaf_files(&dir, "peer", "m4", &sans, Usage::Both)?;
+    reissue_peer_certificate(c, &added, &sans)?;
     Ok(added)
 }
 
@@ -402,11 +415,10 @@ fn peer_whose_certificate_names_another_address_cannot_join() -> Result<()> {
 /// joins and replicates. The same against etcd 3.4.
 #[test]
 fn peer_skip_client_san_verification_lets_that_member_join() -> Result<()> {
-    let opts = ClusterOptions::new(3)
-        .tls(true)
-        .arg("--experimental-peer-skip-client-san-verification");
-    let mut c = EtcdCluster::start(opts)?;
-    etcd_tests::util::assert_acted_on(&c.log(0), "--peer-skip-client-san-verification");
+    let mut c = tls_cluster_with(
+        "--experimental-peer-skip-client-san-verification",
+        "--peer-skip-client-san-verification",
+    )?;
     let added = add_member_whose_certificate_names_another_address(&mut c)?;
     let i = added.index;
     c.spawn(i)?;

@@ -88,6 +88,24 @@ impl Sans {
     }
 }
 
+impl Sans {
+    /// The check's outcome when no name lookup is needed (no SANs, a matching IP SAN, or
+    /// IP SANs only); `None` when the DNS SANs must be looked up.
+    fn decide_without_lookups(&self, remote: IpAddr) -> Option<Result<(), SanMismatch>> {
+        let remote = remote.to_canonical();
+        if (self.ips.is_empty() && self.dns.is_empty()) || self.ips.contains(&remote) {
+            return Some(Ok(()));
+        }
+        if self.dns.is_empty() {
+            return Some(Err(SanMismatch::NotAnIpSan {
+                remote,
+                ips: self.ips.clone(),
+            }));
+        }
+        None
+    }
+}
+
 /// Name lookups the check needs; the system resolver in the server, a table in tests.
 pub trait Resolve {
     /// Host names of `ip` (reverse lookup); an error when it has none.
@@ -115,19 +133,8 @@ impl Resolve for SystemResolver {
 /// Checks `sans` against `remote` with `resolver`, as etcd's peer listener does.
 pub fn check_with(sans: &Sans, remote: IpAddr, resolver: &impl Resolve) -> Result<(), SanMismatch> {
     let remote = remote.to_canonical();
-    if sans.ips.is_empty() && sans.dns.is_empty() {
-        return Ok(());
-    }
-    if !sans.ips.is_empty() {
-        if sans.ips.contains(&remote) {
-            return Ok(());
-        }
-        if sans.dns.is_empty() {
-            return Err(SanMismatch::NotAnIpSan {
-                remote,
-                ips: sans.ips.clone(),
-            });
-        }
+    if let Some(decided) = sans.decide_without_lookups(remote) {
+        return decided;
     }
     let (wildcards, names): (Vec<&str>, Vec<&str>) = sans
         .dns
@@ -167,8 +174,8 @@ pub fn check_with(sans: &Sans, remote: IpAddr, resolver: &impl Resolve) -> Resul
 /// resolver (on a blocking thread; at most [`LOOKUP_TIMEOUT`], then refused).
 pub async fn check(cert: &CertificateDer<'_>, remote: IpAddr) -> Result<(), SanMismatch> {
     let sans = Sans::of(cert)?;
-    if sans.ips.contains(&remote.to_canonical()) || (sans.ips.is_empty() && sans.dns.is_empty()) {
-        return Ok(());
+    if let Some(decided) = sans.decide_without_lookups(remote) {
+        return decided;
     }
     let lookup = tokio::task::spawn_blocking(move || check_with(&sans, remote, &SystemResolver));
     match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
