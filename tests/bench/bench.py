@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
 """Side-by-side benchmark of Debian's etcd and this project's etcd with etcd's own load tool.
 
-Starts each server on loopback with a fresh data dir, runs the same suite of etcd's
-`benchmark` tool against it, alternating servers (A B A B ...) for every round, then prints
-one table (medians over the rounds) and writes it into BENCHMARKS.md between the
-`<!-- bench:begin -->` and `<!-- bench:end -->` markers (text outside them is kept).
+Starts both servers side by side on loopback, each with fresh data dirs, and runs the same
+suite of etcd's `benchmark` tool against them, every test on one and then on the other
+(A B, then B A for the next test, ...; the idle one must be quiet before each measurement),
+for every round; then prints one table (medians over the rounds) and writes it into
+BENCHMARKS.md between the `<!-- bench:begin -->` and `<!-- bench:end -->` markers (text
+outside them is kept).
 
 Usage: python3 tests/bench/bench.py [--ours PATH] [--etcd PATH] [--rounds N] [--out DIR]
                                     [--report FILE] [--smoke] [--no-check-perf]
                                     [--keep-data]
   --ours     our etcd binary (default: $CARGO_TARGET_DIR or target, release/etcd)
   --etcd     the reference server (default /usr/bin/etcd, Debian's etcd-server 3.4)
-  --rounds   rounds (default 2); each round runs every server once per configuration
+  --rounds   rounds (default 2); each round starts both servers once per configuration
   --out      raw outputs: <out>/<round>/<config>/<server>/<test>.txt, server logs, metrics
   --report   the markdown file to write the table into (default BENCHMARKS.md)
   --keep-data  keep each server's data dir after its run (by default it is removed once the
@@ -436,6 +438,80 @@ def write_report(path, body):
 
 # --- main ------------------------------------------------------------------------------
 
+def alternate(servers, n):
+    """The servers' (name, binary) pairs in their order for the n-th pairing: etcd first on
+    odd n, ours first on even n, so that neither always runs second."""
+    items = list(servers.items())
+    return items if n % 2 == 1 else items[::-1]
+
+
+def wait_quiet(clusters, limit=30.0):
+    """Waits until every given cluster is idle (its processes used under 2% of a core over
+    half a second: no background flush or compaction left from its last test), at most
+    `limit` seconds; returns how long it waited and whether they became quiet."""
+    t0 = time.time()
+    while True:
+        before = [c.cpu_seconds() for c in clusters]
+        time.sleep(0.5)
+        used = sum(c.cpu_seconds() - b for c, b in zip(clusters, before))
+        waited = time.time() - t0
+        if used < 0.01:
+            return waited, True
+        if waited >= limit:
+            return waited, False
+
+
+def quiet_line(quiet_waits):
+    """One sentence on how idle the other server was before each measurement."""
+    if not quiet_waits:
+        return ""
+    longest = max(w for *_, w, _ in quiet_waits)
+    busy = [f"{t} ({srv}, round {r}, {m} member(s))" for r, m, t, srv, _, q in quiet_waits
+            if not q]
+    text = (f"Before each of the {len(quiet_waits)} measurements the other server was idle "
+            f"(under 2% of a core over 0.5 s) after at most {longest:.1f} s")
+    return text + (f"; not within 30 s before: {', '.join(busy)}." if busy else ".")
+
+
+def run_config(rnd, members, tests, servers, out, results, hwm, quiet_waits):
+    """One round of one configuration: both servers' clusters run side by side (each on
+    its own loopback ports and fresh data dirs) and every test runs on one and then on the
+    other, the order alternating from test to test, so that both measurements of a test are
+    taken within a minute or two of each other. While one is measured the other is idle;
+    each measurement starts only once the other cluster is quiet (`wait_quiet`)."""
+    dirs, clusters = {}, {}
+    try:
+        for srv, binary in servers.items():
+            d = os.path.join(out, f"round{rnd}", f"{members}m", srv)
+            os.makedirs(d, exist_ok=True)
+            dirs[srv] = d
+            clusters[srv] = start_cluster(binary, members, d)
+        for i, t in enumerate(tests):
+            for srv, _ in alternate(servers, rnd + i):
+                others = [c for s, c in clusters.items() if s != srv]
+                waited, quiet = wait_quiet(others)
+                quiet_waits.append((rnd, members, t.name, srv, waited, quiet))
+                r = run_test(clusters[srv], t, dirs[srv])
+                results.setdefault((members, t.name, srv), []).append(r)
+                print(f"== round {rnd}, {members} member(s), {t.name:4} {srv:4} "
+                      f"qps {fmt(r['qps']):>8}  p50 {fmt(r['p50'])} ms  "
+                      f"p99 {fmt(r['p99'])} ms  cpu {fmt(r['cpu_us_per_op'])} µs/op  "
+                      f"tool {fmt(r['tool_us_per_op'])} µs/op  errors {r['errors']}"
+                      + ("" if quiet else f"  (the other server was still busy after "
+                                          f"{waited:.0f} s)"), flush=True)
+                if r["errors"]:
+                    raise RuntimeError(f"{t.name}: {r['errors']} failed requests; "
+                                       f"see {dirs[srv]}")
+                if t.name == "b":
+                    time.sleep(1)
+                    hwm.setdefault((members, srv), []).append(clusters[srv].vm_hwm_kib())
+        for srv, c in clusters.items():
+            c.save_metrics(dirs[srv])
+    finally:
+        for c in clusters.values():
+            c.stop()
+
+
 def main():
     global BENCH, ETCDCTL, KEEP_DATA
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -470,31 +546,12 @@ def main():
         configs = [(m, [t for t in ts if t.name in keep]) for m, ts in configs]
     results, hwm, perf = {}, {}, {}
     started = datetime.datetime.now(datetime.timezone.utc)
+    quiet_waits = []
     for rnd in range(1, rounds + 1):
         for members, tests in configs:
-            for srv, binary in servers.items():  # A B, every round
-                d = os.path.join(out, f"round{rnd}", f"{members}m", srv)
-                os.makedirs(d, exist_ok=True)
-                print(f"== round {rnd}, {members} member(s), {srv}", flush=True)
-                c = start_cluster(binary, members, d)
-                try:
-                    for t in tests:
-                        r = run_test(c, t, d)
-                        results.setdefault((members, t.name, srv), []).append(r)
-                        print(f"   {t.name:4} qps {fmt(r['qps']):>8}  p50 {fmt(r['p50'])} ms  "
-                              f"p99 {fmt(r['p99'])} ms  cpu {fmt(r['cpu_us_per_op'])} µs/op  "
-                              f"tool {fmt(r['tool_us_per_op'])} µs/op  "
-                              f"errors {r['errors']}", flush=True)
-                        if r["errors"]:
-                            raise RuntimeError(f"{t.name}: {r['errors']} failed requests; see {d}")
-                        if t.name == "b":
-                            time.sleep(1)
-                            hwm.setdefault((members, srv), []).append(c.vm_hwm_kib())
-                    c.save_metrics(d)
-                finally:
-                    c.stop()
+            run_config(rnd, members, tests, servers, out, results, hwm, quiet_waits)
         if not a.smoke and not a.no_check_perf:
-            for srv, binary in servers.items():
+            for srv, binary in alternate(servers, rnd):
                 d = os.path.join(out, f"round{rnd}", "check-perf", srv)
                 os.makedirs(d, exist_ok=True)
                 c = start_cluster(binary, 1, d)
@@ -510,8 +567,10 @@ def main():
         f"Run of {started:%Y-%m-%d %H:%M} UTC on {machine()}; data dirs on "
         f"{os.path.dirname(out)} ({fsync_rate(out):,.0f} 4 KiB write+fdatasync/s).",
         f"Servers: etcd = `{a.etcd}` ({version(a.etcd)}), ours = `{a.ours}` ({version(a.ours)}).",
-        f"Command: `{cmd.strip()}` ({rounds} round(s), servers alternating within each round; "
+        f"Command: `{cmd.strip()}` ({rounds} round(s); in each, both servers run side by "
+        f"side and every test runs on one and then on the other, the order alternating; "
         f"medians over rounds). Raw outputs: `{out}`.",
+        quiet_line(quiet_waits),
         "", tbl, ""])
     print(body)
     write_report(a.report, body)
