@@ -111,6 +111,7 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
         strict_reconfig_check: cfg.strict_reconfig_check,
         max_learners: usize::try_from(cfg.max_learners).unwrap_or(usize::MAX),
         force_new_cluster: cfg.force_new_cluster,
+        unsafe_no_fsync: cfg.unsafe_no_fsync,
         enable_grpc_gateway: cfg.enable_grpc_gateway,
     })
 }
@@ -121,7 +122,6 @@ const NOT_ACTED_ON: &[&str] = &[
     "client-cert-file",
     "client-key-file",
     "grpc-keepalive-min-time",
-    "unsafe-no-fsync",
     "auth-token",
     "bcrypt-cost",
     "auth-token-ttl",

@@ -1,10 +1,12 @@
 //! The write path batches: many concurrent writes share one synced raft-log write
 //! (`etcd_disk_wal_fsync_duration_seconds_count` grows much slower than the number of
-//! acknowledged writes), and every acknowledged write is readable afterwards.
+//! acknowledged writes), and every acknowledged write is readable afterwards. With
+//! `--unsafe-no-fsync` the raft log is not synced at all (the counter does not move), and
+//! acknowledged writes still survive a crash of the process.
 
 use std::time::Duration;
 
-use etcd_tests::EtcdProcess;
+use etcd_tests::{EtcdOptions, EtcdProcess};
 
 fn fsync_count(metrics: &str) -> u64 {
     metrics
@@ -66,5 +68,59 @@ async fn concurrent_writes_share_fsyncs() -> anyhow::Result<()> {
         )
         .await?;
     assert_eq!(all.count() as u64, writes);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsafe_no_fsync_syncs_nothing_and_writes_survive_kill9() -> anyhow::Result<()> {
+    const PUTS: usize = 40;
+    let mut etcd = EtcdProcess::start(EtcdOptions::default().arg("--unsafe-no-fsync"))?;
+    let mut client = etcd.client().await?;
+    // etcd counts the sync that creates its log, before the flag takes effect.
+    let before = fsync_count(&metrics(&etcd).await?);
+    for i in 0..PUTS {
+        client.put(format!("nofsync/{i:03}"), "x", None).await?;
+    }
+    let after = fsync_count(&metrics(&etcd).await?);
+    assert_eq!(
+        after,
+        before,
+        "--unsafe-no-fsync: {} raft log syncs for {PUTS} writes",
+        after - before
+    );
+    // The writes are in the page cache: a process crash loses none of them.
+    etcd.kill9()?;
+    etcd.restart()?;
+    let mut client = etcd.client().await?;
+    let got = client
+        .get(
+            "nofsync/",
+            Some(etcd_client::GetOptions::new().with_prefix()),
+        )
+        .await?;
+    assert_eq!(
+        got.kvs().len(),
+        PUTS,
+        "acknowledged writes lost after kill -9"
+    );
+    let rev = got.header().map(|h| h.revision()).unwrap_or(0);
+    assert_eq!(
+        rev,
+        PUTS as i64 + 1,
+        "revisions continue from the last write"
+    );
+    // And without the flag the same server syncs its writes.
+    let mut synced = EtcdProcess::start_default()?;
+    let mut c = synced.client().await?;
+    let before = fsync_count(&metrics(&synced).await?);
+    for i in 0..PUTS {
+        c.put(format!("synced/{i:03}"), "x", None).await?;
+    }
+    let after = fsync_count(&metrics(&synced).await?);
+    assert!(
+        after >= before + PUTS as u64,
+        "one sync per sequential write"
+    );
+    synced.sigterm()?;
     Ok(())
 }

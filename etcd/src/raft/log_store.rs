@@ -409,6 +409,14 @@ impl LogStore {
         Ok((store, fresh))
     }
 
+    /// `--unsafe-no-fsync`: the log's writes are no longer synced (see
+    /// [`Wal::set_unsafe_no_fsync`]); what [`persist`](Self::persist) promises about
+    /// durability then holds against a crash of the process only.
+    pub fn set_unsafe_no_fsync(&self) -> Result<(), LogStoreError> {
+        self.wal().set_unsafe_no_fsync()?;
+        Ok(())
+    }
+
     /// Whether a log exists: segment files in `dir`, or a log that earlier versions kept
     /// in `storage`.
     pub fn exists(dir: &Path, storage: &Storage) -> Result<bool, LogStoreError> {

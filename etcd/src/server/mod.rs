@@ -125,6 +125,9 @@ pub struct ServerOptions {
     /// `--force-new-cluster`: on a restart, make this member a one-member cluster of its
     /// data ([`LogStore::force_standalone`]); ignored when the data dir is new.
     pub force_new_cluster: bool,
+    /// `--unsafe-no-fsync`: the raft log is written without syncing
+    /// ([`LogStore::set_unsafe_no_fsync`]).
+    pub unsafe_no_fsync: bool,
 }
 
 /// Errors that stop the server from starting or running.
@@ -454,6 +457,10 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
         )));
     }
     let (log, _) = LogStore::open(&wal_dir, storage.clone(), &initial_voters)?;
+    if opts.unsafe_no_fsync {
+        tracing::warn!("--unsafe-no-fsync: the raft log is not synced; a machine crash may lose acknowledged writes");
+        log.set_unsafe_no_fsync()?;
+    }
     let forced = opts.force_new_cluster && boot == Boot::Restart;
     if forced {
         force_standalone(&opts, id, &log, applied)?;

@@ -13,7 +13,10 @@
 //! `fdatasync` do the same.
 //!
 //! Guarantees:
-//! - [`Wal::append`] returns only after its records are durable (`fdatasync`).
+//! - [`Wal::append`] returns only after its records are durable (`fdatasync`), unless
+//!   [`Wal::set_unsafe_no_fsync`] was called (`--unsafe-no-fsync`): then nothing the log
+//!   writes is synced, and a crash of the machine (not of the process) may lose or tear
+//!   any of it.
 //! - Replay ([`Wal::open`]) returns every durable record in the order written, across
 //!   segments, and stops within a segment at the first record that is torn, not yet
 //!   written, or left over from the file's earlier use.
@@ -98,9 +101,12 @@ struct Segment {
 
 /// Writes to the segment in use.
 struct Writer {
-    /// `O_DIRECT | O_DSYNC` when the file system allows it, else a plain handle.
+    /// `O_DIRECT | O_DSYNC` when the file system allows it and writes are synced, else a
+    /// plain handle.
     file: File,
     direct: bool,
+    /// Whether a write is synced before it returns (false only with `--unsafe-no-fsync`).
+    sync: bool,
     /// The bytes of the last, partial block before the write offset (direct writes
     /// rewrite that block whole).
     tail: Vec<u8>,
@@ -109,28 +115,35 @@ struct Writer {
 }
 
 impl Writer {
-    /// A writer for `path` whose first `header.len()` bytes are `header`.
-    fn open(path: &Path, plain: &File, header: &[u8]) -> Result<Writer, WalError> {
+    /// A writer for `path` whose first `header.len()` bytes are `header`; its writes are
+    /// synced when `sync` is set.
+    fn open(path: &Path, plain: &File, header: &[u8], sync: bool) -> Result<Writer, WalError> {
         use std::os::unix::fs::OpenOptionsExt as _;
         let flags = nix::fcntl::OFlag::O_DIRECT | nix::fcntl::OFlag::O_DSYNC;
-        let (file, direct) = match OpenOptions::new()
-            .write(true)
-            .custom_flags(flags.bits())
-            .open(path)
-        {
-            Ok(f) => (f, true),
-            // No direct I/O here (tmpfs): a plain handle and fdatasync.
-            Err(_) => (plain.try_clone().map_err(io(path))?, false),
+        let direct = if sync {
+            OpenOptions::new()
+                .write(true)
+                .custom_flags(flags.bits())
+                .open(path)
+                .ok()
+        } else {
+            None
+        };
+        let (file, direct) = match direct {
+            Some(f) => (f, true),
+            // No direct I/O here (tmpfs), or no syncing: a plain handle (and fdatasync).
+            None => (plain.try_clone().map_err(io(path))?, false),
         };
         Ok(Writer {
             file,
             direct,
+            sync,
             tail: header.to_vec(),
             staging: Vec::new(),
         })
     }
 
-    /// Writes `data` at `offset` (where the tail ends) durably.
+    /// Writes `data` at `offset` (where the tail ends), durably when `sync` is set.
     fn write(&mut self, path: &Path, data: &[u8], offset: u64) -> Result<(), WalError> {
         if self.direct {
             match self.write_direct(data, offset) {
@@ -148,7 +161,10 @@ impl Writer {
             }
         }
         self.file.write_all_at(data, offset).map_err(io(path))?;
-        self.file.sync_data().map_err(io(path))
+        if self.sync {
+            self.file.sync_data().map_err(io(path))?;
+        }
+        Ok(())
     }
 
     fn write_direct(&mut self, data: &[u8], offset: u64) -> std::io::Result<()> {
@@ -186,6 +202,8 @@ pub struct Wal {
     /// Writes to it (`None` only before the first segment is started).
     writer: Option<Writer>,
     buf: Vec<u8>,
+    /// Whether writes are synced (false only with `--unsafe-no-fsync`).
+    sync: bool,
 }
 
 fn segment_name(seq: u64) -> String {
@@ -250,6 +268,7 @@ impl Wal {
             offset: 0,
             writer: None,
             buf: Vec::new(),
+            sync: true,
         };
         let Listing {
             segments: found,
@@ -298,6 +317,23 @@ impl Wal {
         Ok(wal)
     }
 
+    /// `--unsafe-no-fsync`: from now on nothing the log writes is synced (records,
+    /// segment preparation, the directory), and the segment written is reopened without
+    /// `O_DSYNC`. Fast, and unsafe: a crash of the machine may lose or tear what was
+    /// written, including entries this member acknowledged to raft. A process crash loses
+    /// nothing, as the writes are in the page cache.
+    pub fn set_unsafe_no_fsync(&mut self) -> Result<(), WalError> {
+        self.sync = false;
+        if let (Some(seg), Some(w)) = (self.segments.get(&self.seq), self.writer.as_mut()) {
+            let reopened = Writer::open(&seg.path, &seg.file, &[], false)?;
+            // The bytes of the last partial block matter only to direct writes.
+            w.file = reopened.file;
+            w.direct = false;
+            w.sync = false;
+        }
+        Ok(())
+    }
+
     /// Whether `dir` holds any segment file (a missing directory holds none).
     pub fn has_segments(dir: &Path) -> Result<bool, WalError> {
         match std::fs::metadata(dir) {
@@ -319,7 +355,9 @@ impl Wal {
                 .open(&old)
                 .map_err(io(&old))?;
             file.write_all_at(&header, 0).map_err(io(&old))?;
-            file.sync_data().map_err(io(&old))?;
+            if self.sync {
+                file.sync_data().map_err(io(&old))?;
+            }
             std::fs::rename(&old, &path).map_err(io(&path))?;
             file
         } else {
@@ -339,12 +377,16 @@ impl Wal {
                 file.write_all(&zeros[..n]).map_err(io(&tmp))?;
                 left -= n as u64;
             }
-            file.sync_all().map_err(io(&tmp))?;
+            if self.sync {
+                file.sync_all().map_err(io(&tmp))?;
+            }
             std::fs::rename(&tmp, &path).map_err(io(&path))?;
             file
         };
-        sync_dir(&self.dir)?;
-        self.writer = Some(Writer::open(&path, &file, &header)?);
+        if self.sync {
+            sync_dir(&self.dir)?;
+        }
+        self.writer = Some(Writer::open(&path, &file, &header, self.sync)?);
         self.segments.insert(
             seq,
             Segment {
@@ -402,7 +444,10 @@ impl Wal {
         };
         let started = std::time::Instant::now();
         writer.write(&seg.path, &self.buf, self.offset)?;
-        crate::metrics::WAL_FSYNC.observe(started.elapsed().as_secs_f64());
+        if self.sync {
+            // Like etcd, unsynced writes are not fsyncs: the histogram leaves them out.
+            crate::metrics::WAL_FSYNC.observe(started.elapsed().as_secs_f64());
+        }
         seg.max_index = seg.max_index.max(max_index);
         self.offset += self.buf.len() as u64;
         if self.buf.capacity() > 4 * self.segment_size as usize {
@@ -529,6 +574,38 @@ mod tests {
         assert_eq!(wal.read(at[0]).unwrap().1, big);
         // Reopening started a fresh segment after the three written.
         assert_eq!(wal.segments_in_use(), 4);
+    }
+
+    #[test]
+    fn unsafe_no_fsync_writes_without_o_dsync_and_replays_everything() {
+        let dsync = |w: &Wal| {
+            let f = &w.writer.as_ref().unwrap().file;
+            let flags = nix::fcntl::fcntl(f, nix::fcntl::FcntlArg::F_GETFL).unwrap();
+            nix::fcntl::OFlag::from_bits_truncate(flags).contains(nix::fcntl::OFlag::O_DSYNC)
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = replay_all(dir.path(), 4096);
+        wal.append(&[rec(Kind::Entry, &[1; 100], 1)]).unwrap();
+        let was_direct = wal.writer.as_ref().unwrap().direct;
+        assert_eq!(dsync(&wal), was_direct);
+        wal.set_unsafe_no_fsync().unwrap();
+        assert!(!dsync(&wal) && !wal.writer.as_ref().unwrap().sync);
+        // Mid-block after direct writes, then across a new segment.
+        wal.append(&[rec(Kind::Entry, &[2; 5000], 2)]).unwrap();
+        wal.rotate(&[rec(Kind::ConfState, b"cs", 0)]).unwrap();
+        assert!(!dsync(&wal) && !wal.writer.as_ref().unwrap().sync);
+        wal.append(&[rec(Kind::Entry, &[3; 10], 3)]).unwrap();
+        drop(wal);
+        let (_, seen) = replay_all(dir.path(), 4096);
+        assert_eq!(
+            seen,
+            vec![
+                (Kind::Entry, vec![1; 100]),
+                (Kind::Entry, vec![2; 5000]),
+                (Kind::ConfState, b"cs".to_vec()),
+                (Kind::Entry, vec![3; 10]),
+            ]
+        );
     }
 
     #[test]
