@@ -71,22 +71,26 @@ async fn concurrent_writes_share_fsyncs() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Puts `n` keys under `prefix` one after another; returns how many raft log syncs the
+/// server counted meanwhile.
+async fn syncs_for_puts(etcd: &EtcdProcess, prefix: &str, n: usize) -> anyhow::Result<u64> {
+    let mut client = etcd.client().await?;
+    let before = fsync_count(&metrics(etcd).await?);
+    for i in 0..n {
+        client.put(format!("{prefix}{i:03}"), "x", None).await?;
+    }
+    Ok(fsync_count(&metrics(etcd).await?) - before)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsafe_no_fsync_syncs_nothing_and_writes_survive_kill9() -> anyhow::Result<()> {
     const PUTS: usize = 40;
     let mut etcd = EtcdProcess::start(EtcdOptions::default().arg("--unsafe-no-fsync"))?;
-    let mut client = etcd.client().await?;
-    // etcd counts the sync that creates its log, before the flag takes effect.
-    let before = fsync_count(&metrics(&etcd).await?);
-    for i in 0..PUTS {
-        client.put(format!("nofsync/{i:03}"), "x", None).await?;
-    }
-    let after = fsync_count(&metrics(&etcd).await?);
+    // etcd counts the sync that creates its log, before the flag takes effect: compare.
+    let syncs = syncs_for_puts(&etcd, "nofsync/", PUTS).await?;
     assert_eq!(
-        after,
-        before,
-        "--unsafe-no-fsync: {} raft log syncs for {PUTS} writes",
-        after - before
+        syncs, 0,
+        "--unsafe-no-fsync: {syncs} raft log syncs for {PUTS} writes"
     );
     // The writes are in the page cache: a process crash loses none of them.
     etcd.kill9()?;
@@ -111,15 +115,10 @@ async fn unsafe_no_fsync_syncs_nothing_and_writes_survive_kill9() -> anyhow::Res
     );
     // And without the flag the same server syncs its writes.
     let mut synced = EtcdProcess::start_default()?;
-    let mut c = synced.client().await?;
-    let before = fsync_count(&metrics(&synced).await?);
-    for i in 0..PUTS {
-        c.put(format!("synced/{i:03}"), "x", None).await?;
-    }
-    let after = fsync_count(&metrics(&synced).await?);
+    let syncs = syncs_for_puts(&synced, "synced/", PUTS).await?;
     assert!(
-        after >= before + PUTS as u64,
-        "one sync per sequential write"
+        syncs >= PUTS as u64,
+        "{syncs} syncs: one per sequential write expected"
     );
     synced.sigterm()?;
     Ok(())

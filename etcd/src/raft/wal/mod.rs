@@ -131,7 +131,7 @@ impl Writer {
         };
         let (file, direct) = match direct {
             Some(f) => (f, true),
-            // No direct I/O here (tmpfs), or no syncing: a plain handle (and fdatasync).
+            // No direct I/O here (tmpfs): a plain handle and fdatasync; or no syncing.
             None => (plain.try_clone().map_err(io(path))?, false),
         };
         Ok(Writer {
