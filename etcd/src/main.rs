@@ -116,30 +116,7 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
     })
 }
 
-/// Flags the configuration understands but this server does not act on yet: set
-/// explicitly, they are accepted (so existing unit files keep starting) with a warning.
-const NOT_ACTED_ON: &[&str] = &[
-    "client-cert-file",
-    "client-key-file",
-    "grpc-keepalive-min-time",
-    "auth-token",
-    "bcrypt-cost",
-    "auth-token-ttl",
-    "enable-pprof",
-    "feature-gates",
-    "initial-election-tick-advance",
-];
-
-fn warn_not_acted_on(cfg: &Config) {
-    for flag in NOT_ACTED_ON {
-        if cfg.source_of(flag) != config::Source::Default {
-            tracing::warn!(flag = %format!("--{flag}"), "flag is accepted but has no effect yet");
-        }
-    }
-}
-
 async fn run(cfg: Config) -> anyhow::Result<()> {
-    warn_not_acted_on(&cfg);
     let opts = options(&cfg)?;
     let running = server::start(opts).await.context("failed to start etcd")?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

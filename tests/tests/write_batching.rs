@@ -92,6 +92,7 @@ async fn unsafe_no_fsync_syncs_nothing_and_writes_survive_kill9() -> anyhow::Res
         syncs, 0,
         "--unsafe-no-fsync: {syncs} raft log syncs for {PUTS} writes"
     );
+    etcd_tests::util::assert_acted_on(&etcd.log_tail(usize::MAX), "--unsafe-no-fsync");
     // The writes are in the page cache: a process crash loses none of them.
     etcd.kill9()?;
     etcd.restart()?;

@@ -98,6 +98,9 @@ pub(crate) struct FlagSpec {
     pub(crate) file_only: bool,
     /// Warning printed when set (etcd's deprecation notices).
     pub(crate) deprecated: Option<&'static str>,
+    /// Parsed and stored, but the server does not act on it yet: setting it explicitly
+    /// gets the "accepted but has no effect yet" warning, and `--help` says so.
+    pub(crate) no_effect: bool,
 }
 
 impl FlagSpec {
@@ -209,6 +212,7 @@ fn set(
         help,
         file_only: false,
         deprecated: None,
+        no_effect: false,
     }
 }
 
@@ -228,6 +232,16 @@ fn ignore(
         help,
         file_only: false,
         deprecated: None,
+        no_effect: false,
+    }
+}
+
+/// A flag whose value is parsed and stored but not acted on yet (see
+/// [`FlagSpec::no_effect`]).
+fn no_effect(spec: FlagSpec) -> FlagSpec {
+    FlagSpec {
+        no_effect: true,
+        ..spec
     }
 }
 
@@ -247,6 +261,7 @@ fn alias(name: &'static str, target: &'static str) -> FlagSpec {
         help: "",
         file_only: false,
         deprecated: None,
+        no_effect: false,
     }
 }
 
@@ -303,10 +318,10 @@ fn build() -> Vec<FlagSpec> {
             c.election_timeout_ms = parse_uint(v, 64)?;
             Ok(())
         }),
-        set("initial-election-tick-advance", Bool, Member, "true", "Whether to fast-forward initial election ticks on boot for faster election.", |c, v| {
+        no_effect(set("initial-election-tick-advance", Bool, Member, "true", "Whether to fast-forward initial election ticks on boot for faster election.", |c, v| {
             c.initial_election_tick_advance = parse_bool(v)?;
             Ok(())
-        }),
+        })),
         set("listen-peer-urls", Urls, Member, "http://localhost:2380", "List of URLs to listen on for peer traffic.", |c, v| {
             c.listen_peer_urls = parse_urls(v)?;
             Ok(())
@@ -347,10 +362,10 @@ fn build() -> Vec<FlagSpec> {
             c.enable_grpc_gateway = parse_bool(v)?;
             Ok(())
         }),
-        set("grpc-keepalive-min-time", Duration, Member, "5s", "Minimum duration interval that a client should wait before pinging server.", |c, v| {
+        no_effect(set("grpc-keepalive-min-time", Duration, Member, "5s", "Minimum duration interval that a client should wait before pinging server.", |c, v| {
             c.grpc_keepalive_min_time = parse_go_duration(v)?;
             Ok(())
-        }),
+        })),
         set("grpc-keepalive-interval", Duration, Member, "2h", "Frequency duration of server-to-client ping to check if a connection is alive (0 to disable).", |c, v| {
             c.grpc_keepalive_interval = parse_go_duration(v)?;
             Ok(())
@@ -449,14 +464,14 @@ fn build() -> Vec<FlagSpec> {
             c.client_tls.client_cert_auth = parse_bool(v)?;
             Ok(())
         }),
-        set("client-cert-file", Str, Security, "", "Path to an explicit peer client TLS cert file otherwise cert file will be used when client auth is required.", |c, v| {
+        no_effect(set("client-cert-file", Str, Security, "", "Path to an explicit peer client TLS cert file otherwise cert file will be used when client auth is required.", |c, v| {
             c.client_tls.client_cert_file = path(v);
             Ok(())
-        }),
-        set("client-key-file", Str, Security, "", "Path to an explicit peer client TLS key file otherwise key file will be used when client auth is required.", |c, v| {
+        })),
+        no_effect(set("client-key-file", Str, Security, "", "Path to an explicit peer client TLS key file otherwise key file will be used when client auth is required.", |c, v| {
             c.client_tls.client_key_file = path(v);
             Ok(())
-        }),
+        })),
         set("client-crl-file", Str, Security, "", "Path to the client certificate revocation list file.", |c, v| {
             c.client_tls.crl_file = path(v);
             Ok(())
@@ -544,31 +559,31 @@ fn build() -> Vec<FlagSpec> {
             Ok(())
         })),
         // ---- auth ----
-        set("auth-token", Str, Auth, "simple", "Specify a v3 authentication token type and its options ('simple' or 'jwt').", |c, v| {
+        no_effect(set("auth-token", Str, Auth, "simple", "Specify a v3 authentication token type and its options ('simple' or 'jwt').", |c, v| {
             let kind = v.split(',').next().unwrap_or("").trim();
             if kind != "simple" && kind != "jwt" {
                 return Err(format!("unknown token type {kind:?} (must be simple or jwt)"));
             }
             c.auth_token = v.to_string();
             Ok(())
-        }),
-        set("bcrypt-cost", Uint, Auth, "10", "Specify the cost / strength of the bcrypt algorithm for hashing auth passwords. Valid values are between 4 and 31.", |c, v| {
+        })),
+        no_effect(set("bcrypt-cost", Uint, Auth, "10", "Specify the cost / strength of the bcrypt algorithm for hashing auth passwords. Valid values are between 4 and 31.", |c, v| {
             let cost = u32_of(v)?;
             if !(4..=31).contains(&cost) {
                 return Err("must be between 4 and 31".into());
             }
             c.bcrypt_cost = cost;
             Ok(())
-        }),
-        set("auth-token-ttl", Uint, Auth, "300", "Time (in seconds) of the auth-token-ttl.", |c, v| {
+        })),
+        no_effect(set("auth-token-ttl", Uint, Auth, "300", "Time (in seconds) of the auth-token-ttl.", |c, v| {
             c.auth_token_ttl = parse_uint(v, 64)?;
             Ok(())
-        }),
+        })),
         // ---- monitoring ----
-        set("enable-pprof", Bool, Monitoring, "false", "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"", |c, v| {
+        no_effect(set("enable-pprof", Bool, Monitoring, "false", "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"", |c, v| {
             c.enable_pprof = parse_bool(v)?;
             Ok(())
-        }),
+        })),
         set("metrics", Str, Monitoring, "basic", "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics.", |c, v| {
             c.metrics = match v {
                 "basic" => MetricsLevel::Basic,
@@ -618,9 +633,9 @@ fn build() -> Vec<FlagSpec> {
         ignore("distributed-tracing-instance-id", Str, Tracing, "", "Configures service instance ID for distributed tracing."),
         ignore("distributed-tracing-sampling-rate", Int, Tracing, "0", "Number of samples to collect per million spans for OpenTelemetry Tracing."),
         // ---- features / experimental (3.6 names) ----
-        set("feature-gates", Str, Experimental, "", "A set of key=value pairs that describe server level feature gates for alpha/experimental features.", |c, v| {
+        no_effect(set("feature-gates", Str, Experimental, "", "A set of key=value pairs that describe server level feature gates for alpha/experimental features.", |c, v| {
             c.feature_gates.apply(v)
-        }),
+        })),
         set("watch-progress-notify-interval", Duration, Experimental, "10m", "Duration of periodical watch progress notification.", |c, v| {
             c.watch_progress_notify_interval = parse_go_duration(v)?;
             Ok(())
@@ -650,6 +665,7 @@ fn build() -> Vec<FlagSpec> {
             help: "Path to the server configuration file (TOML). Command-line flags and ETCD_* variables override its values.",
             file_only: false,
             deprecated: None,
+            no_effect: false,
         },
         FlagSpec {
             name: "version",
@@ -660,6 +676,7 @@ fn build() -> Vec<FlagSpec> {
             help: "Print the version and exit.",
             file_only: false,
             deprecated: None,
+            no_effect: false,
         },
         // ---- 3.5 spellings of 3.6 flags ----
         alias("experimental-snapshot-catchup-entries", "snapshot-catchup-entries"),
@@ -797,7 +814,7 @@ pub(crate) fn help_text() -> String {
                 "  --{} '{}'\n    {}",
                 spec.name, spec.default, spec.help
             ));
-            if matches!(spec.action, Action::Ignore) {
+            if matches!(spec.action, Action::Ignore) || spec.no_effect {
                 out.push_str(" (accepted; no effect yet)");
             }
             out.push('\n');

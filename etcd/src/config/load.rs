@@ -231,6 +231,16 @@ fn redact(key: &str, value: &str) -> String {
     }
 }
 
+/// "flag --X is accepted but has no effect yet", with where it was set unless on the
+/// command line.
+fn no_effect_warning(e: &Entry) -> String {
+    let mut msg = format!("flag --{} is accepted but has no effect yet", e.spec.name);
+    if !matches!(e.source, Source::Flag(_)) {
+        msg.push_str(&format!(" (set by {})", e.source));
+    }
+    msg
+}
+
 fn apply(cfg: &mut Config, e: &Entry, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
     let canon = e.spec.canonical();
     if let Some(msg) = e.spec.deprecated {
@@ -251,6 +261,9 @@ fn apply(cfg: &mut Config, e: &Entry, warnings: &mut Vec<String>) -> Result<(), 
     match canon.action {
         Action::Set(f) => {
             f(cfg, &e.value).map_err(|reason| e.invalid(reason))?;
+            if canon.no_effect {
+                push_unique(warnings, no_effect_warning(e));
+            }
             cfg.record_source(canon.name, setting());
         }
         Action::Ignore | Action::Alias(_) => {
@@ -258,11 +271,7 @@ fn apply(cfg: &mut Config, e: &Entry, warnings: &mut Vec<String>) -> Result<(), 
                 .kind
                 .check(&e.value)
                 .map_err(|reason| e.invalid(reason))?;
-            let mut msg = format!("flag --{} is accepted but has no effect yet", e.spec.name);
-            if !matches!(e.source, Source::Flag(_)) {
-                msg.push_str(&format!(" (set by {})", e.source));
-            }
-            push_unique(warnings, msg);
+            push_unique(warnings, no_effect_warning(e));
             cfg.record_source(canon.name, setting());
         }
         Action::ConfigFile => cfg.record_source(canon.name, setting()),

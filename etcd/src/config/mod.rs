@@ -39,7 +39,11 @@
 //! Every other etcd 3.6 flag, the 3.5 `--experimental-*` spellings, and 3.4/3.5 flags
 //! that 3.6 dropped (`--enable-v2`, `--proxy*`, ...) are parsed with the right arity and
 //! type and then reported as "flag --X is accepted but has no effect yet", so existing
-//! unit files keep starting. Renamed flags (`--experimental-watch-progress-notify-interval`
+//! unit files keep starting. Flags whose values the configuration keeps but the server
+//! does not act on yet (`--grpc-keepalive-min-time`, the auth flags, `--enable-pprof`,
+//! `--feature-gates`, `--initial-election-tick-advance`, ...) are marked so in the flag
+//! table and get the same warning when set; `--help` says "no effect yet" for both kinds.
+//! Renamed flags (`--experimental-watch-progress-notify-interval`
 //! → `--watch-progress-notify-interval`) set the same field as the new name.
 //! `--feature-gates` and the 3.5 gate flags (`--experimental-initial-corrupt-check`, ...)
 //! fill [`FeatureGates`]; which gates the server honours is up to the server.

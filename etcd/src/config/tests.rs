@@ -1038,3 +1038,48 @@ fn kubeadm_manifest_flags() {
     assert!(c.feature_gates.initial_corrupt_check);
     assert_eq!(c.watch_progress_notify_interval, Duration::from_secs(5));
 }
+
+#[test]
+fn flags_not_acted_on_are_stored_and_warned_about_only_when_set() {
+    let (c, warnings) = load(
+        &[
+            "--grpc-keepalive-min-time=7s",
+            "--bcrypt-cost=12",
+            "--auth-token-ttl=60",
+            "--enable-pprof",
+            "--initial-election-tick-advance=false",
+            "--unsafe-no-fsync",
+        ],
+        &[("ETCD_AUTH_TOKEN", "jwt")],
+    )
+    .unwrap();
+    // The values are parsed and kept (and checked: see the bad-value tests).
+    assert_eq!(c.bcrypt_cost, 12);
+    assert_eq!(c.auth_token_ttl, 60);
+    assert!(c.enable_pprof && !c.initial_election_tick_advance);
+    for flag in [
+        "grpc-keepalive-min-time",
+        "bcrypt-cost",
+        "auth-token-ttl",
+        "enable-pprof",
+        "initial-election-tick-advance",
+    ] {
+        let want = format!("flag --{flag} is accepted but has no effect yet");
+        assert!(warnings.contains(&want), "missing {want:?} in {warnings:?}");
+    }
+    assert!(
+        warnings.contains(
+            &"flag --auth-token is accepted but has no effect yet (set by env ETCD_AUTH_TOKEN)"
+                .to_string()
+        ),
+        "{warnings:?}"
+    );
+    // Flags the server acts on, and flags left at their defaults, get no such warning.
+    let (_, quiet) = load(&["--name=x"], &[]).unwrap();
+    assert!(
+        !warnings.iter().any(|w| w.contains("--unsafe-no-fsync")),
+        "{warnings:?}"
+    );
+    assert!(!quiet.iter().any(|w| w.contains("no effect")), "{quiet:?}");
+    assert!(flags::help_text().contains("no effect yet"));
+}
