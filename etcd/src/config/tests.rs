@@ -13,6 +13,12 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Result<LoadOutcome, ConfigError> 
     Config::load(argv, env)
 }
 
+/// `warnings` says that `--flag`, set on the command line, has no effect yet.
+fn assert_no_effect_warning(warnings: &[String], flag: &str) {
+    let want = format!("flag --{flag} is accepted but has no effect yet");
+    assert!(warnings.contains(&want), "missing {want:?} in {warnings:?}");
+}
+
 fn load(args: &[&str], env: &[(&str, &str)]) -> Result<(Config, Vec<String>), ConfigError> {
     match run(args, env)? {
         LoadOutcome::Run(cfg, warnings) => Ok((cfg, warnings)),
@@ -531,8 +537,7 @@ fn ignored_flags_warn() {
         "snapshot",
         "v",
     ] {
-        let want = format!("flag --{flag} is accepted but has no effect yet");
-        assert!(warnings.contains(&want), "missing {want:?} in {warnings:?}");
+        assert_no_effect_warning(&warnings, flag);
     }
     assert!(warnings
         .iter()
@@ -1064,8 +1069,7 @@ fn flags_not_acted_on_are_stored_and_warned_about_only_when_set() {
         "enable-pprof",
         "initial-election-tick-advance",
     ] {
-        let want = format!("flag --{flag} is accepted but has no effect yet");
-        assert!(warnings.contains(&want), "missing {want:?} in {warnings:?}");
+        assert_no_effect_warning(&warnings, flag);
     }
     assert!(
         warnings.contains(
