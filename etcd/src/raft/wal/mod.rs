@@ -105,8 +105,6 @@ struct Writer {
     /// plain handle.
     file: File,
     direct: bool,
-    /// Whether a write is synced before it returns (false only with `--unsafe-no-fsync`).
-    sync: bool,
     /// The bytes of the last, partial block before the write offset (direct writes
     /// rewrite that block whole).
     tail: Vec<u8>,
@@ -137,14 +135,14 @@ impl Writer {
         Ok(Writer {
             file,
             direct,
-            sync,
             tail: header.to_vec(),
             staging: Vec::new(),
         })
     }
 
-    /// Writes `data` at `offset` (where the tail ends), durably when `sync` is set.
-    fn write(&mut self, path: &Path, data: &[u8], offset: u64) -> Result<(), WalError> {
+    /// Writes `data` at `offset` (where the tail ends), durably when `sync` is set (a
+    /// direct writer's writes are always durable: it exists only when syncing).
+    fn write(&mut self, path: &Path, data: &[u8], offset: u64, sync: bool) -> Result<(), WalError> {
         if self.direct {
             match self.write_direct(data, offset) {
                 Ok(()) => return Ok(()),
@@ -161,7 +159,7 @@ impl Writer {
             }
         }
         self.file.write_all_at(data, offset).map_err(io(path))?;
-        if self.sync {
+        if sync {
             self.file.sync_data().map_err(io(path))?;
         }
         Ok(())
@@ -325,11 +323,10 @@ impl Wal {
     pub fn set_unsafe_no_fsync(&mut self) -> Result<(), WalError> {
         self.sync = false;
         if let (Some(seg), Some(w)) = (self.segments.get(&self.seq), self.writer.as_mut()) {
-            let reopened = Writer::open(&seg.path, &seg.file, &[], false)?;
-            // The bytes of the last partial block matter only to direct writes.
-            w.file = reopened.file;
+            // A plain handle; the bytes of the last partial block matter only to direct
+            // writes.
+            w.file = seg.file.try_clone().map_err(io(&seg.path))?;
             w.direct = false;
-            w.sync = false;
         }
         Ok(())
     }
@@ -443,7 +440,7 @@ impl Wal {
             });
         };
         let started = std::time::Instant::now();
-        writer.write(&seg.path, &self.buf, self.offset)?;
+        writer.write(&seg.path, &self.buf, self.offset, self.sync)?;
         if self.sync {
             // Like etcd, unsynced writes are not fsyncs: the histogram leaves them out.
             crate::metrics::WAL_FSYNC.observe(started.elapsed().as_secs_f64());
@@ -589,11 +586,11 @@ mod tests {
         let was_direct = wal.writer.as_ref().unwrap().direct;
         assert_eq!(dsync(&wal), was_direct);
         wal.set_unsafe_no_fsync().unwrap();
-        assert!(!dsync(&wal) && !wal.writer.as_ref().unwrap().sync);
+        assert!(!dsync(&wal) && !wal.sync);
         // Mid-block after direct writes, then across a new segment.
         wal.append(&[rec(Kind::Entry, &[2; 5000], 2)]).unwrap();
         wal.rotate(&[rec(Kind::ConfState, b"cs", 0)]).unwrap();
-        assert!(!dsync(&wal) && !wal.writer.as_ref().unwrap().sync);
+        assert!(!dsync(&wal) && !wal.writer.as_ref().unwrap().direct);
         wal.append(&[rec(Kind::Entry, &[3; 10], 3)]).unwrap();
         drop(wal);
         let (_, seen) = replay_all(dir.path(), 4096);
