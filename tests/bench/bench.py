@@ -417,6 +417,48 @@ def fsync_rate(directory):
         os.unlink(path)
 
 
+def sync_latency_ms(directory, n=400):
+    """Median time of one durable 4 KiB write on the data dirs' file system: an overwrite of
+    a block of a file already written out and synced (as a log segment that is reused),
+    then `fdatasync`. No put can be acknowledged faster than one of these."""
+    path = os.path.join(directory, "sync-probe")
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    try:
+        os.pwrite(fd, bytes(4096 * n), 0)
+        os.fsync(fd)
+        buf = os.urandom(4096)
+        times = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            os.pwrite(fd, buf, i * 4096)
+            os.fdatasync(fd)
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times) * 1e3
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
+def sync_floor_line(floors, results):
+    """What the disk allows `a` (one client, every put waits for a durable write): the
+    synced-write probes taken just before each `a` measurement, against half of etcd's
+    median put latency in the same run (what 2× would need)."""
+    if not floors:
+        return ""
+    f = med(floors)
+    e = med([r["p50"] for (m, n, s), lst in results.items() if (m, n, s) == (1, "a", "etcd")
+             for r in lst])
+    text = (f"Disk floor for `a`: one 4 KiB overwrite + `fdatasync` on the data dirs' file "
+            f"system took {f:.3f} ms at the median (probes of 400 writes just before each `a` "
+            f"measurement: {', '.join(f'{x:.3f}' for x in floors)} ms)")
+    if e:
+        need = e / 2
+        text += (f"; `a` at 2× would need our put, client round trip included, at "
+                 f"{need:.3f} ms at the median (half of etcd's {e:.3f} ms), "
+                 + ("below" if need < f else "above") + " that floor")
+    return text + "."
+
+
 def version(binary):
     r = subprocess.run([binary, "--version"], capture_output=True, text=True)
     return " ".join((r.stdout or r.stderr).split()[:3])
@@ -473,12 +515,13 @@ def quiet_line(quiet_waits):
     return text + (f"; not within 30 s before: {', '.join(busy)}." if busy else ".")
 
 
-def run_config(rnd, members, tests, servers, out, results, hwm, quiet_waits):
+def run_config(rnd, members, tests, servers, out, results, hwm, quiet_waits, floors=None):
     """One round of one configuration: both servers' clusters run side by side (each on
     its own loopback ports and fresh data dirs) and every test runs on one and then on the
     other, the order alternating from test to test, so that both measurements of a test are
     taken within a minute or two of each other. While one is measured the other is idle;
-    each measurement starts only once the other cluster is quiet (`wait_quiet`)."""
+    each measurement starts only once the other cluster is quiet (`wait_quiet`). Before
+    each single-member `a`, the disk's synced-write latency is probed into `floors`."""
     dirs, clusters = {}, {}
     try:
         for srv, binary in servers.items():
@@ -491,6 +534,8 @@ def run_config(rnd, members, tests, servers, out, results, hwm, quiet_waits):
                 others = [c for s, c in clusters.items() if s != srv]
                 waited, quiet = wait_quiet(others)
                 quiet_waits.append((rnd, members, t.name, srv, waited, quiet))
+                if t.name == "a" and members == 1 and floors is not None:
+                    floors.append(sync_latency_ms(dirs[srv]))
                 r = run_test(clusters[srv], t, dirs[srv])
                 results.setdefault((members, t.name, srv), []).append(r)
                 print(f"== round {rnd}, {members} member(s), {t.name:4} {srv:4} "
@@ -546,10 +591,10 @@ def main():
         configs = [(m, [t for t in ts if t.name in keep]) for m, ts in configs]
     results, hwm, perf = {}, {}, {}
     started = datetime.datetime.now(datetime.timezone.utc)
-    quiet_waits = []
+    quiet_waits, floors = [], []
     for rnd in range(1, rounds + 1):
         for members, tests in configs:
-            run_config(rnd, members, tests, servers, out, results, hwm, quiet_waits)
+            run_config(rnd, members, tests, servers, out, results, hwm, quiet_waits, floors)
         if not a.smoke and not a.no_check_perf:
             for srv, binary in alternate(servers, rnd):
                 d = os.path.join(out, f"round{rnd}", "check-perf", srv)
@@ -571,6 +616,7 @@ def main():
         f"side and every test runs on one and then on the other, the order alternating; "
         f"medians over rounds). Raw outputs: `{out}`.",
         quiet_line(quiet_waits),
+        sync_floor_line(floors, results),
         "", tbl, ""])
     print(body)
     write_report(a.report, body)

@@ -78,6 +78,22 @@ fn smoke_run_fills_the_whole_table() {
             .unwrap_or_else(|| panic!("no row {members} {test} in\n{md}"));
         assert!(!row.contains("NA"), "unmeasured cell in {row}");
     }
+    // The disk's synced-write latency is probed before each `a` (once per server) and set
+    // against what 2× would need.
+    let floor = md
+        .lines()
+        .find(|l| l.starts_with("Disk floor for `a`"))
+        .unwrap_or_else(|| panic!("no disk floor line in\n{md}"));
+    let probes: Vec<f64> = floor
+        .split_once("measurement: ")
+        .and_then(|(_, rest)| rest.split_once(" ms)"))
+        .map(|(list, _)| list.split(", ").filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_default();
+    assert!(
+        probes.len() == 2 && probes.iter().all(|&p| p > 0.0),
+        "expected one probe per server in: {floor}"
+    );
+    assert!(floor.contains("would need our put"), "no 2× figure in: {floor}");
     // Raw outputs, server logs and each server's metrics are kept; data dirs are not (a full
     // run would leave gigabytes behind).
     let raw = dir.path().join("raw/round1/1m/ours");

@@ -448,7 +448,6 @@ impl Applier {
         for group in events.chunk_by(|a, b| event_revision(a) == event_revision(b)) {
             self.hub.notify(event_revision(&group[0]), group);
         }
-        // The run's duration is shared among its entries.
         // The run's duration is shared among its entries (one label lookup per outcome).
         let each = started.elapsed().as_secs_f64() / puts.len() as f64;
         let failed = answers.iter().filter(|(_, a)| a.result.is_err()).count();
