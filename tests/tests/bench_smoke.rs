@@ -93,7 +93,10 @@ fn smoke_run_fills_the_whole_table() {
         probes.len() == 2 && probes.iter().all(|&p| p > 0.0),
         "expected one probe per server in: {floor}"
     );
-    assert!(floor.contains("would need our put"), "no 2× figure in: {floor}");
+    assert!(
+        floor.contains("would need our put"),
+        "no 2× figure in: {floor}"
+    );
     // Raw outputs, server logs and each server's metrics are kept; data dirs are not (a full
     // run would leave gigabytes behind).
     let raw = dir.path().join("raw/round1/1m/ours");

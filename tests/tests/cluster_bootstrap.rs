@@ -2,7 +2,9 @@
 //! members reports `READY=1` (sd-notify) only once a quorum elected a leader;
 //! startup flags that contradict each other fail with a message naming the
 //! problem; raft traffic from a member of another cluster is refused with a log
-//! line; `--peer-auto-tls` peers form a cluster over self-signed TLS.
+//! line; `--peer-auto-tls` peers form a cluster over self-signed TLS; members fast-forward
+//! their election clocks once two peers answer (`--initial-election-tick-advance`), and
+//! without that no leader comes before a whole election timeout.
 
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
@@ -251,6 +253,113 @@ fn peer_auto_tls_members_form_a_cluster() -> Result<()> {
         "peer URLs are https: {}",
         list.ok()
     );
+    Ok(())
+}
+
+/// Starts three fresh members of one cluster with a 10 s election timeout (100 ticks of
+/// 100 ms) and `extra` flags.
+fn three_with_long_elections(token: &str, extra: &[&str]) -> Result<(Vec<Spec>, Vec<RawEtcd>)> {
+    let specs: Vec<Spec> = ["e1", "e2", "e3"].iter().map(|n| Spec::new(n)).collect();
+    let cluster = initial_cluster(&specs, "http");
+    let mut members = Vec::new();
+    for s in &specs {
+        let mut e = RawEtcd::new()?;
+        let mut flags = s.flags(&e, &cluster, token, "http");
+        flags.push("--heartbeat-interval=100".to_string());
+        flags.push("--election-timeout=10000".to_string());
+        flags.extend(extra.iter().map(|f| f.to_string()));
+        e.spawn(&flags, &[])?;
+        members.push(e);
+    }
+    Ok((specs, members))
+}
+
+/// The leader a member reports (0: none known), from `etcdctl endpoint status`.
+fn leader_seen_by(spec: &Spec) -> u64 {
+    let out = etcd_tests::etcdctl::run(
+        &spec.endpoint(),
+        &["endpoint", "status", "-w", "json", "--command-timeout=2s"],
+        None,
+    );
+    if !out.success() {
+        return 0;
+    }
+    out.json()[0]["Status"]["leader"].as_u64().unwrap_or(0)
+}
+
+/// Waits until some member reports a leader.
+fn wait_for_a_leader(specs: &[Spec], members: &mut [RawEtcd], within: Duration) -> Result<u64> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(l) = specs.iter().map(leader_seen_by).find(|&l| l != 0) {
+            return Ok(l);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("no leader within {within:?}\n{}", members[0].log_tail(20))
+}
+
+/// `--initial-election-tick-advance` (on by default): once two other members answer,
+/// each member fast-forwards its election clock by all but two of its 100 election
+/// ticks, and the cluster elects a leader.
+#[test]
+fn members_fast_forward_election_ticks_once_two_peers_answer() -> Result<()> {
+    let (specs, mut members) = three_with_long_elections("tick-advance", &[])?;
+    for m in &mut members {
+        m.wait_log("fast-forwarding", Duration::from_secs(30))?;
+        let logs = m.logs();
+        if !etcd_tests::bins::is_reference() {
+            let line = logs
+                .lines()
+                .find(|l| l.contains("fast-forwarding election ticks"))
+                .unwrap_or_default();
+            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+            assert!(
+                v["forward_ticks"] == 98 && v["active_remote_members"] == 2,
+                "advance not as etcd's (98 of 100 ticks, two peers): {line}"
+            );
+        }
+        assert!(
+            !logs.contains("skipping initial election tick advance"),
+            "{}",
+            m.log_tail(20)
+        );
+    }
+    wait_for_a_leader(&specs, &mut members, Duration::from_secs(60))?;
+    Ok(())
+}
+
+/// With `--initial-election-tick-advance=false` nothing is fast-forwarded: no member can
+/// campaign before a whole election timeout (10 s) has passed since it started, so there
+/// is no leader in the first 5 s; one is elected after that.
+#[test]
+fn without_the_advance_no_leader_comes_before_a_full_election_timeout() -> Result<()> {
+    let started = Instant::now();
+    let (specs, mut members) = three_with_long_elections(
+        "no-tick-advance",
+        &["--initial-election-tick-advance=false"],
+    )?;
+    for m in &mut members {
+        m.wait_log(
+            "skipping initial election tick advance",
+            Duration::from_secs(30),
+        )?;
+    }
+    while started.elapsed() < Duration::from_secs(5) {
+        for s in &specs {
+            assert_eq!(
+                leader_seen_by(s),
+                0,
+                "a leader before 10 s\n{}",
+                members[0].log_tail(20)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_for_a_leader(&specs, &mut members, Duration::from_secs(60))?;
+    for m in &members {
+        assert!(!m.logs().contains("fast-forwarding"), "{}", m.log_tail(20));
+    }
     Ok(())
 }
 

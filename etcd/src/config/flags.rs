@@ -318,10 +318,10 @@ fn build() -> Vec<FlagSpec> {
             c.election_timeout_ms = parse_uint(v, 64)?;
             Ok(())
         }),
-        no_effect(set("initial-election-tick-advance", Bool, Member, "true", "Whether to fast-forward initial election ticks on boot for faster election.", |c, v| {
+        set("initial-election-tick-advance", Bool, Member, "true", "Whether to fast-forward initial election ticks on boot for faster election.", |c, v| {
             c.initial_election_tick_advance = parse_bool(v)?;
             Ok(())
-        })),
+        }),
         set("listen-peer-urls", Urls, Member, "http://localhost:2380", "List of URLs to listen on for peer traffic.", |c, v| {
             c.listen_peer_urls = parse_urls(v)?;
             Ok(())

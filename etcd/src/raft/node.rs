@@ -177,6 +177,7 @@ enum Command {
     Step(Message),
     ReportUnreachable(u64),
     ReportSnapshot { id: u64, success: bool },
+    AdvanceTicks(usize),
 }
 
 /// Handle to the raft loop. Cheap to clone.
@@ -275,6 +276,15 @@ impl RaftHandle {
     pub fn report_snapshot(&self, id: u64, success: bool) -> Result<(), RaftError> {
         self.tx
             .send(Command::ReportSnapshot { id, success })
+            .map_err(|_| RaftError::Stopped)
+    }
+
+    /// Fast-forwards the election clock by `ticks` ticks, as if that much time had
+    /// passed without hearing from a leader (etcd's initial election tick advance): only
+    /// while no leader is known; once one is, the request is ignored. Never blocks.
+    pub fn advance_ticks(&self, ticks: usize) -> Result<(), RaftError> {
+        self.tx
+            .send(Command::AdvanceTicks(ticks))
             .map_err(|_| RaftError::Stopped)
     }
 
@@ -523,6 +533,13 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
                     ::raft::SnapshotStatus::Failure
                 };
                 self.node.report_snapshot(id, status);
+            }
+            Command::AdvanceTicks(ticks) => {
+                if self.node.raft.leader_id == ::raft::INVALID_ID {
+                    for _ in 0..ticks {
+                        self.node.tick();
+                    }
+                }
             }
         }
     }
@@ -1064,5 +1081,36 @@ mod tests {
         take_queue(&mut lp, &rx);
         lp.on_ready().unwrap();
         assert_ne!(lp.log.wal_position(), before);
+    }
+
+    #[test]
+    fn advanced_ticks_bring_the_first_election_closer_unless_a_leader_is_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let (handle, rx, mut lp, _sent) = three_voters(dir.path(), false);
+        let timeout = lp.node.raft.randomized_election_timeout();
+        assert!(timeout >= 10, "randomized timeout {timeout}");
+        handle.advance_ticks(8).unwrap();
+        take_queue(&mut lp, &rx);
+        assert_eq!(lp.node.raft.election_elapsed, 8);
+        assert_eq!(lp.node.raft.state, StateRole::Follower);
+        // The election starts once the rest of the randomized timeout has passed, not
+        // a whole one.
+        for _ in 0..timeout - 8 - 1 {
+            lp.node.tick();
+        }
+        assert_eq!(lp.node.raft.state, StateRole::Follower);
+        lp.node.tick();
+        assert_eq!(lp.node.raft.state, StateRole::Candidate);
+
+        // A member that has heard from a leader keeps its clock.
+        let dir = tempfile::tempdir().unwrap();
+        let (handle, rx, mut lp, _sent) = three_voters(dir.path(), false);
+        let term = lp.node.raft.term + 1;
+        lp.handle(Command::Step(reply(2, MessageType::MsgHeartbeat, term, 0)));
+        assert_eq!(lp.node.raft.leader_id, 2);
+        lp.node.tick();
+        handle.advance_ticks(8).unwrap();
+        take_queue(&mut lp, &rx);
+        assert_eq!(lp.node.raft.election_elapsed, 1);
     }
 }

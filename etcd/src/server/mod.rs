@@ -11,6 +11,7 @@ pub mod listener;
 pub mod readiness;
 mod reconfig;
 pub mod snapshot;
+pub mod tick_advance;
 pub mod tls;
 pub mod validate;
 
@@ -128,6 +129,9 @@ pub struct ServerOptions {
     /// `--unsafe-no-fsync`: the raft log is written without syncing
     /// ([`LogStore::set_unsafe_no_fsync`]).
     pub unsafe_no_fsync: bool,
+    /// `--initial-election-tick-advance`: a member of a multi-member cluster
+    /// fast-forwards its election clock once other members answer ([`tick_advance`]).
+    pub initial_election_tick_advance: bool,
 }
 
 /// Errors that stop the server from starting or running.
@@ -545,6 +549,28 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
             Duration::from_secs(1),
         )));
     }
+    let advance = tick_advance::TickAdvance {
+        raft: server.raft().clone(),
+        enabled: opts.initial_election_tick_advance,
+        peers: if single {
+            Vec::new()
+        } else {
+            members
+                .records()
+                .into_iter()
+                .filter(|m| m.id != id)
+                .map(|m| (m.id, m.peer_urls))
+                .collect()
+        },
+        cluster_id,
+        tls: peer_client.clone(),
+        election_ticks,
+        tick: opts.heartbeat,
+    };
+    let advance_shutdown = shutdown_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        tick_advance::run(advance, advance_shutdown).await;
+    }));
     tasks.push(tokio::spawn(lease_expiry_task(
         server.clone(),
         shutdown_rx.clone(),
