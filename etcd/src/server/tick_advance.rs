@@ -14,9 +14,10 @@
 //! cluster's ID over the peer URL (TLS included): etcd counts a peer once its raft stream
 //! connects, which ours does only when raft has a message for it.
 //!
-//! Guarantees: at most one advance per start, only while no leader is known (the raft
-//! loop ignores it otherwise, [`RaftHandle::advance_ticks`]); never fewer than two ticks
-//! left before the first election; the probes stop after 5 s or at shutdown.
+//! Guarantees: at most one advance per start, of `election − 2` ticks, and only while no
+//! leader is known (the raft loop ignores it otherwise, [`RaftHandle::advance_ticks`]);
+//! none for a single member, with the flag off, or with fewer than two peers answering;
+//! the probes stop after 5 s or at shutdown.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
