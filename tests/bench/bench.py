@@ -420,7 +420,9 @@ def fsync_rate(directory):
 def sync_latency_ms(directory, n=400):
     """Median time of one durable 4 KiB write on the data dirs' file system: an overwrite of
     a block of a file already written out and synced (as a log segment that is reused),
-    then `fdatasync`. No put can be acknowledged faster than one of these."""
+    then `fdatasync`, as etcd's log does. Every acknowledged put waits for one durable
+    write like it (ours writes its log with `O_DIRECT | O_DSYNC`, about a fifth quicker
+    than this in BENCHMARKS.md's session 15 measurement)."""
     path = os.path.join(directory, "sync-probe")
     fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
     try:
