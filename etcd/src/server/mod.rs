@@ -555,12 +555,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
         peers: if single {
             Vec::new()
         } else {
-            members
-                .records()
-                .into_iter()
-                .filter(|m| m.id != id)
-                .map(|m| (m.id, m.peer_urls))
-                .collect()
+            peer_urls(&members, id).collect()
         },
         cluster_id,
         tls: peer_client.clone(),
@@ -840,14 +835,18 @@ impl crate::raft::transport::MemberDirectory for PeerDirectory {
     }
 }
 
-/// Makes the transport's peer table match the member table (everyone but `me`).
-fn sync_peers(transport: &GrpcTransport, members: &Membership, me: u64) {
-    let want: std::collections::HashMap<u64, Vec<String>> = members
+/// Every member but `me`, with its peer URLs.
+fn peer_urls(members: &Membership, me: u64) -> impl Iterator<Item = (u64, Vec<String>)> {
+    members
         .records()
         .into_iter()
-        .filter(|m| m.id != me)
+        .filter(move |m| m.id != me)
         .map(|m| (m.id, m.peer_urls))
-        .collect();
+}
+
+/// Makes the transport's peer table match the member table (everyone but `me`).
+fn sync_peers(transport: &GrpcTransport, members: &Membership, me: u64) {
+    let want: std::collections::HashMap<u64, Vec<String>> = peer_urls(members, me).collect();
     for id in transport.peers() {
         if !want.contains_key(&id) {
             transport.remove_peer(id);
