@@ -10,6 +10,11 @@
 //!   index.
 //! - Linearizable reads are batched: all read requests waiting when the loop turns
 //!   share one ReadIndex round.
+//! - A proposal made with [`RaftHandle::propose_or_drive`] while the loop is idle
+//!   (nothing queued, nothing in the log beyond what is applied, the loop's thread
+//!   waiting for work) is stepped, persisted and, on a single member, applied on the
+//!   proposer's own thread: the same steps under the same lock, without the two thread
+//!   hand-offs (to the loop and back) that otherwise sit on a lone client's every write.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -127,6 +132,9 @@ pub struct RaftStatus {
     last_index: AtomicU64,
     is_leader: AtomicBool,
     inflight: AtomicU64,
+    /// One bit per recent batch of proposals stepped together (newest lowest): set when
+    /// the batch held more than one.
+    shared_batches: AtomicU64,
 }
 
 impl RaftStatus {
@@ -188,6 +196,43 @@ pub struct RaftHandle {
     applied: watch::Receiver<u64>,
     leader: watch::Receiver<LeaderInfo>,
     max_inflight: u64,
+    /// The loop, for proposals made while it is idle (`None`: only through the queue).
+    inline: Option<Arc<dyn Drive>>,
+}
+
+/// A loop that a proposer may drive on its own thread while the loop's thread waits.
+trait Drive: Send + Sync {
+    /// Steps the proposal and handles the resulting Ready on the caller's thread if the
+    /// loop is free at once; gives `data` back when the loop is busy.
+    fn try_propose(&self, tag: u64, data: Vec<u8>) -> Result<Result<(), RaftError>, Vec<u8>>;
+}
+
+/// The loop as its thread and proposers share it: `None` once the thread has ended it
+/// (the state machine and the log are dropped then, so the database can close).
+type SharedLoop<S, T> = std::sync::Mutex<Option<Loop<S, T>>>;
+
+impl<S: StateMachine, T: Transport> Drive for SharedLoop<S, T> {
+    fn try_propose(&self, tag: u64, data: Vec<u8>) -> Result<Result<(), RaftError>, Vec<u8>> {
+        let Ok(mut guard) = self.try_lock() else {
+            return Err(data);
+        };
+        let Some(lp) = guard.as_mut().filter(|lp| !lp.ended) else {
+            return Ok(Err(RaftError::Stopped));
+        };
+        lp.proposals.push(Entry {
+            data: data.into(),
+            ..Default::default()
+        });
+        lp.proposal_tags.push(tag);
+        // A drop is reported to the state machine (and so to the proposer) here.
+        lp.step_proposals();
+        if let Err(e) = lp.on_ready() {
+            tracing::error!(error = %e, "raft: failed to persist; stopping the raft loop");
+            // The loop's thread sees it at its next turn and stops.
+            lp.ended = true;
+        }
+        Ok(Ok(()))
+    }
 }
 
 impl RaftHandle {
@@ -197,14 +242,53 @@ impl RaftHandle {
     /// ([`StateMachine::proposal_dropped`]). A proposal still queued when the loop stops
     /// gets neither.
     pub fn propose(&self, tag: u64, data: Vec<u8>) -> Result<(), RaftError> {
-        // etcd's backpressure: refuse when apply lags commit too far, or when too many
-        // proposals wait for the raft loop to take them.
+        self.check_backpressure()?;
+        self.enqueue(tag, data)
+    }
+
+    /// Proposes `data` as [`propose`](Self::propose) does, with the same outcomes, but
+    /// when the loop is idle (no proposal queued, every entry of the log applied, its
+    /// thread waiting) and proposals have been coming one at a time (none of the last 64
+    /// batches of proposals held more than one), the caller's thread steps it, writes it
+    /// and, if it commits at once (a single member), applies it before returning: the
+    /// proposer's result is then ready without a wake-up. The caller's thread is blocked
+    /// meanwhile (one synced write), so this suits a caller with nothing else to do, such
+    /// as the only request a server has in flight.
+    pub fn propose_or_drive(&self, tag: u64, data: Vec<u8>) -> Result<(), RaftError> {
+        self.check_backpressure()?;
+        // Only while proposals come one at a time: none of the last 64 batches held two
+        // or more (batching is what a loaded server needs, and a proposer that drives
+        // the loop writes a batch of one).
+        let data = match &self.inline {
+            Some(inline)
+                if self.status.shared_batches.load(Ordering::Relaxed) == 0
+                    && self.status.inflight.load(Ordering::Acquire) == 0
+                    && self.status.last_index() == self.status.applied() =>
+            {
+                match inline.try_propose(tag, data) {
+                    Ok(r) => return r,
+                    Err(data) => data,
+                }
+            }
+            _ => data,
+        };
+        self.enqueue(tag, data)
+    }
+
+    /// etcd's backpressure: refuse when apply lags commit too far, or when too many
+    /// proposals wait for the raft loop to take them.
+    fn check_backpressure(&self) -> Result<(), RaftError> {
         let lag = self.status.commit().saturating_sub(self.status.applied());
         if lag > self.max_inflight
             || self.status.inflight.load(Ordering::Acquire) >= self.max_inflight
         {
             return Err(RaftError::TooManyRequests);
         }
+        Ok(())
+    }
+
+    /// Queues a proposal for the loop's thread.
+    fn enqueue(&self, tag: u64, data: Vec<u8>) -> Result<(), RaftError> {
         self.status.inflight.fetch_add(1, Ordering::AcqRel);
         self.tx
             .send(Command::Propose { tag, data })
@@ -326,10 +410,12 @@ pub fn start<S: StateMachine, T: Transport>(
     transport: T,
     campaign: bool,
 ) -> Result<(RaftHandle, std::thread::JoinHandle<()>), RaftError> {
-    let (handle, rx, mut lp) = build(cfg, log, sm, transport, campaign)?;
+    let (mut handle, rx, lp) = build(cfg, log, sm, transport, campaign)?;
+    let shared: Arc<SharedLoop<S, T>> = Arc::new(std::sync::Mutex::new(Some(lp)));
+    handle.inline = Some(shared.clone());
     let join = std::thread::Builder::new()
         .name("raft".into())
-        .spawn(move || lp.run(rx))
+        .spawn(move || Loop::run(&shared, rx))
         .map_err(|e| RaftError::Other(e.to_string()))?;
     Ok((handle, join))
 }
@@ -381,6 +467,7 @@ fn build<S: StateMachine, T: Transport>(
         applied: applied_rx,
         leader: leader_rx,
         max_inflight: cfg.max_inflight,
+        inline: None,
     };
     let lp = Loop {
         node,
@@ -398,6 +485,7 @@ fn build<S: StateMachine, T: Transport>(
         flush: None,
         proposals: Vec::new(),
         proposal_tags: Vec::new(),
+        ended: false,
     };
     Ok((handle, rx, lp))
 }
@@ -433,19 +521,40 @@ struct Loop<S, T> {
     proposals: Vec<Entry>,
     /// The tags of `proposals`, in the same order.
     proposal_tags: Vec<u64>,
+    /// The loop has stopped, or must stop (a failed write on a proposer's thread): no
+    /// proposal is taken on a proposer's thread any more.
+    ended: bool,
 }
 
 impl<S: StateMachine, T: Transport> Loop<S, T> {
-    fn run(&mut self, rx: Receiver<Command>) {
+    /// The loop's thread: waits for commands (without holding the loop, so an idle loop
+    /// can be driven by a proposer meanwhile), then handles them and the Ready under the
+    /// lock. Returns when stopped, when the queue is gone, or after a failed write.
+    fn run(shared: &SharedLoop<S, T>, rx: Receiver<Command>) {
+        // A panic while the loop was held (on this thread or a proposer's) leaves it in
+        // an unknown state: the loop stops.
+        let lock = || shared.lock().ok();
         let mut last_tick = Instant::now();
-        self.publish_status();
+        let Some(tick) = lock().and_then(|mut g| {
+            let lp = g.as_mut()?;
+            lp.publish_status();
+            Some(lp.cfg.tick)
+        }) else {
+            return;
+        };
         loop {
-            let wait = self.cfg.tick.saturating_sub(last_tick.elapsed());
-            match rx.recv_timeout(wait) {
+            let first = match rx.recv_timeout(tick.saturating_sub(last_tick.elapsed())) {
                 Ok(Command::Stop) => break,
-                Ok(cmd) => self.handle(cmd),
-                Err(RecvTimeoutError::Timeout) => {}
+                Ok(cmd) => Some(cmd),
+                Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let Some(mut guard) = lock() else { break };
+            let Some(lp) = guard.as_mut().filter(|lp| !lp.ended) else {
+                break;
+            };
+            if let Some(cmd) = first {
+                lp.handle(cmd);
             }
             let mut stop = false;
             while let Ok(cmd) = rx.try_recv() {
@@ -453,24 +562,34 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
                     stop = true;
                     break;
                 }
-                self.handle(cmd);
+                lp.handle(cmd);
             }
-            self.step_proposals();
+            lp.step_proposals();
             if stop {
                 break;
             }
-            if last_tick.elapsed() >= self.cfg.tick {
-                self.node.tick();
+            if last_tick.elapsed() >= tick {
+                lp.node.tick();
                 last_tick = Instant::now();
             }
-            if !self.pending_reads.is_empty() {
-                self.issue_read_index();
+            if !lp.pending_reads.is_empty() {
+                lp.issue_read_index();
             }
-            if let Err(e) = self.on_ready() {
+            if let Err(e) = lp.on_ready() {
                 tracing::error!(error = %e, "raft: failed to persist; stopping the raft loop");
                 break;
             }
         }
+        let ended = shared.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut lp) = ended {
+            lp.finish();
+        }
+    }
+
+    /// Ends the loop: no proposer drives it any more, a flush in progress completes and
+    /// waiting reads learn that it stopped.
+    fn finish(&mut self) {
+        self.ended = true;
         if let Some((_, flush)) = self.flush.take() {
             if let Err(e) = flush.wait() {
                 tracing::error!(error = %e, "raft: state machine flush failed");
@@ -555,6 +674,11 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
         // raft takes the entries; the tags' vector keeps its capacity for the next batch
         // (only a dropped batch needs them).
         let entries = std::mem::take(&mut self.proposals);
+        let shared = u64::from(entries.len() > 1);
+        let bits = self.status.shared_batches.load(Ordering::Relaxed);
+        self.status
+            .shared_batches
+            .store((bits << 1) | shared, Ordering::Relaxed);
         let res = if self.node.raft.leader_id == ::raft::INVALID_ID {
             Err(::raft::Error::ProposalDropped)
         } else {
@@ -1112,5 +1236,143 @@ mod tests {
         handle.advance_ticks(8).unwrap();
         take_queue(&mut lp, &rx);
         assert_eq!(lp.node.raft.election_elapsed, 1);
+    }
+
+    /// A single voter that has elected itself and applied everything, with its handle
+    /// able to drive it (as [`start`] sets it up, without the loop's thread).
+    fn lone_leader(
+        dir: &std::path::Path,
+    ) -> (
+        RaftHandle,
+        Receiver<Command>,
+        Arc<SharedLoop<Quick, NoPeers>>,
+    ) {
+        let storage = Storage::open(&dir.join("db")).unwrap();
+        let (log, _) = LogStore::open(&dir.join("wal"), storage, &[1]).unwrap();
+        let cfg = RaftConfig {
+            id: 1,
+            tick: Duration::from_millis(100),
+            election_ticks: 10,
+            pre_vote: false,
+            snapshot_count: 10_000,
+            catchup_entries: 1_000,
+            max_inflight: 1_000,
+        };
+        let quick = Quick {
+            applied: 0,
+            dropped: Vec::new(),
+        };
+        let (mut handle, rx, mut lp) = build(cfg, log, quick, NoPeers, true).unwrap();
+        while lp.node.has_ready() {
+            lp.on_ready().unwrap();
+        }
+        assert_eq!(lp.node.raft.state, StateRole::Leader);
+        assert_eq!(lp.sm.applied, lp.node.raft.raft_log.last_index());
+        let shared = Arc::new(std::sync::Mutex::new(Some(lp)));
+        handle.inline = Some(shared.clone());
+        (handle, rx, shared)
+    }
+
+    #[test]
+    fn a_lone_proposer_drives_an_idle_loop_and_returns_with_its_entry_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let (handle, rx, shared) = lone_leader(dir.path());
+        let before = handle.status().applied();
+        let wal = shared.lock().unwrap().as_ref().unwrap().log.wal_position();
+        handle.propose_or_drive(7, b"one".to_vec()).unwrap();
+        // Written and applied on this thread before the call returned; nothing queued.
+        assert_eq!(handle.status().applied(), before + 1);
+        assert_eq!(
+            shared.lock().unwrap().as_ref().unwrap().sm.applied,
+            before + 1
+        );
+        assert_ne!(
+            shared.lock().unwrap().as_ref().unwrap().log.wal_position(),
+            wal
+        );
+        assert!(rx.try_recv().is_err());
+        // `propose` never drives the loop, idle or not.
+        handle.propose(8, b"two".to_vec()).unwrap();
+        assert_eq!(handle.status().applied(), before + 1);
+        assert!(matches!(rx.try_recv(), Ok(Command::Propose { tag: 8, .. })));
+    }
+
+    #[test]
+    fn a_busy_loop_takes_the_proposal_through_its_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let (handle, rx, shared) = lone_leader(dir.path());
+        let before = handle.status().applied();
+        {
+            // The loop's thread (or another proposer) holds the loop.
+            let _held = shared.lock().unwrap();
+            handle.propose_or_drive(7, b"one".to_vec()).unwrap();
+        }
+        assert_eq!(handle.status().applied(), before);
+        let queued = rx.try_recv().unwrap();
+        assert!(matches!(queued, Command::Propose { tag: 7, .. }));
+        // With a proposal queued the loop is not idle: the next one queues too.
+        handle.propose_or_drive(8, b"two".to_vec()).unwrap();
+        assert!(matches!(rx.try_recv(), Ok(Command::Propose { tag: 8, .. })));
+        let mut guard = shared.lock().unwrap();
+        let lp = guard.as_mut().unwrap();
+        lp.handle(queued);
+        assert_eq!(handle.status().inflight.load(Ordering::Acquire), 1);
+    }
+
+    #[test]
+    fn once_proposals_arrive_together_they_go_through_the_queue_to_be_batched() {
+        let dir = tempfile::tempdir().unwrap();
+        let (handle, rx, shared) = lone_leader(dir.path());
+        handle.propose(1, b"a".to_vec()).unwrap();
+        handle.propose(2, b"b".to_vec()).unwrap();
+        {
+            let mut guard = shared.lock().unwrap();
+            let lp = guard.as_mut().unwrap();
+            while let Ok(cmd) = rx.try_recv() {
+                lp.handle(cmd);
+            }
+            lp.step_proposals();
+            lp.on_ready().unwrap();
+            assert_eq!(lp.sm.applied, lp.node.raft.raft_log.last_index());
+        }
+        let applied = handle.status().applied();
+        // Idle again, but the last batch held two proposals.
+        handle.propose_or_drive(3, b"c".to_vec()).unwrap();
+        assert_eq!(handle.status().applied(), applied);
+        let queued = rx.try_recv().unwrap();
+        assert!(matches!(queued, Command::Propose { tag: 3, .. }));
+        // 64 batches of one later, a lone proposer drives the loop again.
+        let mut guard = shared.lock().unwrap();
+        let lp = guard.as_mut().unwrap();
+        lp.handle(queued);
+        lp.step_proposals();
+        lp.on_ready().unwrap();
+        for tag in 4..67u64 {
+            handle.propose(tag, b"d".to_vec()).unwrap();
+            while let Ok(cmd) = rx.try_recv() {
+                lp.handle(cmd);
+                lp.step_proposals();
+            }
+            lp.on_ready().unwrap();
+        }
+        drop(guard);
+        assert_eq!(handle.status().shared_batches.load(Ordering::Relaxed), 0);
+        let applied = handle.status().applied();
+        handle.propose_or_drive(67, b"e".to_vec()).unwrap();
+        assert_eq!(handle.status().applied(), applied + 1);
+    }
+
+    #[test]
+    fn a_stopped_loop_is_not_driven() {
+        let dir = tempfile::tempdir().unwrap();
+        let (handle, rx, shared) = lone_leader(dir.path());
+        // As the loop's thread ends it: the loop is taken out and dropped.
+        let ended = shared.lock().unwrap().take();
+        ended.unwrap().finish();
+        drop(rx);
+        assert_eq!(
+            handle.propose_or_drive(7, b"one".to_vec()),
+            Err(RaftError::Stopped)
+        );
     }
 }

@@ -55,6 +55,16 @@ const KEEP: usize = 8 * 1024;
 /// time.
 pub const MULTIPLEXED_WINDOW: usize = 64;
 
+/// Requests in flight on every connection of the process (see [`Pending::in_flight`]).
+static IN_FLIGHT_EVERYWHERE: AtomicUsize = AtomicUsize::new(0);
+
+/// The requests in flight on all connections of this process together: received, and
+/// their responses (heads) not ready yet. Streaming calls count only until their stream
+/// starts.
+pub fn in_flight_everywhere() -> usize {
+    IN_FLIGHT_EVERYWHERE.load(Ordering::Relaxed)
+}
+
 /// A connection's requests: those not yet polled, those whose responses are not ready
 /// yet, and whether the client recently had several going at a time.
 #[derive(Debug, Clone, Default)]
@@ -91,6 +101,7 @@ impl Pending {
     /// Counts one request, unpolled until [`PendingGuard::polled`], in flight until
     /// the guard is dropped.
     fn enter(&self) -> PendingGuard {
+        IN_FLIGHT_EVERYWHERE.fetch_add(1, Ordering::Relaxed);
         let calls = self.0.calls.fetch_add(1, Ordering::Relaxed) + 1;
         self.0.unpolled.fetch_add(1, Ordering::Relaxed);
         if self.0.in_flight.fetch_add(1, Ordering::Relaxed) > 0 {
@@ -121,6 +132,7 @@ impl Drop for PendingGuard {
     fn drop(&mut self) {
         self.polled();
         self.counts.in_flight.fetch_sub(1, Ordering::Relaxed);
+        IN_FLIGHT_EVERYWHERE.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

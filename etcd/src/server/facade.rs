@@ -213,7 +213,16 @@ impl EtcdServer {
             self.p.wait.cancel(id);
             return Err(EtcdError::RequestTooLarge);
         }
-        if let Err(e) = self.p.raft.propose(id, data) {
+        // The only request in flight (this one, or none: a proposal of the server's own)
+        // may take the raft loop's work on its own thread when the loop is idle: no
+        // other request needs this thread meanwhile, and two thread hand-offs leave the
+        // write's path (see `RaftHandle::propose_or_drive`).
+        let proposed = if super::coalesce::in_flight_everywhere() <= 1 {
+            self.p.raft.propose_or_drive(id, data)
+        } else {
+            self.p.raft.propose(id, data)
+        };
+        if let Err(e) = proposed {
             self.p.wait.cancel(id);
             crate::metrics::PROPOSALS_FAILED.inc();
             return Err(raft_err(e));
