@@ -15,6 +15,8 @@
 //!   waiting for work) is stepped, persisted and, on a single member, applied on the
 //!   proposer's own thread: the same steps under the same lock, without the two thread
 //!   hand-offs (to the loop and back) that otherwise sit on a lone client's every write.
+//!   A ReadIndex round asked for with [`RaftHandle::read_index_or_drive`] while the loop
+//!   is idle is started and, on a single member, answered the same way.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -205,7 +207,13 @@ trait Drive: Send + Sync {
     /// Steps the proposal and handles the resulting Ready on the caller's thread if the
     /// loop is free at once; gives `data` back when the loop is busy.
     fn try_propose(&self, tag: u64, data: Vec<u8>) -> Result<Result<(), RaftError>, Vec<u8>>;
+    /// Starts a ReadIndex round for `waiter` and handles the resulting Ready on the
+    /// caller's thread if the loop is free at once; gives `waiter` back when it is busy.
+    fn try_read_index(&self, waiter: ReadWaiter) -> Result<(), ReadWaiter>;
 }
+
+/// Where the index of a ReadIndex round goes.
+type ReadWaiter = oneshot::Sender<Result<u64, RaftError>>;
 
 /// The loop as its thread and proposers share it: `None` once the thread has ended it
 /// (the state machine and the log are dropped then, so the database can close).
@@ -226,12 +234,22 @@ impl<S: StateMachine, T: Transport> Drive for SharedLoop<S, T> {
         lp.proposal_tags.push(tag);
         // A drop is reported to the state machine (and so to the proposer) here.
         lp.step_proposals();
-        if let Err(e) = lp.on_ready() {
-            tracing::error!(error = %e, "raft: failed to persist; stopping the raft loop");
-            // The loop's thread sees it at its next turn and stops.
-            lp.ended = true;
-        }
+        lp.ready_on_this_thread();
         Ok(Ok(()))
+    }
+
+    fn try_read_index(&self, waiter: ReadWaiter) -> Result<(), ReadWaiter> {
+        let Ok(mut guard) = self.try_lock() else {
+            return Err(waiter);
+        };
+        let Some(lp) = guard.as_mut().filter(|lp| !lp.ended) else {
+            let _ = waiter.send(Err(RaftError::Stopped));
+            return Ok(());
+        };
+        lp.pending_reads.push(waiter);
+        lp.issue_read_index();
+        lp.ready_on_this_thread();
+        Ok(())
     }
 }
 
@@ -316,6 +334,28 @@ impl RaftHandle {
     /// before a linearizable read may be served.
     pub async fn read_index(&self) -> Result<u64, RaftError> {
         let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::ReadIndex(tx))
+            .map_err(|_| RaftError::Stopped)?;
+        rx.await.map_err(|_| RaftError::Stopped)?
+    }
+
+    /// [`read_index`](Self::read_index), but when the loop is idle (no proposal queued,
+    /// its thread waiting) the caller's thread starts the round and handles the Ready
+    /// that answers it: on a single member the index is known before the first await.
+    /// As with [`propose_or_drive`](Self::propose_or_drive), the caller's thread is
+    /// blocked meanwhile, so this suits the only request a server has in flight.
+    pub async fn read_index_or_drive(&self) -> Result<u64, RaftError> {
+        let (tx, rx) = oneshot::channel();
+        let tx = match &self.inline {
+            Some(inline) if self.status.inflight.load(Ordering::Acquire) == 0 => {
+                match inline.try_read_index(tx) {
+                    Ok(()) => return rx.await.map_err(|_| RaftError::Stopped)?,
+                    Err(tx) => tx,
+                }
+            }
+            _ => tx,
+        };
         self.tx
             .send(Command::ReadIndex(tx))
             .map_err(|_| RaftError::Stopped)?;
@@ -583,6 +623,15 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
         let ended = shared.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(mut lp) = ended {
             lp.finish();
+        }
+    }
+
+    /// Handles the Ready of a step taken on a proposer's (or reader's) thread; a failed
+    /// write ends the loop, whose thread sees it at its next turn and stops.
+    fn ready_on_this_thread(&mut self) {
+        if let Err(e) = self.on_ready() {
+            tracing::error!(error = %e, "raft: failed to persist; stopping the raft loop");
+            self.ended = true;
         }
     }
 
@@ -1363,6 +1412,24 @@ mod tests {
     }
 
     #[test]
+    fn a_lone_reader_gets_its_read_index_without_the_loops_thread() {
+        use futures::FutureExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let (handle, rx, shared) = lone_leader(dir.path());
+        let commit = handle.status().commit();
+        // Answered on this thread: ready at the first poll, nothing queued.
+        let index = handle.read_index_or_drive().now_or_never();
+        assert_eq!(index, Some(Ok(commit)));
+        assert!(rx.try_recv().is_err());
+        // A held loop takes the round through its queue.
+        let guard = shared.lock().unwrap();
+        let mut read = Box::pin(handle.read_index_or_drive());
+        assert!((&mut read).now_or_never().is_none());
+        drop(guard);
+        assert!(matches!(rx.try_recv(), Ok(Command::ReadIndex(_))));
+    }
+
+    #[test]
     fn a_stopped_loop_is_not_driven() {
         let dir = tempfile::tempdir().unwrap();
         let (handle, rx, shared) = lone_leader(dir.path());
@@ -1373,6 +1440,11 @@ mod tests {
         assert_eq!(
             handle.propose_or_drive(7, b"one".to_vec()),
             Err(RaftError::Stopped)
+        );
+        use futures::FutureExt as _;
+        assert_eq!(
+            handle.read_index_or_drive().now_or_never(),
+            Some(Err(RaftError::Stopped))
         );
     }
 }

@@ -247,7 +247,14 @@ impl EtcdServer {
         let mut leader = self.p.raft.leader_watch();
         let before = *leader.borrow_and_update();
         let fut = async {
-            let index = self.p.raft.read_index().await.map_err(raft_err)?;
+            // As for proposals (`propose`): the only request in flight may take the raft
+            // loop's work on its own thread when the loop is idle.
+            let index = if super::coalesce::in_flight_everywhere() <= 1 {
+                self.p.raft.read_index_or_drive().await
+            } else {
+                self.p.raft.read_index().await
+            }
+            .map_err(raft_err)?;
             self.p.raft.wait_applied(index).await.map_err(raft_err)
         };
         let changed = async {
