@@ -562,7 +562,7 @@ struct Loop<S, T> {
     /// The tags of `proposals`, in the same order.
     proposal_tags: Vec<u64>,
     /// The loop has stopped, or must stop (a failed write on a proposer's thread): no
-    /// proposal is taken on a proposer's thread any more.
+    /// proposal or read is taken on another thread any more.
     ended: bool,
 }
 
@@ -1065,6 +1065,7 @@ mod tests {
     }
 
     /// Applies instantly; keeps the tags of dropped proposals.
+    #[derive(Default)]
     struct Quick {
         applied: u64,
         dropped: Vec<(u64, RaftError)>,
@@ -1097,13 +1098,10 @@ mod tests {
         }
     }
 
-    fn three_voters(
-        dir: &std::path::Path,
-        campaign: bool,
-    ) -> (RaftHandle, Receiver<Command>, Loop<Quick, Outbox>, Sent) {
-        let storage = Storage::open(&dir.join("db")).unwrap();
-        let (log, _) = LogStore::open(&dir.join("wal"), storage, &[1, 2, 3]).unwrap();
-        let cfg = RaftConfig {
+    /// Member 1's raft settings in these tests (a 100 ms tick, never reached: the tests
+    /// turn the loop by hand).
+    fn member_one() -> RaftConfig {
+        RaftConfig {
             id: 1,
             tick: Duration::from_millis(100),
             election_ticks: 10,
@@ -1111,19 +1109,19 @@ mod tests {
             snapshot_count: 10_000,
             catchup_entries: 1_000,
             max_inflight: 1_000,
-        };
+        }
+    }
+
+    fn three_voters(
+        dir: &std::path::Path,
+        campaign: bool,
+    ) -> (RaftHandle, Receiver<Command>, Loop<Quick, Outbox>, Sent) {
+        let storage = Storage::open(&dir.join("db")).unwrap();
+        let (log, _) = LogStore::open(&dir.join("wal"), storage, &[1, 2, 3]).unwrap();
+        let cfg = member_one();
         let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (handle, rx, lp) = build(
-            cfg,
-            log,
-            Quick {
-                applied: 0,
-                dropped: Vec::new(),
-            },
-            Outbox(sent.clone()),
-            campaign,
-        )
-        .unwrap();
+        let (handle, rx, lp) =
+            build(cfg, log, Quick::default(), Outbox(sent.clone()), campaign).unwrap();
         (handle, rx, lp, sent)
     }
 
@@ -1298,20 +1296,8 @@ mod tests {
     ) {
         let storage = Storage::open(&dir.join("db")).unwrap();
         let (log, _) = LogStore::open(&dir.join("wal"), storage, &[1]).unwrap();
-        let cfg = RaftConfig {
-            id: 1,
-            tick: Duration::from_millis(100),
-            election_ticks: 10,
-            pre_vote: false,
-            snapshot_count: 10_000,
-            catchup_entries: 1_000,
-            max_inflight: 1_000,
-        };
-        let quick = Quick {
-            applied: 0,
-            dropped: Vec::new(),
-        };
-        let (mut handle, rx, mut lp) = build(cfg, log, quick, NoPeers, true).unwrap();
+        let cfg = member_one();
+        let (mut handle, rx, mut lp) = build(cfg, log, Quick::default(), NoPeers, true).unwrap();
         while lp.node.has_ready() {
             lp.on_ready().unwrap();
         }
