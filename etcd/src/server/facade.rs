@@ -216,8 +216,13 @@ impl EtcdServer {
         // The only request in flight (this one, or none: a proposal of the server's own)
         // may take the raft loop's work on its own thread when the loop is idle: no
         // other request needs this thread meanwhile, and two thread hand-offs leave the
-        // write's path (see `RaftHandle::propose_or_drive`).
-        let proposed = if super::coalesce::in_flight_everywhere() <= 1 {
+        // write's path (see `RaftHandle::propose_or_drive`). Not while anyone watches:
+        // watchers wait on the apply too, and get their events sooner from the raft
+        // thread (woken from there, their tasks run on both workers at once; woken on
+        // this worker, they would wait for it to finish this request's response first:
+        // put -> every watcher p50 0.09-0.11 ms against 0.18-0.24 ms, A/B of 100 watchers).
+        let lone = super::coalesce::in_flight_everywhere() <= 1 && self.p.hub.watcher_count() == 0;
+        let proposed = if lone {
             self.p.raft.propose_or_drive(id, data)
         } else {
             self.p.raft.propose(id, data)
