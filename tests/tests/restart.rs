@@ -216,6 +216,16 @@ fn raft_log_in_wal_dir_brings_back_writes_after_kill9() -> Result<()> {
     Ok(())
 }
 
+/// A server that compacts its raft log every 200 applied entries, keeping 100 behind.
+fn compacting_often() -> EtcdOptions {
+    let opts = EtcdOptions::default().arg("--snapshot-count=200");
+    if etcd_tests::bins::is_reference() {
+        // etcd 3.4 keeps 5000 entries for slow followers and has no flag for it.
+        return opts;
+    }
+    opts.arg("--experimental-snapshot-catchup-entries=100")
+}
+
 /// Writes from concurrent clients while the raft log is compacted again and again (a
 /// small `--snapshot-count`; the state machine is flushed before entries go), then
 /// `kill -9`: every acknowledged write and the exact revision come back.
@@ -223,12 +233,7 @@ fn raft_log_in_wal_dir_brings_back_writes_after_kill9() -> Result<()> {
 fn writes_survive_kill9_across_raft_log_compactions() -> Result<()> {
     const WRITERS: usize = 8;
     const PER_WRITER: usize = 250;
-    let mut opts = EtcdOptions::default().arg("--snapshot-count=200");
-    if !etcd_tests::bins::is_reference() {
-        // etcd 3.4 keeps 5000 entries for slow followers and has no flag for it.
-        opts = opts.arg("--experimental-snapshot-catchup-entries=100");
-    }
-    let mut etcd = EtcdProcess::start(opts)?;
+    let mut etcd = EtcdProcess::start(compacting_often())?;
     let rt = tokio::runtime::Runtime::new()?;
     let last = rt.block_on(async {
         let mut tasks = Vec::new();
@@ -287,11 +292,7 @@ fn writes_survive_kill9_across_raft_log_compactions() -> Result<()> {
 #[test]
 fn a_lone_writers_acknowledged_puts_survive_kill9() -> Result<()> {
     const PUTS: usize = 600;
-    let mut opts = EtcdOptions::default().arg("--snapshot-count=200");
-    if !etcd_tests::bins::is_reference() {
-        opts = opts.arg("--experimental-snapshot-catchup-entries=100");
-    }
-    let mut etcd = EtcdProcess::start(opts)?;
+    let mut etcd = EtcdProcess::start(compacting_often())?;
     let rt = tokio::runtime::Runtime::new()?;
     let acked = rt.block_on(async {
         let mut c = etcd.client().await?;
