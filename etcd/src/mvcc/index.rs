@@ -1,20 +1,50 @@
-//! The in-memory index: user key -> [`KeyIndex`], ordered by key.
+//! The in-memory index: user key -> [`KeyIndex`], with the keys also kept in order.
 //!
 //! Holds only revisions; values live in RocksDB. Every record in the `kv` column family
 //! is represented here (restored by [`Index::restore`]), so compaction can compute the
 //! records to delete from the index alone.
+//!
+//! Histories live in a hash map, so a point lookup (every put, delete and single-key
+//! read) costs a hash and a few memory accesses rather than a descent through an ordered
+//! tree of 100,000s of keys, one cache miss per level and compared key; a second
+//! structure holds the same keys in order for ranges. Both share each key's bytes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use super::key_index::{Found, KeyIndex};
 use super::key_range::bounds;
 use super::revision::Revision;
 
-/// Ordered map of every key with retained history, plus the number of live keys.
-#[derive(Debug, Default, PartialEq, Eq)]
+/// Every key with retained history, plus the number of live keys.
+///
+/// Invariant: `order` holds exactly the keys of `keys`.
+#[derive(Default, PartialEq, Eq)]
 pub(crate) struct Index {
-    keys: BTreeMap<Vec<u8>, KeyIndex>,
+    keys: HashMap<Arc<[u8]>, KeyIndex>,
+    order: BTreeSet<Arc<[u8]>>,
     live: usize,
+}
+
+/// Shows the histories in key order (the same text for equal indexes).
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("keys", &DebugInOrder(self))
+            .field("live", &self.live)
+            .finish()
+    }
+}
+
+/// The histories of an [`Index`] as a map in key order.
+struct DebugInOrder<'a>(&'a Index);
+
+impl std::fmt::Debug for DebugInOrder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.order.iter().map(|k| (&k[..], self.0.keys.get(k))))
+            .finish()
+    }
 }
 
 impl Index {
@@ -35,32 +65,47 @@ impl Index {
         range_end: &'a [u8],
         at: i64,
     ) -> impl Iterator<Item = (&'a [u8], Found)> + 'a {
-        bounds(start, range_end)
+        // A single key needs no walk through the ordered keys.
+        let single = range_end
+            .is_empty()
+            .then(|| self.keys.get_key_value(start))
+            .flatten()
+            .into_iter();
+        let ordered = (!range_end.is_empty())
+            .then(|| bounds(start, range_end))
+            .flatten()
             .into_iter()
-            .flat_map(move |b| self.keys.range::<[u8], _>(b))
-            .filter_map(move |(k, ki)| ki.get(at).map(|f| (k.as_slice(), f)))
+            .flat_map(move |b| self.order.range::<[u8], _>(b))
+            .filter_map(move |k| self.keys.get(k).map(|ki| (k, ki)));
+        single
+            .chain(ordered)
+            .filter_map(move |(k, ki)| ki.get(at).map(|f| (&k[..], f)))
+    }
+
+    /// Runs `f` on the history of `key`, tracking the key first (with an empty history)
+    /// when it is not tracked yet.
+    fn with_entry<R>(&mut self, key: &[u8], f: impl FnOnce(&mut KeyIndex) -> R) -> R {
+        if let Some(ki) = self.keys.get_mut(key) {
+            return f(ki);
+        }
+        let mut ki = KeyIndex::default();
+        let out = f(&mut ki);
+        let shared: Arc<[u8]> = Arc::from(key);
+        self.order.insert(Arc::clone(&shared));
+        self.keys.insert(shared, ki);
+        out
     }
 
     /// Records a put of `key` at `rev`.
     pub fn put(&mut self, key: &[u8], rev: Revision) {
-        let created = match self.keys.get_mut(key) {
-            Some(ki) => ki.put(rev),
-            None => {
-                let mut ki = KeyIndex::default();
-                ki.put(rev);
-                self.keys.insert(key.to_vec(), ki);
-                true
-            }
-        };
-        if created {
+        if self.with_entry(key, |ki| ki.put(rev)) {
             self.live += 1;
         }
     }
 
     /// Records a deletion of `key` at `rev`.
     pub fn tombstone(&mut self, key: &[u8], rev: Revision) {
-        let ki = self.keys.entry(key.to_vec()).or_default();
-        if ki.tombstone(rev) {
+        if self.with_entry(key, |ki| ki.tombstone(rev)) {
             self.live = self.live.saturating_sub(1);
         }
     }
@@ -79,9 +124,11 @@ impl Index {
             self.tombstone(key, rev);
             return;
         }
-        let ki = self.keys.entry(key.to_vec()).or_default();
-        let was_live = ki.is_live();
-        ki.restore_put(rev, created, version);
+        let was_live = self.with_entry(key, |ki| {
+            let was_live = ki.is_live();
+            ki.restore_put(rev, created, version);
+            was_live
+        });
         if !was_live {
             self.live += 1;
         }
@@ -90,10 +137,17 @@ impl Index {
     /// Drops history before `at` (see [`KeyIndex::compact`]); returns the dropped records.
     pub fn compact(&mut self, at: i64) -> Vec<(Revision, bool)> {
         let mut removed = Vec::new();
-        self.keys.retain(|_, ki| {
+        let mut gone = Vec::new();
+        self.keys.retain(|k, ki| {
             ki.compact(at, &mut removed);
+            if ki.is_empty() {
+                gone.push(Arc::clone(k));
+            }
             !ki.is_empty()
         });
+        for k in &gone {
+            self.order.remove(k);
+        }
         removed
     }
 
@@ -137,5 +191,38 @@ mod tests {
         assert_eq!(removed.len(), 3);
         assert_eq!(idx.tracked_keys(), 2);
         assert_eq!(idx.live_keys(), 2);
+    }
+
+    #[test]
+    fn single_keys_and_ordered_keys_agree_through_compaction() {
+        let mut idx = Index::default();
+        idx.put(b"k2", Revision::new(2, 0));
+        idx.put(b"k1", Revision::new(3, 0));
+        idx.tombstone(b"k2", Revision::new(4, 0));
+        idx.tombstone(b"never", Revision::new(5, 0));
+        let one = |idx: &Index, k: &'static [u8], at| -> Vec<i64> {
+            idx.iter_at(k, b"", at).map(|(_, f)| f.rev.main).collect()
+        };
+        assert_eq!(one(&idx, b"k2", 3), vec![2]);
+        assert_eq!(one(&idx, b"k2", 4), Vec::<i64>::new());
+        assert_eq!(one(&idx, b"k1", 2), Vec::<i64>::new());
+        assert_eq!(one(&idx, b"k1", 5), vec![3]);
+        assert_eq!(one(&idx, b"k3", 5), Vec::<i64>::new());
+        // The ordered walk sees the same keys, in key order.
+        let all: Vec<_> = idx
+            .iter_at(b"\0", b"\0", 3)
+            .map(|(k, _)| k.to_vec())
+            .collect();
+        assert_eq!(all, vec![b"k1".to_vec(), b"k2".to_vec()]);
+        // Deleted keys drop out of both structures when compacted away.
+        idx.compact(6);
+        assert_eq!(idx.tracked_keys(), 1);
+        assert_eq!(idx.order.len(), 1);
+        let all: Vec<_> = idx
+            .iter_at(b"\0", b"\0", 6)
+            .map(|(k, _)| k.to_vec())
+            .collect();
+        assert_eq!(all, vec![b"k1".to_vec()]);
+        assert_eq!(one(&idx, b"k2", 6), Vec::<i64>::new());
     }
 }
