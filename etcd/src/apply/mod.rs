@@ -191,7 +191,7 @@ impl Applier {
                 if no_space {
                     Err(EtcdError::NoSpace)
                 } else {
-                    txn::put(&mut wtxn, &self.lessor, &p).map(ApplyResponse::Put)
+                    txn::put_owned(&mut wtxn, &self.lessor, p).map(ApplyResponse::Put)
                 }
             }
             Request::DeleteRange(d) => {
@@ -394,7 +394,7 @@ impl Applier {
         let Some(last) = puts.last().map(|p| p.index) else {
             return;
         };
-        match self.write_puts(&puts, last) {
+        match self.write_puts(puts, last) {
             Ok(answers) => {
                 self.applied = last;
                 for (id, applied) in answers {
@@ -411,7 +411,7 @@ impl Applier {
     /// The write of [`apply_puts`](Self::apply_puts); returns each proposer's answer.
     fn write_puts(
         &mut self,
-        puts: &[PlainPut],
+        puts: Vec<PlainPut>,
         last: u64,
     ) -> Result<Vec<(u64, Applied)>, MvccError> {
         let started = std::time::Instant::now();
@@ -421,13 +421,14 @@ impl Applier {
         let no_space = self.alarms.is_active(AlarmType::Nospace);
         let mut wtxn = store.write();
         let mut revision = store.current_revision();
-        let mut answers = Vec::with_capacity(puts.len());
+        let count = puts.len();
+        let mut answers = Vec::with_capacity(count);
         for p in puts {
             wtxn.next_revision();
             let result = if no_space {
                 Err(EtcdError::NoSpace)
             } else {
-                txn::put(&mut wtxn, &self.lessor, &p.put).map(ApplyResponse::Put)
+                txn::put_owned(&mut wtxn, &self.lessor, p.put).map(ApplyResponse::Put)
             };
             if result.is_ok() {
                 revision = wtxn.revision();
@@ -449,7 +450,7 @@ impl Applier {
             self.hub.notify(event_revision(&group[0]), group);
         }
         // The run's duration is shared among its entries (one label lookup per outcome).
-        let each = started.elapsed().as_secs_f64() / puts.len() as f64;
+        let each = started.elapsed().as_secs_f64() / count as f64;
         let failed = answers.iter().filter(|(_, a)| a.result.is_err()).count();
         for (ok, n) in [("true", answers.len() - failed), ("false", failed)] {
             if n > 0 {

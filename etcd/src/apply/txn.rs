@@ -81,10 +81,30 @@ pub fn put(
     lessor: &Lessor,
     req: &PutRequest,
 ) -> Result<PutResponse, EtcdError> {
+    put_value(txn, lessor, req, req.value.clone())
+}
+
+/// [`put`] of a request the caller gives up: its value is stored without a copy.
+pub fn put_owned(
+    txn: &mut WriteTxn<'_>,
+    lessor: &Lessor,
+    mut req: PutRequest,
+) -> Result<PutResponse, EtcdError> {
+    let value = std::mem::take(&mut req.value);
+    put_value(txn, lessor, &req, value)
+}
+
+/// [`put`] with the request's value given separately (`req.value` is not read).
+fn put_value(
+    txn: &mut WriteTxn<'_>,
+    lessor: &Lessor,
+    req: &PutRequest,
+    value: Vec<u8>,
+) -> Result<PutResponse, EtcdError> {
     let CheckedPut { prev, lease } = check_put(txn, lessor, req)?;
     let value = match (&prev, req.ignore_value) {
         (Some(p), true) => p.value.clone(),
-        _ => bytes::Bytes::from(req.value.clone()),
+        _ => bytes::Bytes::from(value),
     };
     let prev = if prev.is_some() {
         txn.put_over(&req.key, value, lease, prev)

@@ -24,10 +24,10 @@ struct Touched {
 /// One record the transaction writes.
 #[derive(Debug, Clone)]
 struct Change {
-    key: Vec<u8>,
     rev: Revision,
     tombstone: bool,
-    /// The stored form (full KeyValue for a put; key + mod_revision for a delete).
+    /// The stored form (full KeyValue for a put; key + mod_revision for a delete); its
+    /// key is the changed key.
     record: KeyValue,
 }
 
@@ -50,7 +50,7 @@ pub struct WriteTxn<'a> {
     rev: i64,
     /// Where the changes at `rev` begin in `changes`.
     rev_start: usize,
-    touched: BTreeMap<Vec<u8>, Touched>,
+    touched: BTreeMap<bytes::Bytes, Touched>,
     changes: Vec<Change>,
     events: Vec<Event>,
 }
@@ -79,7 +79,7 @@ pub struct Deleted {
 /// An index update to apply at publish time.
 #[derive(Debug, Clone)]
 pub(super) struct IndexChange {
-    pub key: Vec<u8>,
+    pub key: bytes::Bytes,
     pub rev: Revision,
     pub tombstone: bool,
 }
@@ -310,8 +310,9 @@ impl<'a> WriteTxn<'a> {
         meta: Option<(i64, i64)>,
     ) {
         let rev = self.next_sub();
+        let key = bytes::Bytes::copy_from_slice(key);
         let kv = KeyValue {
-            key: bytes::Bytes::copy_from_slice(key),
+            key: key.clone(),
             create_revision: meta.map_or(self.rev, |(created, _)| created),
             mod_revision: self.rev,
             version: meta.map_or(1, |(_, version)| version + 1),
@@ -324,12 +325,11 @@ impl<'a> WriteTxn<'a> {
             prev_kv: None,
         });
         self.changes.push(Change {
-            key: key.to_vec(),
             rev,
             tombstone: false,
             record: kv.clone(),
         });
-        self.touched.insert(key.to_vec(), Touched { now: Some(kv) });
+        self.touched.insert(key, Touched { now: Some(kv) });
     }
 
     /// Deletes every key of the range (etcd conventions) that exists, including keys this
@@ -354,7 +354,7 @@ impl<'a> WriteTxn<'a> {
             for (k, rev) in &victims {
                 let kv = match rev {
                     Some(_) => loaded.next(),
-                    None => self.touched.get(k).and_then(|t| t.now.clone()),
+                    None => self.touched.get(k.as_slice()).and_then(|t| t.now.clone()),
                 };
                 match kv {
                     Some(kv) => kvs.push(kv),
@@ -368,8 +368,9 @@ impl<'a> WriteTxn<'a> {
         let mut keys = Vec::with_capacity(victims.len());
         for (k, _) in victims {
             let rev = self.next_sub();
+            let shared = bytes::Bytes::from(k.clone());
             let record = KeyValue {
-                key: bytes::Bytes::from(k.clone()),
+                key: shared.clone(),
                 mod_revision: self.rev,
                 ..KeyValue::default()
             };
@@ -379,13 +380,12 @@ impl<'a> WriteTxn<'a> {
                 prev_kv: None,
             });
             self.changes.push(Change {
-                key: k.clone(),
                 rev,
                 tombstone: true,
                 record,
             });
             // A later put of the key in this transaction is a creation.
-            self.touched.insert(k.clone(), Touched { now: None });
+            self.touched.insert(shared, Touched { now: None });
             keys.push(k);
         }
         Ok(Deleted { keys, prev_kvs })
@@ -422,8 +422,8 @@ impl<'a> WriteTxn<'a> {
         };
         let mut published = index.iter_at(start, range_end, self.base).peekable();
         let mut own = self.touched.range::<[u8], _>(b).peekable();
-        let own_slot = |(k, t): (&'s Vec<u8>, &'s Touched)| {
-            t.now.as_ref().map(|kv| (k.as_slice(), Slot::Mem(kv)))
+        let own_slot = |(k, t): (&'s bytes::Bytes, &'s Touched)| {
+            t.now.as_ref().map(|kv| (&k[..], Slot::Mem(kv)))
         };
         loop {
             let item = match (published.peek(), own.peek()) {
@@ -431,10 +431,10 @@ impl<'a> WriteTxn<'a> {
                 (Some(_), None) => published.next().map(|(k, f)| (k, Slot::Disk(f.rev))),
                 (None, Some(_)) => own.next().and_then(own_slot),
                 (Some((pk, _)), Some((ok, _))) => {
-                    if *pk < ok.as_slice() {
+                    if *pk < &ok[..] {
                         published.next().map(|(k, f)| (k, Slot::Disk(f.rev)))
                     } else {
-                        if *pk == ok.as_slice() {
+                        if *pk == &ok[..] {
                             published.next();
                         }
                         own.next().and_then(own_slot)
@@ -469,7 +469,7 @@ impl<'a> WriteTxn<'a> {
                 .changes
                 .into_iter()
                 .map(|c| IndexChange {
-                    key: c.key,
+                    key: c.record.key,
                     rev: c.rev,
                     tombstone: c.tombstone,
                 })
