@@ -4,12 +4,13 @@
 //! is represented here (restored by [`Index::restore`]), so compaction can compute the
 //! records to delete from the index alone.
 //!
-//! Histories live in a hash map, so a point lookup (every put, delete and single-key
-//! read) costs a hash and a few memory accesses rather than a descent through an ordered
-//! tree of 100,000s of keys, one cache miss per level and compared key; a second
-//! structure holds the same keys in order for ranges. Both share each key's bytes.
+//! Histories live in a vector of slots. A hash map finds a key's slot, so a point lookup
+//! (every put, delete and single-key read) costs a hash and a few memory accesses rather
+//! than a descent through an ordered tree of 100,000s of keys, one cache miss per level
+//! and compared key; an ordered map of the same keys to the same slots serves ranges
+//! without hashing. Both maps share each key's bytes.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::key_index::{Found, KeyIndex};
@@ -18,13 +19,27 @@ use super::revision::Revision;
 
 /// Every key with retained history, plus the number of live keys.
 ///
-/// Invariant: `order` holds exactly the keys of `keys`.
-#[derive(Default, PartialEq, Eq)]
+/// Invariants: `slots` and `order` map the same keys to the same slots; each slot of
+/// `histories` is either in `free` (an empty history) or held by exactly one key.
+#[derive(Default)]
 pub(crate) struct Index {
-    keys: HashMap<Arc<[u8]>, KeyIndex>,
-    order: BTreeSet<Arc<[u8]>>,
+    slots: HashMap<Arc<[u8]>, usize>,
+    order: BTreeMap<Arc<[u8]>, usize>,
+    histories: Vec<KeyIndex>,
+    free: Vec<usize>,
     live: usize,
 }
+
+/// Equal when the same keys have the same histories (slot numbers do not matter).
+impl PartialEq for Index {
+    fn eq(&self, other: &Self) -> bool {
+        self.live == other.live
+            && self.order.len() == other.order.len()
+            && self.in_order().eq(other.in_order())
+    }
+}
+
+impl Eq for Index {}
 
 /// Shows the histories in key order (the same text for equal indexes).
 impl std::fmt::Debug for Index {
@@ -41,21 +56,33 @@ struct DebugInOrder<'a>(&'a Index);
 
 impl std::fmt::Debug for DebugInOrder<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map()
-            .entries(self.0.order.iter().map(|k| (&k[..], self.0.keys.get(k))))
-            .finish()
+        f.debug_map().entries(self.0.in_order()).finish()
     }
 }
 
 impl Index {
+    /// Every tracked key with its history, in key order.
+    fn in_order(&self) -> impl Iterator<Item = (&[u8], Option<&KeyIndex>)> {
+        self.order
+            .iter()
+            .map(|(k, &slot)| (&k[..], self.histories.get(slot)))
+    }
+
+    /// The history of `key`, if it is tracked.
+    fn history(&self, key: &[u8]) -> Option<&KeyIndex> {
+        self.slots
+            .get(key)
+            .and_then(|&slot| self.histories.get(slot))
+    }
+
     /// The key as of main revision `at`.
     pub fn get(&self, key: &[u8], at: i64) -> Option<Found> {
-        self.keys.get(key).and_then(|ki| ki.get(at))
+        self.history(key).and_then(|ki| ki.get(at))
     }
 
     /// The key at the newest revision.
     pub fn latest(&self, key: &[u8]) -> Option<Found> {
-        self.keys.get(key).and_then(KeyIndex::latest)
+        self.history(key).and_then(KeyIndex::latest)
     }
 
     /// Keys of the range (etcd conventions) that exist at `at`, in key order.
@@ -68,31 +95,45 @@ impl Index {
         // A single key needs no walk through the ordered keys.
         let single = range_end
             .is_empty()
-            .then(|| self.keys.get_key_value(start))
+            .then(|| self.slots.get_key_value(start))
             .flatten()
             .into_iter();
         let ordered = (!range_end.is_empty())
             .then(|| bounds(start, range_end))
             .flatten()
             .into_iter()
-            .flat_map(move |b| self.order.range::<[u8], _>(b))
-            .filter_map(move |k| self.keys.get(k).map(|ki| (k, ki)));
-        single
-            .chain(ordered)
-            .filter_map(move |(k, ki)| ki.get(at).map(|f| (&k[..], f)))
+            .flat_map(move |b| self.order.range::<[u8], _>(b));
+        single.chain(ordered).filter_map(move |(k, &slot)| {
+            let found = self.histories.get(slot)?.get(at)?;
+            Some((&k[..], found))
+        })
     }
 
     /// Runs `f` on the history of `key`, tracking the key first (with an empty history)
     /// when it is not tracked yet.
     fn with_entry<R>(&mut self, key: &[u8], f: impl FnOnce(&mut KeyIndex) -> R) -> R {
-        if let Some(ki) = self.keys.get_mut(key) {
+        if let Some(ki) = self
+            .slots
+            .get(key)
+            .and_then(|&slot| self.histories.get_mut(slot))
+        {
             return f(ki);
         }
         let mut ki = KeyIndex::default();
         let out = f(&mut ki);
+        let slot = match self.free.pop() {
+            Some(slot) if slot < self.histories.len() => {
+                self.histories[slot] = ki;
+                slot
+            }
+            _ => {
+                self.histories.push(ki);
+                self.histories.len() - 1
+            }
+        };
         let shared: Arc<[u8]> = Arc::from(key);
-        self.order.insert(Arc::clone(&shared));
-        self.keys.insert(shared, ki);
+        self.order.insert(Arc::clone(&shared), slot);
+        self.slots.insert(shared, slot);
         out
     }
 
@@ -135,18 +176,26 @@ impl Index {
     }
 
     /// Drops history before `at` (see [`KeyIndex::compact`]); returns the dropped records.
+    /// Keys left without history stop being tracked and their slots are reused.
     pub fn compact(&mut self, at: i64) -> Vec<(Revision, bool)> {
         let mut removed = Vec::new();
         let mut gone = Vec::new();
-        self.keys.retain(|k, ki| {
-            ki.compact(at, &mut removed);
-            if ki.is_empty() {
-                gone.push(Arc::clone(k));
+        for (k, &slot) in &self.order {
+            if let Some(ki) = self.histories.get_mut(slot) {
+                ki.compact(at, &mut removed);
+                if ki.is_empty() {
+                    gone.push((Arc::clone(k), slot));
+                }
             }
-            !ki.is_empty()
-        });
-        for k in &gone {
-            self.order.remove(k);
+        }
+        for (k, slot) in gone {
+            self.order.remove(&k);
+            self.slots.remove(&k);
+            if let Some(ki) = self.histories.get_mut(slot) {
+                // Give back the emptied history's memory.
+                *ki = KeyIndex::default();
+            }
+            self.free.push(slot);
         }
         removed
     }
@@ -159,7 +208,7 @@ impl Index {
     /// Number of keys with any retained history (live or not).
     #[cfg(test)]
     pub fn tracked_keys(&self) -> usize {
-        self.keys.len()
+        self.slots.len()
     }
 }
 
@@ -218,6 +267,13 @@ mod tests {
         idx.compact(6);
         assert_eq!(idx.tracked_keys(), 1);
         assert_eq!(idx.order.len(), 1);
+        assert_eq!(idx.free.len(), 2);
+        // A new key takes a freed slot; the survivor keeps its history.
+        idx.put(b"k0", Revision::new(7, 0));
+        assert_eq!(idx.free.len(), 1);
+        assert_eq!(idx.histories.len(), 3);
+        assert_eq!(one(&idx, b"k0", 7), vec![7]);
+        assert_eq!(one(&idx, b"k1", 7), vec![3]);
         let all: Vec<_> = idx
             .iter_at(b"\0", b"\0", 6)
             .map(|(k, _)| k.to_vec())
