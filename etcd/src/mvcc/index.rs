@@ -25,9 +25,50 @@ use super::revision::Revision;
 pub(crate) struct Index {
     slots: HashMap<Arc<[u8]>, usize>,
     order: BTreeMap<Arc<[u8]>, usize>,
-    histories: Vec<KeyIndex>,
+    histories: Histories,
     free: Vec<usize>,
     live: usize,
+}
+
+/// Key histories by slot number, in chunks of [`CHUNK`]: growing copies nothing and
+/// reserves at most one chunk ahead (a doubling vector reserves up to the same again).
+#[derive(Default)]
+struct Histories {
+    chunks: Vec<Vec<KeyIndex>>,
+    len: usize,
+}
+
+/// Histories per chunk (64 KiB of them).
+const CHUNK: usize = 1024;
+
+impl Histories {
+    fn get(&self, slot: usize) -> Option<&KeyIndex> {
+        self.chunks.get(slot / CHUNK)?.get(slot % CHUNK)
+    }
+
+    fn get_mut(&mut self, slot: usize) -> Option<&mut KeyIndex> {
+        self.chunks.get_mut(slot / CHUNK)?.get_mut(slot % CHUNK)
+    }
+
+    /// Number of slots (used or free).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Stores `ki` in a new slot and returns it.
+    fn push(&mut self, ki: KeyIndex) -> usize {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < CHUNK => chunk.push(ki),
+            _ => {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                chunk.push(ki);
+                self.chunks.push(chunk);
+            }
+        }
+        self.len += 1;
+        self.len - 1
+    }
 }
 
 /// Equal when the same keys have the same histories (slot numbers do not matter).
@@ -121,15 +162,14 @@ impl Index {
         }
         let mut ki = KeyIndex::default();
         let out = f(&mut ki);
-        let slot = match self.free.pop() {
-            Some(slot) if slot < self.histories.len() => {
-                self.histories[slot] = ki;
-                slot
-            }
-            _ => {
-                self.histories.push(ki);
-                self.histories.len() - 1
-            }
+        let reused = self.free.pop().and_then(|slot| {
+            let free = self.histories.get_mut(slot)?;
+            *free = std::mem::take(&mut ki);
+            Some(slot)
+        });
+        let slot = match reused {
+            Some(slot) => slot,
+            None => self.histories.push(ki),
         };
         let shared: Arc<[u8]> = Arc::from(key);
         self.order.insert(Arc::clone(&shared), slot);
@@ -280,5 +320,30 @@ mod tests {
             .collect();
         assert_eq!(all, vec![b"k1".to_vec()]);
         assert_eq!(one(&idx, b"k2", 6), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn many_keys_across_chunks() {
+        let mut idx = Index::default();
+        let n = 2 * CHUNK + 5;
+        for i in 0..n {
+            idx.put(
+                format!("k{i:05}").as_bytes(),
+                Revision::new(i as i64 + 2, 0),
+            );
+        }
+        assert_eq!(idx.histories.len(), n);
+        assert_eq!(idx.histories.chunks.len(), 3);
+        for i in [0, CHUNK - 1, CHUNK, n - 1] {
+            let key = format!("k{i:05}");
+            assert_eq!(
+                idx.latest(key.as_bytes()).map(|f| f.rev.main),
+                Some(i as i64 + 2),
+                "{key}"
+            );
+        }
+        let at = n as i64 + 2;
+        assert_eq!(idx.iter_at(b"k", b"l", at).count(), n);
+        assert_eq!(idx.live_keys(), n);
     }
 }

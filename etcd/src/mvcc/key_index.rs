@@ -53,23 +53,15 @@ impl Generation {
 
 /// All retained revisions of one key, oldest generation first.
 ///
-/// Keeps the key's newest state beside the history, so the common reads (the newest
-/// revision, or any revision at or after the key's newest record) and a put's
+/// Keeps a live key's newest state beside the history, so the common reads (the newest
+/// revision, or any revision at or after the key's newest put) and a put's
 /// create_revision / version lookup touch no further memory.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct KeyIndex {
     generations: Vec<Generation>,
-    /// What `generations` says as of its newest record; refreshed by every change.
-    newest: Newest,
-}
-
-/// The state of a key as of its newest retained record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-struct Newest {
-    /// Main revision of the newest retained record; 0 when nothing is retained.
-    main: i64,
-    /// The key as of that record (None: deleted).
-    found: Option<Found>,
+    /// The key as of the newest retained record when that record is a put (None when
+    /// the key is deleted or nothing is retained); refreshed by every change.
+    newest: Option<Found>,
 }
 
 impl KeyIndex {
@@ -92,8 +84,9 @@ impl KeyIndex {
 
     /// The key as of main revision `at`, if it existed then.
     pub fn get(&self, at: i64) -> Option<Found> {
-        if self.newest.main != 0 && at >= self.newest.main {
-            return self.newest.found;
+        // A live key's newest record is its newest put: nothing changes after it.
+        if let Some(f) = self.newest.filter(|f| at >= f.rev.main) {
+            return Some(f);
         }
         self.walk(at)
     }
@@ -116,17 +109,9 @@ impl KeyIndex {
         None
     }
 
-    /// Recomputes [`Newest`] after a change of the generations.
+    /// Recomputes `newest` after a change of the generations.
     fn refresh(&mut self) {
-        let main = self.generations.last().map_or(0, |g| {
-            g.tombstone
-                .or_else(|| g.revs.last().copied())
-                .map_or(0, |r| r.main)
-        });
-        self.newest = Newest {
-            main,
-            found: self.walk(i64::MAX),
-        };
+        self.newest = self.walk(i64::MAX);
     }
 
     /// Appends a generation, growing the list by exactly one: most keys only ever have
