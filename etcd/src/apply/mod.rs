@@ -419,7 +419,6 @@ impl Applier {
         let store = self.store.clone();
         let mut batch = storage.batch();
         let no_space = self.alarms.is_active(AlarmType::Nospace);
-        store.warm(puts.iter().map(|p| &p.put.key[..]));
         let mut wtxn = store.write();
         let mut revision = store.current_revision();
         let count = puts.len();

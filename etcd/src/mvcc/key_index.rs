@@ -52,16 +52,9 @@ impl Generation {
 }
 
 /// All retained revisions of one key, oldest generation first.
-///
-/// Keeps a live key's newest state beside the history, so the common reads (the newest
-/// revision, or any revision at or after the key's newest put) and a put's
-/// create_revision / version lookup touch no further memory.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct KeyIndex {
     generations: Vec<Generation>,
-    /// The key as of the newest retained record when that record is a put (None when
-    /// the key is deleted or nothing is retained); refreshed by every change.
-    newest: Option<Found>,
 }
 
 impl KeyIndex {
@@ -84,15 +77,6 @@ impl KeyIndex {
 
     /// The key as of main revision `at`, if it existed then.
     pub fn get(&self, at: i64) -> Option<Found> {
-        // A live key's newest record is its newest put: nothing changes after it.
-        if let Some(f) = self.newest.filter(|f| at >= f.rev.main) {
-            return Some(f);
-        }
-        self.walk(at)
-    }
-
-    /// [`get`](Self::get) from the generations alone.
-    fn walk(&self, at: i64) -> Option<Found> {
         for g in self.generations.iter().rev() {
             if g.tombstone.is_some_and(|t| t.main <= at) {
                 return None;
@@ -109,11 +93,6 @@ impl KeyIndex {
         None
     }
 
-    /// Recomputes `newest` after a change of the generations.
-    fn refresh(&mut self) {
-        self.newest = self.walk(i64::MAX);
-    }
-
     /// Appends a generation, growing the list by exactly one: most keys only ever have
     /// one, and a doubling `push` would reserve four (256 bytes) for every key.
     fn push_generation(&mut self, g: Generation) {
@@ -124,7 +103,7 @@ impl KeyIndex {
     /// Records a put at `rev` (newer than every retained revision). Returns true when
     /// the put created the key (started a new generation).
     pub fn put(&mut self, rev: Revision) -> bool {
-        let created = match self.generations.last_mut() {
+        match self.generations.last_mut() {
             Some(g) if g.tombstone.is_none() => {
                 g.revs.push(rev);
                 false
@@ -133,15 +112,13 @@ impl KeyIndex {
                 self.push_generation(Generation::open(rev, rev.main, 1));
                 true
             }
-        };
-        self.refresh();
-        created
+        }
     }
 
     /// Records a deletion at `rev`. Returns true when the key was live (the normal case);
     /// a tombstone for a key that is not live is kept as a remnant generation.
     pub fn tombstone(&mut self, rev: Revision) -> bool {
-        let was_live = match self.generations.last_mut() {
+        match self.generations.last_mut() {
             Some(g) if g.tombstone.is_none() => {
                 g.tombstone = Some(rev);
                 true
@@ -150,9 +127,7 @@ impl KeyIndex {
                 self.push_generation(Generation::remnant(rev));
                 false
             }
-        };
-        self.refresh();
-        was_live
+        }
     }
 
     /// Replays a put record read from disk, whose value says `created` / `version`.
@@ -161,7 +136,6 @@ impl KeyIndex {
             Some(g) if g.tombstone.is_none() => g.revs.push(rev),
             _ => self.push_generation(Generation::open(rev, created, version)),
         }
-        self.refresh();
     }
 
     /// Drops history before main revision `at`; pushes every dropped record (revision,
@@ -172,12 +146,6 @@ impl KeyIndex {
     /// A tombstone below `at` goes with everything before it. Reads at any revision
     /// `>= at` return what they returned before.
     pub fn compact(&mut self, at: i64, removed: &mut Vec<(Revision, bool)>) {
-        self.drop_before(at, removed);
-        self.refresh();
-    }
-
-    /// The record removal of [`compact`](Self::compact).
-    fn drop_before(&mut self, at: i64, removed: &mut Vec<(Revision, bool)>) {
         let dead = self
             .generations
             .iter()
@@ -341,39 +309,5 @@ mod tests {
         restored.tombstone(r(8));
         restored.restore_put(r(10), 10, 1);
         assert_eq!(live, restored);
-    }
-
-    #[test]
-    fn the_newest_state_answers_like_the_history() {
-        // A fixed pseudo-random run of puts (some at the same main revision), deletes
-        // and compactions: after every step each read equals a walk of the history.
-        let mut ki = KeyIndex::default();
-        let mut seed = 0x9e37_79b9_u64;
-        let (mut main, mut sub) = (1, 0);
-        for step in 0..400 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            if seed % 3 != 0 {
-                main += 1;
-                sub = 0;
-            } else {
-                sub += 1;
-            }
-            let rev = Revision::new(main, sub);
-            match seed % 7 {
-                0 | 1 => {
-                    ki.tombstone(rev);
-                }
-                2 => ki.compact(main - (seed % 5) as i64, &mut Vec::new()),
-                _ => {
-                    ki.put(rev);
-                }
-            }
-            for at in 0..=main + 1 {
-                assert_eq!(ki.get(at), ki.walk(at), "step {step}, read at {at}");
-            }
-            assert_eq!(ki.latest().is_some(), ki.is_live(), "step {step}");
-        }
     }
 }

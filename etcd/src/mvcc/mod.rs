@@ -254,17 +254,6 @@ impl Store {
         self.state.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Looks up each of `keys` in the index and forgets the answers: a run of writes
-    /// calls this first so that the memory each key's entry lives in is fetched for all
-    /// of them at once (the lookups are independent, so their cache misses overlap)
-    /// instead of one key after another inside the writes. Changes nothing.
-    pub fn warm<'k>(&self, keys: impl Iterator<Item = &'k [u8]>) {
-        let st = self.read_state();
-        for key in keys {
-            std::hint::black_box(st.index.latest(key));
-        }
-    }
-
     /// The newest published revision (1 for an empty store).
     pub fn current_revision(&self) -> i64 {
         self.read_state().current
