@@ -19,7 +19,15 @@
 //!   responses.
 //!
 //! Otherwise (a client that sends its next request only after this response, like a
-//! single `etcdctl`) nothing could join the batch, and a flush writes at once.
+//! single `etcdctl`) nothing could join the batch, and a flush writes at once, with one
+//! exception: a flush of only a few bytes (at most [`CONTROL_ONLY`]: HTTP/2 control
+//! frames such as the acknowledgement of a client's PING, never a gRPC message) while a
+//! request is in flight, or after bytes were read that have not become a request yet,
+//! waits for the response to leave with it, at most [`CONTROL_BOUND`] (never before the
+//! connection's first request: its setup frames leave at once). gRPC clients
+//! send a PING beside their requests to measure the connection; without this its
+//! acknowledgement left on its own before the request was even handled: two writes,
+//! and two wake-ups of the client, per request.
 //!
 //! [`Pending`] holds those counts; [`CountPending`] keeps them for a tower service.
 //!
@@ -27,14 +35,15 @@
 //! - Bytes reach the inner stream in the order they were written, none twice, none lost;
 //!   a flush returns `Ready(Ok)` only after every byte written before it was written to
 //!   the inner stream and the inner stream was flushed.
-//! - A flush waits at most once per batch, and only for the tasks the thread can run
-//!   now, never for a timer or for more data. Polled for anything else once the wait is
-//!   older than 1 ms, it writes (the thread that owes the wake may be stuck in one long
-//!   task while another could write).
+//! - A flush of gRPC data waits at most once per batch, and only for the tasks the
+//!   thread can run now, never for a timer or for more data. Polled for anything else
+//!   once the wait is older than 1 ms, it writes (the thread that owes the wake may be
+//!   stuck in one long task while another could write). A flush of control frames
+//!   alone may wait for a response, never longer than [`CONTROL_BOUND`].
 //! - At most [`LIMIT`] bytes are held; a larger write first drains what is held and then
 //!   goes to the inner stream directly. Between batches a connection keeps at most 8 KiB
 //!   of buffer.
-//! - Reads pass through untouched.
+//! - Reads pass through untouched (they are only noted, see above).
 
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -50,6 +59,11 @@ pub const LIMIT: usize = 64 * 1024;
 
 /// The buffer capacity a connection keeps between batches.
 const KEEP: usize = 8 * 1024;
+
+/// The most bytes a flush holds that can only be HTTP/2 control frames: a PING
+/// acknowledgement (17 bytes) with a WINDOW_UPDATE (13); any gRPC message frame is
+/// longer (9 bytes of frame header, 5 of message prefix, then the message).
+pub const CONTROL_ONLY: usize = 32;
 
 /// How many requests back a client counts as multiplexing once it had two going at a
 /// time.
@@ -89,6 +103,11 @@ impl Pending {
     /// Requests whose responses are not ready yet (unpolled ones included).
     pub fn in_flight(&self) -> usize {
         self.0.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Requests counted so far on the connection.
+    fn calls(&self) -> usize {
+        self.0.calls.load(Ordering::Relaxed)
     }
 
     /// Whether a request arrived while another was in flight within the last
@@ -207,7 +226,18 @@ pub struct Coalesce<S> {
     /// The wait of this batch for the thread's other ready tasks, if it started.
     round: Option<Arc<Round>>,
     pending: Pending,
+    /// [`Pending::calls`] when bytes were last read (None: nothing read yet).
+    read_at: Option<usize>,
+    /// The bound of a wait of control frames for a response, once it started.
+    control_wait: Option<Pin<Box<tokio::time::Sleep>>>,
 }
+
+/// How long control frames wait for a response to leave with (see the module
+/// documentation). Only a request that takes this long, or a PING with no request,
+/// sees its acknowledgement this late; a shorter bound would usually be the runtime's
+/// next timer, and arming it would then wake the I/O driver (one more system call per
+/// request).
+pub const CONTROL_BOUND: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl<S> Coalesce<S> {
     /// Wraps `inner`; flushes wait for other responses only while `pending` counts
@@ -219,6 +249,8 @@ impl<S> Coalesce<S> {
             written: 0,
             round: None,
             pending,
+            read_at: None,
+            control_wait: None,
         }
     }
 
@@ -226,6 +258,28 @@ impl<S> Coalesce<S> {
     /// module documentation).
     fn worth_waiting(&self) -> bool {
         self.pending.unpolled() > 0 || self.pending.recently_multiplexed()
+    }
+
+    /// Whether the held bytes (control frames only) wait for a response to leave with
+    /// (see the module documentation); starts the wait's bound on the first call of a
+    /// batch and registers `cx` for it.
+    fn control_waits(&mut self, cx: &mut Context<'_>) -> bool {
+        // Never before the first request: the connection's setup (SETTINGS and their
+        // acknowledgements) goes out at once.
+        let calls = self.pending.calls();
+        let response_coming =
+            calls > 0 && (self.pending.in_flight() > 0 || self.read_at == Some(calls));
+        if self.held() > CONTROL_ONLY
+            || !response_coming
+            || tokio::runtime::Handle::try_current().is_err()
+        {
+            self.control_wait = None;
+            return false;
+        }
+        let bound = self
+            .control_wait
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(CONTROL_BOUND)));
+        bound.as_mut().poll(cx).is_pending()
     }
 
     /// Bytes written but not yet handed to the inner stream.
@@ -304,7 +358,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesce<S> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.held() > 0 {
-            match &this.round {
+            match this.round.clone() {
                 // Woken by something else (a stream with a response) before the thread
                 // ran out of ready tasks: the round's own wake is still to come.
                 Some(r) if r.holds() => return Poll::Pending,
@@ -315,11 +369,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesce<S> {
                     this.round = Some(Round::start(cx));
                     return Poll::Pending;
                 }
+                None if this.control_waits(cx) => return Poll::Pending,
                 None => {}
             }
         }
         ready!(this.poll_drain(cx))?;
         this.round = None;
+        this.control_wait = None;
         Pin::new(&mut this.inner).poll_flush(cx)
     }
 
@@ -385,7 +441,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Coalesce<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        if buf.filled().len() > before {
+            this.read_at = Some(this.pending.calls());
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -520,6 +582,107 @@ mod tests {
             assert_eq!(writes.load(Ordering::Relaxed), i as usize + 1);
         }
         assert!(!pending.recently_multiplexed());
+    }
+
+    /// A flush polled once with a no-op waker, inside the test's runtime.
+    fn flush_now(c: &mut Coalesce<Counting>) -> Poll<io::Result<()>> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        Pin::new(c).poll_flush(&mut cx)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ping_acknowledgement_waits_for_the_response_in_flight() {
+        let pending = Pending::default();
+        let (mut c, writes) = plain(&pending);
+        let mut guard = pending.enter();
+        guard.polled();
+        // The PING acknowledgement (17 bytes) while the request is handled: held.
+        write(&mut c, &[0; 17]);
+        assert!(flush_now(&mut c).is_pending());
+        assert!(
+            flush_now(&mut c).is_pending(),
+            "still held when polled again"
+        );
+        assert_eq!(writes.load(Ordering::Relaxed), 0);
+        // The response arrives: both leave in one write.
+        drop(guard);
+        write(&mut c, &[1; 63]);
+        assert!(flush_now(&mut c).is_ready());
+        assert_eq!(writes.load(Ordering::Relaxed), 1);
+        assert_eq!(c.inner.out.len(), 80);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn control_frames_wait_at_most_the_bound() {
+        let pending = Pending::default();
+        let (mut c, writes) = plain(&pending);
+        // A request being handled that does not finish.
+        let mut hung = pending.enter();
+        hung.polled();
+        write(&mut c, &[0; 17]);
+        assert!(flush_now(&mut c).is_pending());
+        tokio::time::advance(CONTROL_BOUND / 2).await;
+        assert!(flush_now(&mut c).is_pending());
+        tokio::time::advance(CONTROL_BOUND).await;
+        assert!(
+            flush_now(&mut c).is_ready(),
+            "written once the bound passed"
+        );
+        assert_eq!(writes.load(Ordering::Relaxed), 1);
+        // The next batch starts its own bound.
+        write(&mut c, &[0; 13]);
+        assert!(flush_now(&mut c).is_pending());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_control_frames_wait_and_only_for_a_coming_response() {
+        let pending = Pending::default();
+        let (mut c, writes) = plain(&pending);
+        // Nothing in flight, nothing read: written at once.
+        write(&mut c, &[0; 17]);
+        assert!(flush_now(&mut c).is_ready());
+        // A request in flight, but a message frame is held: written at once.
+        let _guard = {
+            let mut g = pending.enter();
+            g.polled();
+            g
+        };
+        write(&mut c, &[0; CONTROL_ONLY + 1]);
+        assert!(flush_now(&mut c).is_ready());
+        assert_eq!(writes.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_read_that_are_not_a_request_yet_hold_control_frames() {
+        let (client, server) = tokio::io::duplex(1024);
+        let pending = Pending::default();
+        let mut c = Coalesce::new(server, pending.clone());
+        let mut client = client;
+        // The connection's setup is not held: nothing was requested yet.
+        client.write_all(b"preface").await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = c.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"preface");
+        c.write_all(&[6; 9]).await.unwrap();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(Pin::new(&mut c).poll_flush(&mut cx).is_ready());
+        let mut ack = [0u8; 9];
+        client.read_exact(&mut ack).await.unwrap();
+        drop(pending.enter());
+        client.write_all(b"request").await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = c.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"request");
+        c.write_all(&[7; 17]).await.unwrap();
+        assert!(Pin::new(&mut c).poll_flush(&mut cx).is_pending());
+        // The bytes became a request, now answered: everything leaves at once.
+        drop(pending.enter());
+        c.write_all(&[8; 40]).await.unwrap();
+        assert!(Pin::new(&mut c).poll_flush(&mut cx).is_ready());
+        let mut got = vec![0u8; 57];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got[..17], &[7; 17]);
+        assert_eq!(&got[17..], &[8; 40]);
     }
 
     #[test]
