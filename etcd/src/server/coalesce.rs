@@ -20,14 +20,16 @@
 //!
 //! Otherwise (a client that sends its next request only after this response, like a
 //! single `etcdctl`) nothing could join the batch, and a flush writes at once, with one
-//! exception: a flush of only a few bytes (at most [`CONTROL_ONLY`]: HTTP/2 control
-//! frames such as the acknowledgement of a client's PING, never a gRPC message) while a
-//! request is in flight, or after bytes were read that have not become a request yet,
-//! waits for the response to leave with it, at most [`CONTROL_BOUND`] (never before the
-//! connection's first request: its setup frames leave at once). gRPC clients
-//! send a PING beside their requests to measure the connection; without this its
+//! exception: a flush of nothing but acknowledgements of the client's PINGs (HTTP/2
+//! frames that never gate the client's progress, unlike a WINDOW_UPDATE or SETTINGS,
+//! which always leave at once) while a request is in flight, or after bytes were read
+//! that have not become a request yet, waits for the response to leave with it, at most
+//! [`CONTROL_BOUND`] (never before the connection's first request). gRPC clients send
+//! a PING beside their requests to measure the connection; without this its
 //! acknowledgement left on its own before the request was even handled: two writes,
-//! and two wake-ups of the client, per request.
+//! and two wake-ups of the client, per request. (A first version also held other small
+//! control frames; a held WINDOW_UPDATE stalled a request whose body waited for it
+//! until the bound.)
 //!
 //! [`Pending`] holds those counts; [`CountPending`] keeps them for a tower service.
 //!
@@ -38,8 +40,9 @@
 //! - A flush of gRPC data waits at most once per batch, and only for the tasks the
 //!   thread can run now, never for a timer or for more data. Polled for anything else
 //!   once the wait is older than 1 ms, it writes (the thread that owes the wake may be
-//!   stuck in one long task while another could write). A flush of control frames
-//!   alone may wait for a response, never longer than [`CONTROL_BOUND`].
+//!   stuck in one long task while another could write). A flush of PING
+//!   acknowledgements alone may wait for a response, never longer than
+//!   [`CONTROL_BOUND`].
 //! - At most [`LIMIT`] bytes are held; a larger write first drains what is held and then
 //!   goes to the inner stream directly. Between batches a connection keeps at most 8 KiB
 //!   of buffer.
@@ -60,10 +63,16 @@ pub const LIMIT: usize = 64 * 1024;
 /// The buffer capacity a connection keeps between batches.
 const KEEP: usize = 8 * 1024;
 
-/// The most bytes a flush holds that can only be HTTP/2 control frames: a PING
-/// acknowledgement (17 bytes) with a WINDOW_UPDATE (13); any gRPC message frame is
-/// longer (9 bytes of frame header, 5 of message prefix, then the message).
-pub const CONTROL_ONLY: usize = 32;
+/// Whether `bytes` are one or more whole HTTP/2 PING acknowledgements and nothing else
+/// (frame header: 24-bit length 8, type 6, flags with ACK (1); then 8 bytes of data).
+fn only_ping_acks(bytes: &[u8]) -> bool {
+    const FRAME: usize = 9 + 8;
+    !bytes.is_empty()
+        && bytes.len() % FRAME == 0
+        && bytes
+            .chunks(FRAME)
+            .all(|f| f[..3] == [0, 0, 8] && f[3] == 6 && f[4] & 1 == 1)
+}
 
 /// How many requests back a client counts as multiplexing once it had two going at a
 /// time.
@@ -260,17 +269,17 @@ impl<S> Coalesce<S> {
         self.pending.unpolled() > 0 || self.pending.recently_multiplexed()
     }
 
-    /// Whether the held bytes (control frames only) wait for a response to leave with
-    /// (see the module documentation); starts the wait's bound on the first call of a
-    /// batch and registers `cx` for it.
+    /// Whether the held bytes (PING acknowledgements only) wait for a response to leave
+    /// with (see the module documentation); starts the wait's bound on the first call
+    /// of a batch and registers `cx` for it.
     fn control_waits(&mut self, cx: &mut Context<'_>) -> bool {
         // Never before the first request: the connection's setup (SETTINGS and their
         // acknowledgements) goes out at once.
         let calls = self.pending.calls();
         let response_coming =
             calls > 0 && (self.pending.in_flight() > 0 || self.read_at == Some(calls));
-        if self.held() > CONTROL_ONLY
-            || !response_coming
+        if !response_coming
+            || !only_ping_acks(&self.buf[self.written..])
             || tokio::runtime::Handle::try_current().is_err()
         {
             self.control_wait = None;
@@ -584,6 +593,27 @@ mod tests {
         assert!(!pending.recently_multiplexed());
     }
 
+    /// An HTTP/2 PING acknowledgement (length 8, type 6, flags ACK, stream 0).
+    const PING_ACK: [u8; 17] = [0, 0, 8, 6, 1, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+
+    /// An HTTP/2 WINDOW_UPDATE of the connection (length 4, type 8).
+    const WINDOW_UPDATE: [u8; 13] = [0, 0, 4, 8, 0, 0, 0, 0, 0, 0, 1, 0, 0];
+
+    #[test]
+    fn only_ping_acknowledgements_are_recognised() {
+        assert!(only_ping_acks(&PING_ACK));
+        assert!(only_ping_acks(&[PING_ACK, PING_ACK].concat()));
+        assert!(!only_ping_acks(&[]));
+        assert!(!only_ping_acks(&WINDOW_UPDATE));
+        assert!(!only_ping_acks(
+            &[PING_ACK.as_slice(), &WINDOW_UPDATE].concat()
+        ));
+        let mut ping = PING_ACK;
+        ping[4] = 0; // a PING, not its acknowledgement
+        assert!(!only_ping_acks(&ping));
+        assert!(!only_ping_acks(&[0; 17]));
+    }
+
     /// A flush polled once with a no-op waker, inside the test's runtime.
     fn flush_now(c: &mut Coalesce<Counting>) -> Poll<io::Result<()>> {
         let mut cx = Context::from_waker(std::task::Waker::noop());
@@ -597,7 +627,7 @@ mod tests {
         let mut guard = pending.enter();
         guard.polled();
         // The PING acknowledgement (17 bytes) while the request is handled: held.
-        write(&mut c, &[0; 17]);
+        write(&mut c, &PING_ACK);
         assert!(flush_now(&mut c).is_pending());
         assert!(
             flush_now(&mut c).is_pending(),
@@ -619,7 +649,7 @@ mod tests {
         // A request being handled that does not finish.
         let mut hung = pending.enter();
         hung.polled();
-        write(&mut c, &[0; 17]);
+        write(&mut c, &PING_ACK);
         assert!(flush_now(&mut c).is_pending());
         tokio::time::advance(CONTROL_BOUND / 2).await;
         assert!(flush_now(&mut c).is_pending());
@@ -630,7 +660,7 @@ mod tests {
         );
         assert_eq!(writes.load(Ordering::Relaxed), 1);
         // The next batch starts its own bound.
-        write(&mut c, &[0; 13]);
+        write(&mut c, &PING_ACK);
         assert!(flush_now(&mut c).is_pending());
     }
 
@@ -639,7 +669,7 @@ mod tests {
         let pending = Pending::default();
         let (mut c, writes) = plain(&pending);
         // Nothing in flight, nothing read: written at once.
-        write(&mut c, &[0; 17]);
+        write(&mut c, &PING_ACK);
         assert!(flush_now(&mut c).is_ready());
         // A request in flight, but a message frame is held: written at once.
         let _guard = {
@@ -647,9 +677,16 @@ mod tests {
             g.polled();
             g
         };
-        write(&mut c, &[0; CONTROL_ONLY + 1]);
+        write(&mut c, &[1; 40]);
         assert!(flush_now(&mut c).is_ready());
-        assert_eq!(writes.load(Ordering::Relaxed), 2);
+        // Nor does a WINDOW_UPDATE, even with a PING acknowledgement: the client may be
+        // waiting for it to send the rest of its request.
+        write(&mut c, &PING_ACK);
+        write(&mut c, &WINDOW_UPDATE);
+        assert!(flush_now(&mut c).is_ready());
+        write(&mut c, &WINDOW_UPDATE);
+        assert!(flush_now(&mut c).is_ready());
+        assert_eq!(writes.load(Ordering::Relaxed), 4);
     }
 
     #[tokio::test(start_paused = true)]
@@ -673,7 +710,7 @@ mod tests {
         let mut buf = [0u8; 16];
         let n = c.read(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"request");
-        c.write_all(&[7; 17]).await.unwrap();
+        c.write_all(&PING_ACK).await.unwrap();
         assert!(Pin::new(&mut c).poll_flush(&mut cx).is_pending());
         // The bytes became a request, now answered: everything leaves at once.
         drop(pending.enter());
@@ -681,7 +718,7 @@ mod tests {
         assert!(Pin::new(&mut c).poll_flush(&mut cx).is_ready());
         let mut got = vec![0u8; 57];
         client.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got[..17], &[7; 17]);
+        assert_eq!(&got[..17], &PING_ACK);
         assert_eq!(&got[17..], &[8; 40]);
     }
 
