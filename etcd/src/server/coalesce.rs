@@ -27,9 +27,7 @@
 //! [`CONTROL_BOUND`] (never before the connection's first request). gRPC clients send
 //! a PING beside their requests to measure the connection; without this its
 //! acknowledgement left on its own before the request was even handled: two writes,
-//! and two wake-ups of the client, per request. (A first version also held other small
-//! control frames; a held WINDOW_UPDATE stalled a request whose body waited for it
-//! until the bound.)
+//! and two wake-ups of the client, per request.
 //!
 //! [`Pending`] holds those counts; [`CountPending`] keeps them for a tower service.
 //!
@@ -237,11 +235,11 @@ pub struct Coalesce<S> {
     pending: Pending,
     /// [`Pending::calls`] when bytes were last read (None: nothing read yet).
     read_at: Option<usize>,
-    /// The bound of a wait of control frames for a response, once it started.
+    /// The bound of a wait of PING acknowledgements for a response, once it started.
     control_wait: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-/// How long control frames wait for a response to leave with (see the module
+/// How long PING acknowledgements wait for a response to leave with (see the module
 /// documentation). Only a request that takes this long, or a PING with no request,
 /// sees its acknowledgement this late; a shorter bound would usually be the runtime's
 /// next timer, and arming it would then wake the I/O driver (one more system call per
