@@ -365,11 +365,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesce<S> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.held() > 0 {
-            match this.round.clone() {
+            match this.round.as_ref().map(|r| r.holds()) {
                 // Woken by something else (a stream with a response) before the thread
                 // ran out of ready tasks: the round's own wake is still to come.
-                Some(r) if r.holds() => return Poll::Pending,
-                Some(_) => {}
+                Some(true) => return Poll::Pending,
+                Some(false) => {}
                 None if this.worth_waiting() => {
                     // Let the other tasks that are ready run first: they may add to
                     // this batch.
@@ -612,83 +612,72 @@ mod tests {
         assert!(!only_ping_acks(&[0; 17]));
     }
 
-    /// A flush polled once with a no-op waker, inside the test's runtime.
-    fn flush_now(c: &mut Coalesce<Counting>) -> Poll<io::Result<()>> {
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        Pin::new(c).poll_flush(&mut cx)
+    /// A request of `pending` whose handling has started and not finished.
+    fn handling(pending: &Pending) -> PendingGuard {
+        let mut guard = pending.enter();
+        guard.polled();
+        guard
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_ping_acknowledgement_waits_for_the_response_in_flight() {
         let pending = Pending::default();
         let (mut c, writes) = plain(&pending);
-        let mut guard = pending.enter();
-        guard.polled();
+        let guard = handling(&pending);
         // The PING acknowledgement (17 bytes) while the request is handled: held.
         write(&mut c, &PING_ACK);
-        assert!(flush_now(&mut c).is_pending());
-        assert!(
-            flush_now(&mut c).is_pending(),
-            "still held when polled again"
-        );
+        assert!(flush(&mut c).is_pending());
+        assert!(flush(&mut c).is_pending(), "still held when polled again");
         assert_eq!(writes.load(Ordering::Relaxed), 0);
         // The response arrives: both leave in one write.
         drop(guard);
         write(&mut c, &[1; 63]);
-        assert!(flush_now(&mut c).is_ready());
+        assert!(flush(&mut c).is_ready());
         assert_eq!(writes.load(Ordering::Relaxed), 1);
         assert_eq!(c.inner.out.len(), 80);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn control_frames_wait_at_most_the_bound() {
+    async fn ping_acknowledgements_wait_at_most_the_bound() {
         let pending = Pending::default();
         let (mut c, writes) = plain(&pending);
         // A request being handled that does not finish.
-        let mut hung = pending.enter();
-        hung.polled();
+        let _hung = handling(&pending);
         write(&mut c, &PING_ACK);
-        assert!(flush_now(&mut c).is_pending());
+        assert!(flush(&mut c).is_pending());
         tokio::time::advance(CONTROL_BOUND / 2).await;
-        assert!(flush_now(&mut c).is_pending());
+        assert!(flush(&mut c).is_pending());
         tokio::time::advance(CONTROL_BOUND).await;
-        assert!(
-            flush_now(&mut c).is_ready(),
-            "written once the bound passed"
-        );
+        assert!(flush(&mut c).is_ready(), "written once the bound passed");
         assert_eq!(writes.load(Ordering::Relaxed), 1);
         // The next batch starts its own bound.
         write(&mut c, &PING_ACK);
-        assert!(flush_now(&mut c).is_pending());
+        assert!(flush(&mut c).is_pending());
     }
 
     #[tokio::test(start_paused = true)]
-    async fn only_control_frames_wait_and_only_for_a_coming_response() {
+    async fn only_ping_acknowledgements_wait_and_only_for_a_coming_response() {
         let pending = Pending::default();
         let (mut c, writes) = plain(&pending);
         // Nothing in flight, nothing read: written at once.
         write(&mut c, &PING_ACK);
-        assert!(flush_now(&mut c).is_ready());
+        assert!(flush(&mut c).is_ready());
         // A request in flight, but a message frame is held: written at once.
-        let _guard = {
-            let mut g = pending.enter();
-            g.polled();
-            g
-        };
+        let _guard = handling(&pending);
         write(&mut c, &[1; 40]);
-        assert!(flush_now(&mut c).is_ready());
+        assert!(flush(&mut c).is_ready());
         // Nor does a WINDOW_UPDATE, even with a PING acknowledgement: the client may be
         // waiting for it to send the rest of its request.
         write(&mut c, &PING_ACK);
         write(&mut c, &WINDOW_UPDATE);
-        assert!(flush_now(&mut c).is_ready());
+        assert!(flush(&mut c).is_ready());
         write(&mut c, &WINDOW_UPDATE);
-        assert!(flush_now(&mut c).is_ready());
+        assert!(flush(&mut c).is_ready());
         assert_eq!(writes.load(Ordering::Relaxed), 4);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn bytes_read_that_are_not_a_request_yet_hold_control_frames() {
+    async fn bytes_read_that_are_not_a_request_yet_hold_ping_acknowledgements() {
         let (client, server) = tokio::io::duplex(1024);
         let pending = Pending::default();
         let mut c = Coalesce::new(server, pending.clone());
