@@ -112,6 +112,8 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
         max_learners: usize::try_from(cfg.max_learners).unwrap_or(usize::MAX),
         force_new_cluster: cfg.force_new_cluster,
         unsafe_no_fsync: cfg.unsafe_no_fsync,
+        warning_apply_duration: cfg.warning_apply_duration,
+        warning_unary_request_duration: cfg.warning_unary_request_duration,
         initial_election_tick_advance: cfg.initial_election_tick_advance,
         enable_grpc_gateway: cfg.enable_grpc_gateway,
     })

@@ -138,6 +138,11 @@ gauge!(
     "The number of leases."
 );
 counter!(
+    SLOW_APPLIES,
+    "etcd_server_slow_apply_total",
+    "The total number of slow apply requests (likely overloaded from slow disk)."
+);
+counter!(
     PUT_TOTAL,
     "etcd_mvcc_put_total",
     "Total number of puts seen by this member."
@@ -278,6 +283,7 @@ pub fn init() {
     for c in [
         &LEADER_CHANGES,
         &PROPOSALS_FAILED,
+        &SLOW_APPLIES,
         &PUT_TOTAL,
         &DELETE_TOTAL,
         &TXN_TOTAL,

@@ -112,12 +112,12 @@ macro_rules! unary {
     };
 }
 
-unary!(range, RangeRequest, |s, r| s.range(r).await);
-unary!(put, PutRequest, |s, r| s.put(r).await);
+unary!(range, RangeRequest, |s, r| s.range(&r).await);
+unary!(put, PutRequest, |s, r| s.put(&r).await);
 unary!(delete_range, DeleteRangeRequest, |s, r| s
-    .delete_range(r)
+    .delete_range(&r)
     .await);
-unary!(txn, TxnRequest, |s, r| s.txn(r).await);
+unary!(txn, TxnRequest, |s, r| s.txn(&r).await);
 unary!(compaction, CompactionRequest, |s, r| s.compact(r).await);
 unary!(lease_grant, LeaseGrantRequest, |s, r| s
     .lease_grant(r)

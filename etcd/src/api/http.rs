@@ -50,7 +50,7 @@ async fn range_check(server: &EtcdServer, serializable: bool) -> Result<(), Stri
         serializable,
         ..Default::default()
     };
-    match tokio::time::timeout(CHECK_TIMEOUT, server.range(req)).await {
+    match tokio::time::timeout(CHECK_TIMEOUT, server.range(&req)).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("context deadline exceeded".into()),

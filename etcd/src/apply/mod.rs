@@ -12,6 +12,7 @@
 //! - Each result is delivered to the proposer waiting on the entry's request id.
 
 pub mod alarm;
+pub mod slow;
 pub mod txn;
 
 use std::sync::Arc;
@@ -92,6 +93,8 @@ pub struct Applier {
     applied: u64,
     local_id: u64,
     removed: Option<tokio::sync::watch::Sender<bool>>,
+    /// `--warning-apply-duration`: applies slower than this are logged and counted.
+    warn_after: std::time::Duration,
     /// RocksDB writes of applied requests (tests count them).
     #[cfg(test)]
     writes: usize,
@@ -130,9 +133,17 @@ impl Applier {
             applied,
             local_id: 0,
             removed: None,
+            warn_after: slow::DEFAULT_WARNING,
             #[cfg(test)]
             writes: 0,
         }
+    }
+
+    /// Sets `--warning-apply-duration`: a request whose apply takes longer is logged
+    /// ("apply request took too long") and counted in `etcd_server_slow_apply_total`.
+    pub fn with_apply_warning(mut self, bound: std::time::Duration) -> Self {
+        self.warn_after = bound;
+        self
     }
 
     /// Tells the applier which member it runs on; `removed` turns true when a
@@ -178,15 +189,25 @@ impl Applier {
         Ok(())
     }
 
-    fn apply_request(&mut self, index: u64, req: Request) -> Result<Applied, MvccError> {
+    fn apply_request(
+        &mut self,
+        index: u64,
+        id: u64,
+        mut req: Request,
+    ) -> Result<Applied, MvccError> {
         let started = std::time::Instant::now();
         let op = op_name(&req);
+        // A put's value moves into the store; the slow-apply warning gives its size.
+        let value_size = match &req {
+            Request::Put(p) => p.value.len(),
+            _ => 0,
+        };
         let storage = self.storage.clone();
         let mut batch = storage.batch();
         batch.put(Cf::Meta, APPLIED_INDEX_KEY, &index.to_be_bytes());
         let mut wtxn = self.store.write();
         let no_space = self.alarms.is_active(AlarmType::Nospace);
-        let result = match req {
+        let result = match &mut req {
             Request::Put(p) => {
                 if no_space {
                     Err(EtcdError::NoSpace)
@@ -195,14 +216,14 @@ impl Applier {
                 }
             }
             Request::DeleteRange(d) => {
-                txn::delete_range(&mut wtxn, &self.lessor, &d).map(ApplyResponse::DeleteRange)
+                txn::delete_range(&mut wtxn, &self.lessor, d).map(ApplyResponse::DeleteRange)
             }
             Request::Txn(t) => {
-                if no_space && txn::has_puts(&t) {
+                if no_space && txn::has_puts(t) {
                     Err(EtcdError::NoSpace)
                 } else {
                     let compact = self.store.compact_revision();
-                    txn::txn(&mut wtxn, &self.lessor, compact, &t).map(ApplyResponse::Txn)
+                    txn::txn(&mut wtxn, &self.lessor, compact, t).map(ApplyResponse::Txn)
                 }
             }
             Request::Compaction(c) => match self.store.compact(c.revision, &mut batch) {
@@ -285,9 +306,18 @@ impl Applier {
             }
         }
         count_op(op, result.is_ok());
+        let took = started.elapsed();
         crate::metrics::APPLY_DURATION
             .with_label_values(&["v3", op, if result.is_ok() { "true" } else { "false" }])
-            .observe(started.elapsed().as_secs_f64());
+            .observe(took.as_secs_f64());
+        slow::check(
+            took,
+            self.warn_after,
+            "",
+            || slow::describe(id, &req, value_size),
+            || response_size(&result),
+            result.as_ref().err().map(|e| e as &dyn std::fmt::Display),
+        );
         Ok(Applied {
             result,
             revision: self.store.current_revision(),
@@ -308,6 +338,18 @@ fn op_name(req: &Request) -> &'static str {
         Request::MemberPeerUrls(_) => "ClusterMemberAttrSet",
         Request::MemberAttributes(_) => "ClusterMemberAttrSet",
     }
+}
+
+/// The `response` field of a slow-apply warning: the encoded size of a KV response, as
+/// etcd gives it (`size:N`); empty for other requests and for errors.
+fn response_size(result: &Result<ApplyResponse, EtcdError>) -> String {
+    let n = match result {
+        Ok(ApplyResponse::Put(r)) => r.encoded_len(),
+        Ok(ApplyResponse::DeleteRange(r)) => r.encoded_len(),
+        Ok(ApplyResponse::Txn(r)) => r.encoded_len(),
+        _ => return String::new(),
+    };
+    format!("size:{n}")
 }
 
 /// Counts an applied KV request in `etcd_mvcc_{put,delete,txn}_total`.
@@ -362,7 +404,7 @@ impl Applier {
             self.apply_noop(index);
             return;
         };
-        match self.apply_request(index, request) {
+        match self.apply_request(index, id, request) {
             Ok(applied) => {
                 self.applied = index;
                 self.wait.trigger(id, applied);
@@ -411,7 +453,7 @@ impl Applier {
     /// The write of [`apply_puts`](Self::apply_puts); returns each proposer's answer.
     fn write_puts(
         &mut self,
-        puts: Vec<PlainPut>,
+        mut puts: Vec<PlainPut>,
         last: u64,
     ) -> Result<Vec<(u64, Applied)>, MvccError> {
         let started = std::time::Instant::now();
@@ -423,12 +465,14 @@ impl Applier {
         let mut revision = store.current_revision();
         let count = puts.len();
         let mut answers = Vec::with_capacity(count);
-        for p in puts {
+        let mut sizes = Vec::with_capacity(count);
+        for p in &mut puts {
             wtxn.next_revision();
+            sizes.push(p.put.value.len());
             let result = if no_space {
                 Err(EtcdError::NoSpace)
             } else {
-                txn::put_owned(&mut wtxn, &self.lessor, p.put).map(ApplyResponse::Put)
+                txn::put_owned(&mut wtxn, &self.lessor, &mut p.put).map(ApplyResponse::Put)
             };
             if result.is_ok() {
                 revision = wtxn.revision();
@@ -449,8 +493,23 @@ impl Applier {
         for group in events.chunk_by(|a, b| event_revision(a) == event_revision(b)) {
             self.hub.notify(event_revision(&group[0]), group);
         }
-        // The run's duration is shared among its entries (one label lookup per outcome).
-        let each = started.elapsed().as_secs_f64() / count as f64;
+        // The run's duration is shared among its entries (one label lookup per outcome),
+        // for the histogram and for the slow-apply warning alike.
+        let each_took = started.elapsed() / u32::try_from(count).unwrap_or(u32::MAX);
+        if each_took > self.warn_after {
+            for ((p, size), (_, a)) in puts.iter().zip(&sizes).zip(&answers) {
+                let req = Request::Put(p.put.clone());
+                slow::check(
+                    each_took,
+                    self.warn_after,
+                    "",
+                    || slow::describe(p.id, &req, *size),
+                    || response_size(&a.result),
+                    a.result.as_ref().err().map(|e| e as &dyn std::fmt::Display),
+                );
+            }
+        }
+        let each = each_took.as_secs_f64();
         let failed = answers.iter().filter(|(_, a)| a.result.is_err()).count();
         for (ok, n) in [("true", answers.len() - failed), ("false", failed)] {
             if n > 0 {

@@ -84,14 +84,15 @@ pub fn put(
     put_value(txn, lessor, req, req.value.clone())
 }
 
-/// [`put`] of a request the caller gives up: its value is stored without a copy.
+/// [`put`] that moves the request's value into the store without a copy (`req.value`
+/// is left empty; the key and flags stay for the caller).
 pub fn put_owned(
     txn: &mut WriteTxn<'_>,
     lessor: &Lessor,
-    mut req: PutRequest,
+    req: &mut PutRequest,
 ) -> Result<PutResponse, EtcdError> {
     let value = std::mem::take(&mut req.value);
-    put_value(txn, lessor, &req, value)
+    put_value(txn, lessor, req, value)
 }
 
 /// [`put`] with the request's value given separately (`req.value` is not read).

@@ -624,8 +624,14 @@ fn build() -> Vec<FlagSpec> {
         }),
         ignore("enable-log-rotation", Bool, Logging, "false", "Enable log rotation of a single log-outputs file target."),
         ignore("log-rotation-config-json", Str, Logging, "{\"maxsize\": 100, \"maxage\": 0, \"maxbackups\": 0, \"localtime\": false, \"compress\": false}", "Configures log rotation if enabled with a JSON logger config."),
-        ignore("warning-unary-request-duration", Duration, Logging, "300ms", "Time duration after which a warning is logged if a unary request takes more time."),
-        ignore("warning-apply-duration", Duration, Logging, "100ms", "Time duration after which a warning is generated if applying a request takes more time."),
+        set("warning-unary-request-duration", Duration, Logging, "300ms", "Time duration after which a warning is logged if a unary request takes more time.", |c, v| {
+            c.warning_unary_request_duration = parse_go_duration(v)?;
+            Ok(())
+        }),
+        set("warning-apply-duration", Duration, Logging, "100ms", "Time duration after which a warning is generated if applying a request takes more time.", |c, v| {
+            c.warning_apply_duration = parse_go_duration(v)?;
+            Ok(())
+        }),
         // ---- tracing ----
         ignore("enable-distributed-tracing", Bool, Tracing, "false", "Enable distributed tracing using OpenTelemetry Tracing."),
         ignore("distributed-tracing-address", Str, Tracing, "localhost:4317", "Address for distributed tracing used for OpenTelemetry Tracing."),

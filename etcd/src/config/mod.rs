@@ -541,6 +541,12 @@ pub struct Config {
     pub force_new_cluster: bool,
     /// `--unsafe-no-fsync` (false).
     pub unsafe_no_fsync: bool,
+    /// `--warning-apply-duration` (alias `--experimental-warning-apply-duration`, 100ms):
+    /// applies and read-only ranges slower than this are logged and counted.
+    pub warning_apply_duration: Duration,
+    /// `--warning-unary-request-duration` (alias
+    /// `--experimental-warning-unary-request-duration`, 300ms): slower KV calls are logged.
+    pub warning_unary_request_duration: Duration,
 
     /// `--config-file` / `ETCD_CONFIG_FILE`, if one was loaded.
     pub config_file: Option<PathBuf>,
@@ -605,6 +611,8 @@ impl Default for Config {
             feature_gates: FeatureGates::default(),
             force_new_cluster: false,
             unsafe_no_fsync: false,
+            warning_apply_duration: Duration::from_millis(100),
+            warning_unary_request_duration: Duration::from_millis(300),
             config_file: None,
             sources: BTreeMap::new(),
         };

@@ -1089,3 +1089,37 @@ fn flags_not_acted_on_are_stored_and_warned_about_only_when_set() {
     assert!(!quiet.iter().any(|w| w.contains("no effect")), "{quiet:?}");
     assert!(flags::help_text().contains("no effect yet"));
 }
+
+#[test]
+fn slow_request_warnings_take_their_flags_and_the_experimental_names() {
+    let d = cfg(&[]);
+    assert_eq!(
+        (d.warning_apply_duration, d.warning_unary_request_duration),
+        (Duration::from_millis(100), Duration::from_millis(300))
+    );
+    let c = cfg(&[
+        "--warning-apply-duration=250ms",
+        "--warning-unary-request-duration=1s",
+    ]);
+    assert_eq!(
+        (c.warning_apply_duration, c.warning_unary_request_duration),
+        (Duration::from_millis(250), Duration::from_secs(1))
+    );
+    let (e, warnings) = load(
+        &[],
+        &[
+            ("ETCD_EXPERIMENTAL_WARNING_APPLY_DURATION", "2s"),
+            ("ETCD_EXPERIMENTAL_WARNING_UNARY_REQUEST_DURATION", "5ms"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        (e.warning_apply_duration, e.warning_unary_request_duration),
+        (Duration::from_secs(2), Duration::from_millis(5))
+    );
+    assert!(
+        !warnings.iter().any(|w| w.contains("no effect")),
+        "{warnings:?}"
+    );
+    assert!(load(&["--warning-apply-duration=fast"], &[]).is_err());
+}

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use prost::Message as _;
+use prost::Message;
 
 use crate::apply::{Alarms, Applied, ApplyResponse};
 use crate::cluster::Membership;
@@ -53,6 +53,10 @@ pub struct Settings {
     pub strict_reconfig_check: bool,
     /// `--max-learners`: `MemberAdd` of one more learner is refused beyond it.
     pub max_learners: usize,
+    /// `--warning-apply-duration`: slower read-only ranges are logged and counted.
+    pub warning_apply_duration: Duration,
+    /// `--warning-unary-request-duration`: slower KV calls are logged ("request stats").
+    pub warning_unary_request_duration: Duration,
 }
 
 /// Everything the facade reaches.
@@ -202,13 +206,33 @@ impl EtcdServer {
 
     /// Proposes `req` and waits for its applied result.
     pub(super) async fn propose(&self, req: Request) -> Result<Applied, EtcdError> {
+        self.propose_encoded(|id| {
+            InternalRequest {
+                id,
+                request: Some(req),
+            }
+            .encode_to_vec()
+        })
+        .await
+    }
+
+    /// [`propose`](Self::propose) of a KV request the caller keeps: `msg` is written as
+    /// `InternalRequest`'s oneof field `tag` (the bytes `propose` writes for it), so the
+    /// request is not copied and stays the caller's (for its slow-request log).
+    async fn propose_kv<M: Message>(&self, tag: u32, msg: &M) -> Result<Applied, EtcdError> {
+        self.propose_encoded(|id| encode_internal(id, tag, msg))
+            .await
+    }
+
+    /// Registers a waiter, encodes the proposal for its id with `encode`, proposes it
+    /// and waits for its applied result.
+    async fn propose_encoded(
+        &self,
+        encode: impl FnOnce(u64) -> Vec<u8>,
+    ) -> Result<Applied, EtcdError> {
         let _pending = crate::metrics::PendingProposal::start();
         let (id, rx) = self.p.wait.register();
-        let data = InternalRequest {
-            id,
-            request: Some(req),
-        }
-        .encode_to_vec();
+        let data = encode(id);
         if data.len() > self.p.settings.max_request_bytes {
             self.p.wait.cancel(id);
             return Err(EtcdError::RequestTooLarge);
@@ -322,16 +346,38 @@ impl EtcdServer {
         }
     }
 
-    /// KV.Range.
-    pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse, EtcdError> {
-        validate::range(&req)?;
+    /// KV.Range. A range that takes longer than `--warning-apply-duration` (the wait for
+    /// a linearizable read included, as in etcd) is logged as a slow read-only range.
+    pub async fn range(&self, req: &RangeRequest) -> Result<RangeResponse, EtcdError> {
+        let started = std::time::Instant::now();
+        let res = self.range_inner(req).await;
+        crate::apply::slow::check(
+            started.elapsed(),
+            self.p.settings.warning_apply_duration,
+            "read-only range ",
+            || crate::apply::slow::describe_range(req),
+            || match &res {
+                Ok(r) => format!(
+                    "range_response_count:{} size:{}",
+                    r.kvs.len(),
+                    r.encoded_len()
+                ),
+                Err(_) => String::new(),
+            },
+            res.as_ref().err().map(|e| e as &dyn std::fmt::Display),
+        );
+        res
+    }
+
+    async fn range_inner(&self, req: &RangeRequest) -> Result<RangeResponse, EtcdError> {
+        validate::range(req)?;
         if !req.serializable {
             if self.is_learner() {
                 return Err(EtcdError::NotSupportedForLearner);
             }
             self.linearizable_barrier().await?;
         }
-        let r = self.p.store.range(&req).map_err(mvcc_err)?;
+        let r = self.p.store.range(req).map_err(mvcc_err)?;
         crate::metrics::RANGE_TOTAL.inc();
         Ok(RangeResponse {
             header: Some(self.header(r.revision)),
@@ -348,10 +394,10 @@ impl EtcdServer {
     }
 
     /// KV.Put.
-    pub async fn put(&self, req: PutRequest) -> Result<PutResponse, EtcdError> {
-        validate::put(&req)?;
+    pub async fn put(&self, req: &PutRequest) -> Result<PutResponse, EtcdError> {
+        validate::put(req)?;
         self.guarded_quota(req.key.len() + req.value.len()).await?;
-        let a = self.propose(Request::Put(req)).await?;
+        let a = self.propose_kv(TAG_PUT, req).await?;
         match a.result? {
             ApplyResponse::Put(mut r) => {
                 r.header = Some(self.header(a.revision));
@@ -364,10 +410,10 @@ impl EtcdServer {
     /// KV.DeleteRange.
     pub async fn delete_range(
         &self,
-        req: DeleteRangeRequest,
+        req: &DeleteRangeRequest,
     ) -> Result<DeleteRangeResponse, EtcdError> {
-        validate::delete_range(&req)?;
-        let a = self.propose(Request::DeleteRange(req)).await?;
+        validate::delete_range(req)?;
+        let a = self.propose_kv(TAG_DELETE_RANGE, req).await?;
         match a.result? {
             ApplyResponse::DeleteRange(mut r) => {
                 r.header = Some(self.header(a.revision));
@@ -378,12 +424,12 @@ impl EtcdServer {
     }
 
     /// KV.Txn.
-    pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, EtcdError> {
-        validate::txn(&req, self.p.settings.max_txn_ops)?;
-        if crate::apply::txn::has_puts(&req) {
+    pub async fn txn(&self, req: &TxnRequest) -> Result<TxnResponse, EtcdError> {
+        validate::txn(req, self.p.settings.max_txn_ops)?;
+        if crate::apply::txn::has_puts(req) {
             self.guarded_quota(req.encoded_len()).await?;
         }
-        let a = self.propose(Request::Txn(req)).await?;
+        let a = self.propose_kv(TAG_TXN, req).await?;
         match a.result? {
             ApplyResponse::Txn(mut r) => {
                 let h = self.header(a.revision);
@@ -760,6 +806,23 @@ fn status_to_etcd(s: &tonic::Status) -> EtcdError {
     }
 }
 
+/// `InternalRequest`'s oneof field numbers of the KV requests proposed by reference.
+const TAG_PUT: u32 = 2;
+const TAG_DELETE_RANGE: u32 = 3;
+const TAG_TXN: u32 = 4;
+
+/// The bytes of `InternalRequest { id, request: <field tag>(msg) }`, as its derived
+/// encoding writes them (field 1 when non-zero, then the message field).
+fn encode_internal<M: Message>(id: u64, tag: u32, msg: &M) -> Vec<u8> {
+    let len = msg.encoded_len();
+    let mut buf = Vec::with_capacity(11 + 5 + len);
+    if id != 0 {
+        prost::encoding::uint64::encode(1, &id, &mut buf);
+    }
+    prost::encoding::message::encode(tag, msg, &mut buf);
+    buf
+}
+
 fn unexpected(r: ApplyResponse) -> EtcdError {
     EtcdError::Internal(format!("unexpected apply result {r:?}"))
 }
@@ -787,5 +850,55 @@ impl EtcdServer {
         m::CLUSTER_VERSION
             .with_label_values(&[&CLUSTER_VERSION[..3]])
             .set(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::etcdserverpb::{request_op, RequestOp};
+
+    /// A KV request proposed by reference is the same entry as one proposed by value.
+    #[test]
+    fn by_reference_encoding_matches_the_derived_one() {
+        let put = PutRequest {
+            key: b"k".to_vec(),
+            value: vec![7; 300],
+            lease: 5,
+            prev_kv: true,
+            ..Default::default()
+        };
+        let del = DeleteRangeRequest {
+            key: b"a".to_vec(),
+            range_end: b"b".to_vec(),
+            ..Default::default()
+        };
+        let txn = TxnRequest {
+            success: vec![RequestOp {
+                request: Some(request_op::Request::RequestPut(put.clone())),
+            }],
+            ..Default::default()
+        };
+        for id in [0, 1, u64::MAX] {
+            let derived = |r: Request| {
+                InternalRequest {
+                    id,
+                    request: Some(r),
+                }
+                .encode_to_vec()
+            };
+            assert_eq!(
+                encode_internal(id, TAG_PUT, &put),
+                derived(Request::Put(put.clone()))
+            );
+            assert_eq!(
+                encode_internal(id, TAG_DELETE_RANGE, &del),
+                derived(Request::DeleteRange(del.clone()))
+            );
+            assert_eq!(
+                encode_internal(id, TAG_TXN, &txn),
+                derived(Request::Txn(txn.clone()))
+            );
+        }
     }
 }

@@ -129,6 +129,12 @@ pub struct ServerOptions {
     /// `--unsafe-no-fsync`: the raft log is written without syncing
     /// ([`LogStore::set_unsafe_no_fsync`]).
     pub unsafe_no_fsync: bool,
+    /// `--warning-apply-duration`: applies and read-only ranges slower than this are
+    /// logged ("apply request took too long") and counted (`etcd_server_slow_apply_total`).
+    pub warning_apply_duration: Duration,
+    /// `--warning-unary-request-duration`: KV calls slower than this are logged
+    /// ("request stats").
+    pub warning_unary_request_duration: Duration,
     /// `--initial-election-tick-advance`: a member of a multi-member cluster
     /// fast-forwards its election clock once other members answer ([`tick_advance`]).
     pub initial_election_tick_advance: bool,
@@ -441,7 +447,9 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
             crate::raft::transport::REMOVED_MESSAGE
         );
     }
-    let applier = applier.with_local_member(id, removed_tx.clone());
+    let applier = applier
+        .with_local_member(id, removed_tx.clone())
+        .with_apply_warning(opts.warning_apply_duration);
     let initial_voters = if boot == Boot::Join {
         Vec::new()
     } else {
@@ -509,6 +517,8 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
         cluster_token: opts.initial_cluster_token.clone(),
         strict_reconfig_check: opts.strict_reconfig_check,
         max_learners: opts.max_learners,
+        warning_apply_duration: opts.warning_apply_duration,
+        warning_unary_request_duration: opts.warning_unary_request_duration,
     };
     let server = EtcdServer::new(facade::Parts {
         settings,

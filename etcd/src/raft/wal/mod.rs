@@ -41,6 +41,20 @@ pub const SEGMENT_SIZE: u64 = 8 << 20;
 /// Reusable segments kept beyond the ones in use; more are deleted.
 const MAX_FREE: usize = 8;
 
+/// A synced write slower than this is logged as etcd logs a slow WAL sync.
+const SYNC_WARNING: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Logs "slow fdatasync" (etcd's message and fields) for a synced write that took longer
+/// than [`SYNC_WARNING`]: the disk is too slow for a member to keep its leadership or
+/// its followers' heartbeats. Returns whether it warned.
+fn warn_if_slow_sync(took: std::time::Duration) -> bool {
+    if took <= SYNC_WARNING {
+        return false;
+    }
+    tracing::warn!(took = ?took, "expected-duration" = ?SYNC_WARNING, "slow fdatasync");
+    true
+}
+
 /// The block size of direct writes (and their memory alignment).
 const BLOCK: usize = 4096;
 
@@ -443,7 +457,9 @@ impl Wal {
         writer.write(&seg.path, &self.buf, self.offset, self.sync)?;
         if self.sync {
             // Like etcd, unsynced writes are not fsyncs: the histogram leaves them out.
-            crate::metrics::WAL_FSYNC.observe(started.elapsed().as_secs_f64());
+            let took = started.elapsed();
+            crate::metrics::WAL_FSYNC.observe(took.as_secs_f64());
+            warn_if_slow_sync(took);
         }
         seg.max_index = seg.max_index.max(max_index);
         self.offset += self.buf.len() as u64;
@@ -696,6 +712,13 @@ mod tests {
     fn plain_writes_after_a_direct_write_refusal_keep_the_log_intact() {
         let dir = tempfile::tempdir().unwrap();
         odd_sized_appends_replay_exactly(dir.path(), true);
+    }
+
+    #[test]
+    fn only_a_sync_over_a_second_is_slow() {
+        assert!(!warn_if_slow_sync(std::time::Duration::from_millis(3)));
+        assert!(!warn_if_slow_sync(SYNC_WARNING));
+        assert!(warn_if_slow_sync(std::time::Duration::from_millis(1001)));
     }
 
     #[test]
