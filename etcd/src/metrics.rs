@@ -138,6 +138,11 @@ gauge!(
     "The number of leases."
 );
 counter!(
+    HEARTBEAT_SEND_FAILURES,
+    "etcd_server_heartbeat_send_failures_total",
+    "The total number of leader heartbeat send failures (likely overloaded from slow disk)."
+);
+counter!(
     SLOW_APPLIES,
     "etcd_server_slow_apply_total",
     "The total number of slow apply requests (likely overloaded from slow disk)."
@@ -284,6 +289,7 @@ pub fn init() {
         &LEADER_CHANGES,
         &PROPOSALS_FAILED,
         &SLOW_APPLIES,
+        &HEARTBEAT_SEND_FAILURES,
         &PUT_TOTAL,
         &DELETE_TOTAL,
         &TXN_TOTAL,

@@ -2,6 +2,7 @@
 //! registry. Knows nothing of the key-value store: it moves opaque entries into a
 //! [`StateMachine`]. [`transport`] carries raft messages between members.
 
+pub mod heartbeat;
 pub mod log_store;
 pub mod node;
 pub mod transport;

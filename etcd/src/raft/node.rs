@@ -31,6 +31,7 @@ use protobuf::Message as _;
 use raft_proto::ConfChangeI as _;
 use tokio::sync::{oneshot, watch};
 
+use super::heartbeat::LateHeartbeats;
 use super::log_store::{Flush, LogStore, LogStoreError};
 
 /// The state machine fed by the loop.
@@ -509,6 +510,7 @@ fn build<S: StateMachine, T: Transport>(
         max_inflight: cfg.max_inflight,
         inline: None,
     };
+    let tick = cfg.tick;
     let lp = Loop {
         node,
         log,
@@ -526,6 +528,7 @@ fn build<S: StateMachine, T: Transport>(
         proposals: Vec::new(),
         proposal_tags: Vec::new(),
         ended: false,
+        heartbeats: LateHeartbeats::new(tick),
     };
     Ok((handle, rx, lp))
 }
@@ -564,6 +567,8 @@ struct Loop<S, T> {
     /// The loop has stopped, or must stop (a failed write on a proposer's thread): no
     /// proposal or read is taken on another thread any more.
     ended: bool,
+    /// Heartbeats sent late (the loop stalled, as by a slow disk) are logged and counted.
+    heartbeats: LateHeartbeats,
 }
 
 impl<S: StateMachine, T: Transport> Loop<S, T> {
@@ -774,6 +779,13 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
         let (snaps, rest): (Vec<Message>, Vec<Message>) = msgs
             .into_iter()
             .partition(|m| m.get_msg_type() == MessageType::MsgSnapshot);
+        let mut now = None;
+        for m in &rest {
+            if m.get_msg_type() == MessageType::MsgHeartbeat {
+                let at = *now.get_or_insert_with(Instant::now);
+                self.heartbeats.observe(m.to, at);
+            }
+        }
         self.held_snapshots.extend(snaps);
         if !rest.is_empty() {
             self.transport.send(rest);
@@ -962,6 +974,7 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
         if *self.leader_tx.borrow() != info {
             if is_leader {
                 tracing::info!(term = r.term, "raft: became leader");
+                self.heartbeats.reset();
             } else if r.leader_id != ::raft::INVALID_ID {
                 tracing::info!(leader = %format!("{:x}", r.leader_id), term = r.term, "raft: leader elected");
             } else {
