@@ -15,7 +15,9 @@
 //!   logs -1 for each, as etcd does for a call without a response.
 //!
 //! The client's address is not known at this layer (connections do not attach it to
-//! their requests), so `remote` is etcd's own text for that case.
+//! their requests), so `remote` is etcd's own text for that case. The JSON gateway calls
+//! the server directly, so its requests are not logged here (etcd's gateway dials its own
+//! gRPC port, so they are there).
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,9 +28,6 @@ use crate::proto::etcdserverpb::{
     CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
     RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
-
-/// etcd's default `--warning-unary-request-duration`.
-pub const DEFAULT_WARNING: Duration = Duration::from_millis(300);
 
 /// What etcd says for `remote` when it does not know the client's address.
 const NO_REMOTE: &str = "No remote client info.";
@@ -63,7 +62,6 @@ pub enum Call<'a> {
 fn fields(call: &Call<'_>) -> (&'static str, i64, i64, i64, i64, String) {
     const UNKNOWN: (i64, i64, i64, i64) = (-1, -1, -1, -1);
     let size = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     match call {
         Call::Range(req, resp) => {
             let (rc, rs, pc, ps) = resp.map_or(UNKNOWN, |r| {
@@ -100,7 +98,7 @@ fn fields(call: &Call<'_>) -> (&'static str, i64, i64, i64, i64, String) {
                     &req.failure
                 };
                 let ops: usize = branch.iter().map(|op| op.encoded_len()).sum();
-                (count(branch.len()), size(ops), 0, size(r.encoded_len()))
+                (size(branch.len()), size(ops), 0, size(r.encoded_len()))
             });
             let content = describe_txn(req);
             ("/etcdserverpb.KV/Txn", rc, rs, pc, ps, content)
