@@ -9,7 +9,8 @@
 //!   run; after a restart raft redelivers everything after the state machine's applied
 //!   index.
 //! - Linearizable reads are batched: all read requests waiting when the loop turns
-//!   share one ReadIndex round.
+//!   share one ReadIndex round. A round unanswered for 500 ms is sent again (etcd's
+//!   retry, with its warning), so a lost message costs a retry, not the request timeout.
 //! - A proposal made with [`RaftHandle::propose_or_drive`] while the loop is idle
 //!   (nothing queued, nothing in the log beyond what is applied, the loop's thread
 //!   waiting for work) is stepped, persisted and, on a single member, applied on the
@@ -215,6 +216,16 @@ trait Drive: Send + Sync {
 
 /// Where the index of a ReadIndex round goes.
 type ReadWaiter = oneshot::Sender<Result<u64, RaftError>>;
+
+/// How long a ReadIndex round waits for its answer before it is sent again (etcd's
+/// `readIndexRetryTime`).
+const READ_INDEX_RETRY: Duration = Duration::from_millis(500);
+
+/// A ReadIndex round in flight: when its message was last sent, and who waits for it.
+struct ReadRound {
+    sent: Instant,
+    waiters: Vec<ReadWaiter>,
+}
 
 /// The loop as its thread and proposers share it: `None` once the thread has ended it
 /// (the state machine and the log are dropped then, so the database can close).
@@ -552,7 +563,8 @@ struct Loop<S, T> {
     applied_tx: watch::Sender<u64>,
     leader_tx: watch::Sender<LeaderInfo>,
     pending_reads: Vec<oneshot::Sender<Result<u64, RaftError>>>,
-    inflight_reads: HashMap<u64, Vec<oneshot::Sender<Result<u64, RaftError>>>>,
+    /// ReadIndex rounds sent and not answered yet, by sequence number.
+    inflight_reads: HashMap<u64, ReadRound>,
     read_seq: u64,
     held_snapshots: Vec<Message>,
     /// A state machine flush in progress, and the index the log is compacted to once
@@ -620,6 +632,9 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
             if !lp.pending_reads.is_empty() {
                 lp.issue_read_index();
             }
+            if !lp.inflight_reads.is_empty() {
+                lp.retry_reads(Instant::now());
+            }
             if let Err(e) = lp.on_ready() {
                 tracing::error!(error = %e, "raft: failed to persist; stopping the raft loop");
                 break;
@@ -649,8 +664,8 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
                 tracing::error!(error = %e, "raft: state machine flush failed");
             }
         }
-        for (_, waiters) in self.inflight_reads.drain() {
-            for w in waiters {
+        for (_, round) in self.inflight_reads.drain() {
+            for w in round.waiters {
                 let _ = w.send(Err(RaftError::Stopped));
             }
         }
@@ -761,13 +776,55 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
             return;
         }
         self.read_seq += 1;
-        // The leader deduplicates rounds by context, and followers forward theirs to
-        // it: the member id makes every member's contexts distinct.
-        let mut ctx = self.cfg.id.to_be_bytes().to_vec();
-        ctx.extend_from_slice(&self.read_seq.to_be_bytes());
-        self.node.read_index(ctx);
+        self.node.read_index(self.read_ctx(self.read_seq));
         let waiters = std::mem::take(&mut self.pending_reads);
-        self.inflight_reads.insert(self.read_seq, waiters);
+        self.inflight_reads.insert(
+            self.read_seq,
+            ReadRound {
+                sent: Instant::now(),
+                waiters,
+            },
+        );
+    }
+
+    /// The context of read round `seq`. The leader deduplicates rounds by context, and
+    /// followers forward theirs to it: the member id makes every member's contexts
+    /// distinct.
+    fn read_ctx(&self, seq: u64) -> Vec<u8> {
+        let mut ctx = self.cfg.id.to_be_bytes().to_vec();
+        ctx.extend_from_slice(&seq.to_be_bytes());
+        ctx
+    }
+
+    /// As etcd does, sends again (same context) every read round unanswered for
+    /// [`READ_INDEX_RETRY`] while a leader is known: a round whose message was lost on
+    /// the way to the leader, or whose heartbeat round was, completes then instead of at
+    /// the request timeout. Rounds nobody waits for any more are dropped.
+    fn retry_reads(&mut self, now: Instant) {
+        self.inflight_reads.retain(|_, round| {
+            round.waiters.retain(|w| !w.is_closed());
+            !round.waiters.is_empty()
+        });
+        if self.node.raft.leader_id == ::raft::INVALID_ID {
+            return;
+        }
+        let due: Vec<u64> = self
+            .inflight_reads
+            .iter()
+            .filter(|(_, round)| now.saturating_duration_since(round.sent) >= READ_INDEX_RETRY)
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in due {
+            tracing::warn!(
+                "sent-request-id" = seq,
+                "retry-timeout" = ?READ_INDEX_RETRY,
+                "waiting for ReadIndex response took too long, retrying"
+            );
+            self.node.read_index(self.read_ctx(seq));
+            if let Some(round) = self.inflight_reads.get_mut(&seq) {
+                round.sent = now;
+            }
+        }
     }
 
     /// Sends `msgs`, holding back snapshots until the state machine has applied
@@ -869,8 +926,8 @@ impl<S: StateMachine, T: Transport> Loop<S, T> {
             if rs.request_ctx.len() == 16 && rs.request_ctx[..8] == self.cfg.id.to_be_bytes() {
                 id.copy_from_slice(&rs.request_ctx[8..]);
             }
-            if let Some(waiters) = self.inflight_reads.remove(&u64::from_be_bytes(id)) {
-                for w in waiters {
+            if let Some(round) = self.inflight_reads.remove(&u64::from_be_bytes(id)) {
+                for w in round.waiters {
                     let _ = w.send(Ok(rs.index));
                 }
             }
@@ -1172,6 +1229,76 @@ mod tests {
             lp.handle(cmd);
         }
         lp.step_proposals();
+    }
+
+    /// The contexts of the ReadIndex messages member 1 sent.
+    fn read_contexts(sent: &Sent) -> Vec<Vec<u8>> {
+        sent.lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.get_msg_type() == MessageType::MsgReadIndex)
+            .map(|m| m.get_entries()[0].data.to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn an_unanswered_read_round_is_sent_again_and_completes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_handle, _rx, mut lp, sent) = three_voters(dir.path(), false);
+        // Member 2 leads at term 2: member 1 learns it from a heartbeat.
+        lp.handle(Command::Step(reply(2, MessageType::MsgHeartbeat, 2, 0)));
+        lp.on_ready().unwrap();
+        assert_eq!(lp.node.raft.leader_id, 2);
+
+        let (tx, mut answer) = oneshot::channel();
+        lp.handle(Command::ReadIndex(tx));
+        lp.issue_read_index();
+        lp.on_ready().unwrap();
+        let first = read_contexts(&sent);
+        assert_eq!(first.len(), 1, "one round forwarded to the leader");
+        let sent_at = lp.inflight_reads.values().next().unwrap().sent;
+
+        // Within the retry time nothing is sent again; past it the same round is.
+        lp.retry_reads(sent_at + READ_INDEX_RETRY / 2);
+        lp.on_ready().unwrap();
+        assert_eq!(read_contexts(&sent).len(), 1);
+        lp.retry_reads(sent_at + READ_INDEX_RETRY);
+        lp.on_ready().unwrap();
+        let again = read_contexts(&sent);
+        assert_eq!(again.len(), 2, "sent again after {READ_INDEX_RETRY:?}");
+        assert_eq!(again[1], first[0], "with the same context");
+
+        // The leader's answer completes the waiter and ends the round.
+        let mut resp = reply(2, MessageType::MsgReadIndexResp, 2, 7);
+        resp.set_entries(
+            vec![Entry {
+                data: first[0].clone().into(),
+                ..Default::default()
+            }]
+            .into(),
+        );
+        lp.handle(Command::Step(resp));
+        lp.on_ready().unwrap();
+        assert_eq!(answer.try_recv().unwrap(), Ok(7));
+        assert!(lp.inflight_reads.is_empty());
+    }
+
+    #[test]
+    fn a_read_round_nobody_waits_for_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_handle, _rx, mut lp, sent) = three_voters(dir.path(), false);
+        lp.handle(Command::Step(reply(2, MessageType::MsgHeartbeat, 2, 0)));
+        lp.on_ready().unwrap();
+        let (tx, answer) = oneshot::channel();
+        lp.handle(Command::ReadIndex(tx));
+        lp.issue_read_index();
+        lp.on_ready().unwrap();
+        drop(answer);
+        let later = Instant::now() + READ_INDEX_RETRY;
+        lp.retry_reads(later);
+        lp.on_ready().unwrap();
+        assert!(lp.inflight_reads.is_empty());
+        assert_eq!(read_contexts(&sent).len(), 1, "not sent again for nobody");
     }
 
     #[test]
