@@ -40,3 +40,20 @@ pub fn get(port: u16, path: &str, timeout: Duration) -> std::io::Result<HttpResp
         .unwrap_or_default();
     Ok(HttpResponse { status, body })
 }
+
+/// The value of the unlabelled counter or gauge `name` on `127.0.0.1:<port>/metrics`;
+/// an error when the page cannot be fetched or does not list it.
+pub fn metric(port: u16, name: &str) -> std::io::Result<f64> {
+    let page = get(port, "/metrics", Duration::from_secs(10))?;
+    let missing = || {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{name} not on /metrics (status {})", page.status),
+        )
+    };
+    page.body
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(missing)
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use etcd_tests::cluster::{poll, ClusterOptions, EtcdCluster};
-use etcd_tests::http::get;
+use etcd_tests::http::metric;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -17,13 +17,10 @@ const WARNING: &str = "leader failed to send out heartbeat on time; took too lon
 
 /// `etcd_server_heartbeat_send_failures_total` of member `i`.
 fn failures(c: &EtcdCluster, i: usize) -> Result<u64> {
-    let page = get(c.client_port(i), "/metrics", Duration::from_secs(10))?;
-    let line = page
-        .body
-        .lines()
-        .find(|l| l.starts_with("etcd_server_heartbeat_send_failures_total "))
-        .context("no etcd_server_heartbeat_send_failures_total in /metrics")?;
-    Ok(line.rsplit(' ').next().unwrap_or("").parse()?)
+    Ok(metric(
+        c.client_port(i),
+        "etcd_server_heartbeat_send_failures_total",
+    )? as u64)
 }
 
 #[test]

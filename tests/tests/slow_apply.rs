@@ -6,24 +6,15 @@
 //! `etcdctl` makes the requests; a bound is set below any real duration (1ns) to make
 //! every request slow, and above any (1h) to make none.
 
-use std::time::Duration;
-
 use anyhow::Result;
-use etcd_tests::http::get;
+use etcd_tests::http::metric;
 use etcd_tests::{EtcdOptions, EtcdProcess};
 
 const SECRET: &str = "value-that-must-not-be-logged";
 
 /// The value of `etcd_server_slow_apply_total` on the member's `/metrics`.
 fn slow_applies(etcd: &EtcdProcess) -> Result<u64> {
-    let page = get(etcd.client_port(), "/metrics", Duration::from_secs(10))?;
-    anyhow::ensure!(page.status == 200, "GET /metrics: {}", page.status);
-    let line = page
-        .body
-        .lines()
-        .find(|l| l.starts_with("etcd_server_slow_apply_total "))
-        .ok_or_else(|| anyhow::anyhow!("no etcd_server_slow_apply_total in /metrics"))?;
-    Ok(line.rsplit(' ').next().unwrap_or("").parse()?)
+    Ok(metric(etcd.client_port(), "etcd_server_slow_apply_total")? as u64)
 }
 
 /// The log lines that carry the slow-apply warning.

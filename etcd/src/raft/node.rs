@@ -1241,19 +1241,30 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn an_unanswered_read_round_is_sent_again_and_completes() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_handle, _rx, mut lp, sent) = three_voters(dir.path(), false);
-        // Member 2 leads at term 2: member 1 learns it from a heartbeat.
+    /// Member 1 follows member 2 (learnt from a heartbeat at term 2) and has forwarded
+    /// one read round to it; returns the loop, its outbox and the round's answer.
+    fn read_on_follower(
+        dir: &std::path::Path,
+    ) -> (
+        Loop<Quick, Outbox>,
+        Sent,
+        oneshot::Receiver<Result<u64, RaftError>>,
+    ) {
+        let (_handle, _rx, mut lp, sent) = three_voters(dir, false);
         lp.handle(Command::Step(reply(2, MessageType::MsgHeartbeat, 2, 0)));
         lp.on_ready().unwrap();
         assert_eq!(lp.node.raft.leader_id, 2);
-
-        let (tx, mut answer) = oneshot::channel();
+        let (tx, answer) = oneshot::channel();
         lp.handle(Command::ReadIndex(tx));
         lp.issue_read_index();
         lp.on_ready().unwrap();
+        (lp, sent, answer)
+    }
+
+    #[test]
+    fn an_unanswered_read_round_is_sent_again_and_completes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut lp, sent, mut answer) = read_on_follower(dir.path());
         let first = read_contexts(&sent);
         assert_eq!(first.len(), 1, "one round forwarded to the leader");
         let sent_at = lp.inflight_reads.values().next().unwrap().sent;
@@ -1286,13 +1297,7 @@ mod tests {
     #[test]
     fn a_read_round_nobody_waits_for_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let (_handle, _rx, mut lp, sent) = three_voters(dir.path(), false);
-        lp.handle(Command::Step(reply(2, MessageType::MsgHeartbeat, 2, 0)));
-        lp.on_ready().unwrap();
-        let (tx, answer) = oneshot::channel();
-        lp.handle(Command::ReadIndex(tx));
-        lp.issue_read_index();
-        lp.on_ready().unwrap();
+        let (mut lp, sent, answer) = read_on_follower(dir.path());
         drop(answer);
         let later = Instant::now() + READ_INDEX_RETRY;
         lp.retry_reads(later);
