@@ -143,6 +143,16 @@ counter!(
     "The total number of leader heartbeat send failures (likely overloaded from slow disk)."
 );
 counter!(
+    SLOW_READ_INDEXES,
+    "etcd_server_slow_read_indexes_total",
+    "The total number of pending read indexes not in sync with leader's or timed out read index requests."
+);
+counter!(
+    READ_INDEXES_FAILED,
+    "etcd_server_read_indexes_failed_total",
+    "The total number of failed read indexes seen."
+);
+counter!(
     SLOW_APPLIES,
     "etcd_server_slow_apply_total",
     "The total number of slow apply requests (likely overloaded from slow disk)."
@@ -289,6 +299,8 @@ pub fn init() {
         &LEADER_CHANGES,
         &PROPOSALS_FAILED,
         &SLOW_APPLIES,
+        &SLOW_READ_INDEXES,
+        &READ_INDEXES_FAILED,
         &HEARTBEAT_SEND_FAILURES,
         &PUT_TOTAL,
         &DELETE_TOTAL,

@@ -3,6 +3,7 @@
 //! round and the matching applied index; serializable reads are served locally.
 //! Errors are etcd's ([`EtcdError`]); headers are filled here.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -271,10 +272,15 @@ impl EtcdServer {
     /// (a ReadIndex round).
     ///
     /// A new leader while the round is outstanding ends it with "etcdserver: leader
-    /// changed" (the round may have gone to the old leader), as in etcd.
+    /// changed" (the round may have gone to the old leader), as in etcd. As etcd counts
+    /// them, a round that fails (a new leader, no leader, a stopped loop) adds to
+    /// `etcd_server_read_indexes_failed_total`, and one still unanswered at the request
+    /// timeout logs "timed out waiting for read index response (local node might have
+    /// slow network)" and adds to `etcd_server_slow_read_indexes_total`.
     pub async fn linearizable_barrier(&self) -> Result<(), EtcdError> {
         let mut leader = self.p.raft.leader_watch();
         let before = *leader.borrow_and_update();
+        let answered = AtomicBool::new(false);
         let fut = async {
             // As for proposals (`propose`): the only request in flight may take the raft
             // loop's work on its own thread when the loop is idle.
@@ -283,7 +289,11 @@ impl EtcdServer {
             } else {
                 self.p.raft.read_index().await
             }
-            .map_err(raft_err)?;
+            .map_err(|e| {
+                crate::metrics::READ_INDEXES_FAILED.inc();
+                raft_err(e)
+            })?;
+            answered.store(true, Ordering::Relaxed);
             self.p.raft.wait_applied(index).await.map_err(raft_err)
         };
         let changed = async {
@@ -301,12 +311,28 @@ impl EtcdServer {
         let raced = async {
             tokio::select! {
                 r = fut => r,
-                e = changed => Err(e),
+                e = changed => {
+                    if !answered.load(Ordering::Relaxed) {
+                        crate::metrics::READ_INDEXES_FAILED.inc();
+                    }
+                    Err(e)
+                }
             }
         };
-        tokio::time::timeout(self.p.settings.request_timeout, raced)
-            .await
-            .map_err(|_| EtcdError::Timeout)?
+        let timeout = self.p.settings.request_timeout;
+        match tokio::time::timeout(timeout, raced).await {
+            Ok(r) => r,
+            Err(_) => {
+                if !answered.load(Ordering::Relaxed) {
+                    tracing::warn!(
+                        ?timeout,
+                        "timed out waiting for read index response (local node might have slow network)"
+                    );
+                    crate::metrics::SLOW_READ_INDEXES.inc();
+                }
+                Err(EtcdError::Timeout)
+            }
+        }
     }
 
     fn quota_check(&self, cost: usize) -> Result<(), EtcdError> {
