@@ -112,6 +112,10 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
         max_learners: usize::try_from(cfg.max_learners).unwrap_or(usize::MAX),
         force_new_cluster: cfg.force_new_cluster,
         unsafe_no_fsync: cfg.unsafe_no_fsync,
+        socket: server::listener::SocketOptions {
+            reuse_port: cfg.socket_reuse_port,
+            reuse_address: cfg.socket_reuse_address,
+        },
         warning_apply_duration: cfg.warning_apply_duration,
         warning_unary_request_duration: cfg.warning_unary_request_duration,
         initial_election_tick_advance: cfg.initial_election_tick_advance,
@@ -119,7 +123,32 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
     })
 }
 
+/// `--memory-mlock`: locks every page of the process, present and future, in RAM, so
+/// that memory pressure cannot page the server out (etcd locks its database's pages for
+/// the same reason: tail latency). Fails when the kernel refuses (no CAP_IPC_LOCK and a
+/// `LimitMEMLOCK` below the process's size).
+fn lock_memory() -> anyhow::Result<()> {
+    use nix::sys::mman::{mlockall, MlockAllFlags};
+    use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
+    mlockall(MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE).context(
+        "--memory-mlock: cannot lock the process's memory in RAM (mlockall); \
+         it needs CAP_IPC_LOCK or a memory-lock limit (LimitMEMLOCK) above etcd's size",
+    )?;
+    let (soft, _) = getrlimit(Resource::RLIMIT_MEMLOCK).context("getrlimit(RLIMIT_MEMLOCK)")?;
+    if soft != RLIM_INFINITY && !nix::unistd::geteuid().is_root() {
+        tracing::warn!(
+            limit = soft,
+            "memory is locked in RAM under a finite memory-lock limit: allocations beyond it will fail"
+        );
+    }
+    tracing::info!("locked the process's memory in RAM (--memory-mlock)");
+    Ok(())
+}
+
 async fn run(cfg: Config) -> anyhow::Result<()> {
+    if cfg.memory_mlock {
+        lock_memory()?;
+    }
     let opts = options(&cfg)?;
     let running = server::start(opts).await.context("failed to start etcd")?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

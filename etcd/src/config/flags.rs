@@ -374,11 +374,20 @@ fn build() -> Vec<FlagSpec> {
             c.grpc_keepalive_timeout = parse_go_duration(v)?;
             Ok(())
         }),
-        ignore("socket-reuse-port", Bool, Member, "false", "Enable to set socket option SO_REUSEPORT on listeners."),
-        ignore("socket-reuse-address", Bool, Member, "false", "Enable to set socket option SO_REUSEADDR on listeners."),
+        set("socket-reuse-port", Bool, Member, "false", "Enable to set socket option SO_REUSEPORT on listeners.", |c, v| {
+            c.socket_reuse_port = parse_bool(v)?;
+            Ok(())
+        }),
+        set("socket-reuse-address", Bool, Member, "false", "Enable to set socket option SO_REUSEADDR on listeners.", |c, v| {
+            c.socket_reuse_address = parse_bool(v)?;
+            Ok(())
+        }),
         ignore("raft-read-timeout", Duration, Member, "5s", "Read timeout set on each rafthttp connection."),
         ignore("raft-write-timeout", Duration, Member, "5s", "Write timeout set on each rafthttp connection."),
-        ignore("memory-mlock", Bool, Member, "false", "Enable to enforce etcd pages to stay in RAM."),
+        set("memory-mlock", Bool, Member, "false", "Enable to enforce etcd pages to stay in RAM.", |c, v| {
+            c.memory_mlock = parse_bool(v)?;
+            Ok(())
+        }),
         set("max-learners", Int, Member, "1", "Maximum number of learners that can be available in the cluster membership.", |c, v| {
             c.max_learners = u64::try_from(parse_int(v)?).map_err(|_| "must not be negative".to_string())?;
             Ok(())

@@ -541,6 +541,14 @@ pub struct Config {
     pub force_new_cluster: bool,
     /// `--unsafe-no-fsync` (false).
     pub unsafe_no_fsync: bool,
+    /// `--socket-reuse-port` (false): SO_REUSEPORT on the TCP listeners.
+    pub socket_reuse_port: bool,
+    /// `--socket-reuse-address` (false): SO_REUSEADDR on the TCP listeners, set
+    /// explicitly (Linux listeners here, as Go's, have it on in any case).
+    pub socket_reuse_address: bool,
+    /// `--memory-mlock` (alias `--experimental-memory-mlock`, false): the process's
+    /// memory is locked in RAM.
+    pub memory_mlock: bool,
     /// `--warning-apply-duration` (alias `--experimental-warning-apply-duration`, 100ms):
     /// applies and read-only ranges slower than this are logged and counted.
     pub warning_apply_duration: Duration,
@@ -611,6 +619,9 @@ impl Default for Config {
             feature_gates: FeatureGates::default(),
             force_new_cluster: false,
             unsafe_no_fsync: false,
+            socket_reuse_port: false,
+            socket_reuse_address: false,
+            memory_mlock: false,
             warning_apply_duration: Duration::from_millis(100),
             warning_unary_request_duration: Duration::from_millis(300),
             config_file: None,

@@ -511,7 +511,6 @@ fn ignored_flags_warn() {
             "--max-wals",
             "10",
             "--backend-batch-limit=100",
-            "--socket-reuse-port",
             "--cors=*",
             "--enable-log-rotation=false",
             "--experimental-corrupt-check-time=5m",
@@ -530,7 +529,6 @@ fn ignored_flags_warn() {
         "proxy",
         "max-wals",
         "backend-batch-limit",
-        "socket-reuse-port",
         "cors",
         "enable-log-rotation",
         "experimental-corrupt-check-time",
@@ -552,6 +550,25 @@ fn ignored_flags_warn() {
         Err(ConfigError::UnexpectedArgument(_))
     ));
     // Ignored flags still get their values type-checked.
+    assert!(err(&["--enable-v2=maybe"], &[]).contains("--enable-v2"));
+}
+
+#[test]
+fn socket_options_and_mlock_are_flags_with_effect() {
+    let (c, _) = load(&[], &[]).unwrap();
+    assert!(!c.socket_reuse_port && !c.socket_reuse_address && !c.memory_mlock);
+    let (c, warnings) = load(
+        &["--socket-reuse-port", "--experimental-memory-mlock=true"],
+        &[("ETCD_SOCKET_REUSE_ADDRESS", "true")],
+    )
+    .unwrap();
+    assert!(c.socket_reuse_port && c.socket_reuse_address && c.memory_mlock);
+    assert!(
+        !warnings.iter().any(|w| w.contains("no effect")),
+        "{warnings:?}"
+    );
+    let (c, _) = load(&["--memory-mlock"], &[]).unwrap();
+    assert!(c.memory_mlock);
     assert!(err(&["--socket-reuse-port=maybe"], &[]).contains("--socket-reuse-port"));
 }
 

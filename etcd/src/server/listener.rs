@@ -81,6 +81,18 @@ impl Http2Settings {
     }
 }
 
+/// Socket options of the TCP listeners: etcd's `--socket-reuse-port` and
+/// `--socket-reuse-address`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SocketOptions {
+    /// SO_REUSEPORT: other sockets with it may bind the same address and port (the
+    /// kernel spreads connections between them), as for a restart that overlaps.
+    pub reuse_port: bool,
+    /// SO_REUSEADDR, set explicitly. A listener here has it in any case (as Go's
+    /// listeners, and so etcd's, do on Linux): a port left in TIME_WAIT can be bound.
+    pub reuse_address: bool,
+}
+
 /// A bound listener, not yet serving.
 pub struct Bound {
     url: Url,
@@ -108,8 +120,13 @@ impl Bound {
     }
 }
 
-/// Binds `url` (`http`, `https`, `unix`, `unixs`); TLS schemes need `tls`.
-pub async fn bind(url: &Url, tls: Option<&TlsFiles>) -> Result<Bound, ListenError> {
+/// Binds `url` (`http`, `https`, `unix`, `unixs`); TLS schemes need `tls`; `opts`
+/// apply to TCP listeners.
+pub async fn bind(
+    url: &Url,
+    tls: Option<&TlsFiles>,
+    opts: SocketOptions,
+) -> Result<Bound, ListenError> {
     let secure = matches!(url.scheme(), "https" | "unixs");
     if secure && tls.is_none() {
         return Err(ListenError::NoTls(url.to_string()));
@@ -131,9 +148,7 @@ pub async fn bind(url: &Url, tls: Option<&TlsFiles>) -> Result<Bound, ListenErro
             let addr = listen_addr(&addrs).ok_or_else(|| {
                 ListenError::BadUrl(url.to_string(), "host has no address".into())
             })?;
-            let l = TcpListener::bind(addr)
-                .await
-                .map_err(|e| ListenError::Bind(url.to_string(), e))?;
+            let l = bind_tcp(addr, opts).map_err(|e| ListenError::Bind(url.to_string(), e))?;
             Socket::Tcp(l)
         }
         "unix" | "unixs" => {
@@ -163,6 +178,23 @@ pub async fn bind(url: &Url, tls: Option<&TlsFiles>) -> Result<Bound, ListenErro
         tls: if secure { tls.cloned() } else { None },
         http2: Http2Settings::default(),
     })
+}
+
+/// A listening TCP socket on `addr` with `opts` (SO_REUSEADDR always on, as tokio's
+/// and Go's listeners have it on Linux).
+fn bind_tcp(addr: std::net::SocketAddr, opts: SocketOptions) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // With or without `opts.reuse_address`: on, as etcd's listeners have it on Linux.
+    socket.set_reuseaddr(true)?;
+    if opts.reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// Serves `app` on `bound` until `shutdown` turns true; then stops accepting, asks every
@@ -357,7 +389,7 @@ mod bind_tests {
     #[tokio::test]
     async fn localhost_binds_ipv4_loopback_as_go_does() {
         let url = Url::parse("http://localhost:0").unwrap();
-        let b = bind(&url, None).await.unwrap();
+        let b = bind(&url, None, SocketOptions::default()).await.unwrap();
         match &b.socket {
             Socket::Tcp(l) => assert!(l.local_addr().unwrap().ip().is_ipv4()),
             _ => panic!("a TCP socket"),

@@ -129,6 +129,8 @@ pub struct ServerOptions {
     /// `--unsafe-no-fsync`: the raft log is written without syncing
     /// ([`LogStore::set_unsafe_no_fsync`]).
     pub unsafe_no_fsync: bool,
+    /// `--socket-reuse-port` / `--socket-reuse-address`: options of every TCP listener.
+    pub socket: listener::SocketOptions,
     /// `--warning-apply-duration`: applies and read-only ranges slower than this are
     /// logged ("apply request took too long") and counted (`etcd_server_slow_apply_total`).
     pub warning_apply_duration: Duration,
@@ -499,7 +501,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
     // Bind the peer listeners before raft runs, so a bad URL fails the start.
     let mut peer_bound = Vec::new();
     for u in &opts.listen_peer_urls {
-        peer_bound.push(listener::bind(u, peer_tls.as_ref()).await?);
+        peer_bound.push(listener::bind(u, peer_tls.as_ref(), opts.socket).await?);
     }
     let (raft, raft_thread) =
         crate::raft::start(raft_cfg, log, applier, transport.clone(), single)?;
@@ -652,7 +654,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
     let mut client_urls = Vec::new();
     let mut bound_all = Vec::new();
     for u in &opts.listen_client_urls {
-        let b = listener::bind(u, client_tls.as_ref())
+        let b = listener::bind(u, client_tls.as_ref(), opts.socket)
             .await?
             .with_http2(opts.client_http2);
         client_urls.push(b.local_url());
@@ -669,7 +671,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
         .iter()
         .chain(opts.listen_metrics_urls.iter())
     {
-        let b = listener::bind(u, client_tls.as_ref()).await?;
+        let b = listener::bind(u, client_tls.as_ref(), opts.socket).await?;
         bound_all.push((b, http.clone().into()));
     }
     for (b, app) in bound_all {

@@ -70,7 +70,7 @@ impl Served {
 pub(super) async fn bind(tls: Option<&TlsFiles>) -> listener::Bound {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = Url::parse(&format!("{scheme}://127.0.0.1:0")).unwrap();
-    listener::bind(&url, tls).await.unwrap()
+    listener::bind(&url, tls, Default::default()).await.unwrap()
 }
 
 /// Serves `svc` on an already bound listener.
