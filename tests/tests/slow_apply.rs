@@ -118,6 +118,8 @@ fn slow_kv_calls_are_logged_as_request_stats() -> Result<()> {
         put.contains(r#""time spent":""#) && put.contains(r#""start time":""#),
         "{put}"
     );
+    // The client's address, as etcd gives it (etcdctl connects from loopback).
+    assert!(put.contains(r#""remote":"127.0.0.1:"#), "{put}");
     let range = find("Range");
     assert!(range.contains(r#""response count":2"#), "{range}");
     assert!(range.contains(r#"range_end:\"stats0\""#), "{range}");

@@ -11,11 +11,15 @@
 //! ([`grpc_metrics`](super::grpc_metrics)), except those a learner refuses (etcd's
 //! interceptors refuse them before its metrics see them).
 //!
+//! A connection's copy of the service ([`PortApp::for_connection`]) attaches the client's
+//! address to each KV request ([`ClientAddr`]) for the "request stats" warning.
+//!
 //! Guarantees: a request reaches exactly the handler the router would have chosen, with
 //! the same answer for a learner.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -23,6 +27,7 @@ use std::task::{Context, Poll};
 use http_body_util::Either;
 
 use super::grpc_metrics::{self, CallMeter, CountedBody, MeteredBody};
+use super::request_stats::ClientAddr;
 use crate::proto::etcdserverpb::kv_server::KvServer;
 use crate::server::EtcdServer;
 
@@ -53,6 +58,8 @@ fn metered<B>(
 pub struct PortApp {
     kv: Option<(KvServer<super::kv::KvService>, Arc<EtcdServer>)>,
     router: axum::Router,
+    /// The client of the connection this copy serves (TCP), attached to KV requests.
+    remote: Option<SocketAddr>,
 }
 
 impl PortApp {
@@ -63,12 +70,26 @@ impl PortApp {
         PortApp {
             kv: Some((kv, server)),
             router,
+            remote: None,
+        }
+    }
+
+    /// This service for one connection from `remote`: its KV requests carry the address
+    /// ([`ClientAddr`], for the "request stats" warning).
+    pub fn for_connection(&self, remote: Option<SocketAddr>) -> Self {
+        PortApp {
+            remote,
+            ..self.clone()
         }
     }
 
     /// Everything to `router` (the peer port, `--listen-client-http-urls`, metrics).
     pub fn router_only(router: axum::Router) -> Self {
-        PortApp { kv: None, router }
+        PortApp {
+            kv: None,
+            router,
+            remote: None,
+        }
     }
 }
 
@@ -88,7 +109,7 @@ impl tower::Service<http::Request<hyper::body::Incoming>> for PortApp {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<hyper::body::Incoming>) -> Self::Future {
         let mut meter = None;
         if let Some((kv, server)) = &mut self.kv {
             let path = req.uri().path();
@@ -103,6 +124,9 @@ impl tower::Service<http::Request<hyper::body::Incoming>> for PortApp {
                     )));
                 }
                 let meter = grpc_metrics::method_index(path).and_then(CallMeter::start);
+                if let Some(a) = self.remote {
+                    req.extensions_mut().insert(ClientAddr(a));
+                }
                 let fut = tower::Service::call(kv, req);
                 return Box::pin(async move {
                     let resp = match fut.await {

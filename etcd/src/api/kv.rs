@@ -25,14 +25,14 @@ impl KvService {
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, r: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
-        let started = Started::now();
+        let started = Started::of(&r);
         let req = r.into_inner();
         let res = self.0.range(&req).await;
         request_stats::log_if_slow(started, self.bound(), Call::Range(&req, res.as_ref().ok()));
         Ok(Response::new(res?))
     }
     async fn put(&self, r: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        let started = Started::now();
+        let started = Started::of(&r);
         let req = r.into_inner();
         let res = self.0.put(&req).await;
         request_stats::log_if_slow(started, self.bound(), Call::Put(&req, res.as_ref().ok()));
@@ -42,7 +42,7 @@ impl Kv for KvService {
         &self,
         r: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
-        let started = Started::now();
+        let started = Started::of(&r);
         let req = r.into_inner();
         let res = self.0.delete_range(&req).await;
         request_stats::log_if_slow(
@@ -53,7 +53,7 @@ impl Kv for KvService {
         Ok(Response::new(res?))
     }
     async fn txn(&self, r: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        let started = Started::now();
+        let started = Started::of(&r);
         let req = r.into_inner();
         let res = self.0.txn(&req).await;
         request_stats::log_if_slow(started, self.bound(), Call::Txn(&req, res.as_ref().ok()));
@@ -63,7 +63,7 @@ impl Kv for KvService {
         &self,
         r: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
-        let started = Started::now();
+        let started = Started::of(&r);
         let res = self.0.compact(r.into_inner()).await;
         request_stats::log_if_slow(started, self.bound(), Call::Compact(res.as_ref().ok()));
         Ok(Response::new(res?))

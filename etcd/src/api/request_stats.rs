@@ -14,11 +14,12 @@
 //!   keys it deleted, a txn the operations of the branch that ran; a call that failed
 //!   logs -1 for each, as etcd does for a call without a response.
 //!
-//! The client's address is not known at this layer (connections do not attach it to
-//! their requests), so `remote` is etcd's own text for that case. The JSON gateway calls
-//! the server directly, so its requests are not logged here (etcd's gateway dials its own
-//! gRPC port, so they are there).
+//! `remote` is the client's address (`ip:port`) as its connection attached it to the
+//! request ([`ClientAddr`]), or etcd's own text for an unknown one (a Unix socket). The
+//! JSON gateway calls the server directly, so its requests are not logged here (etcd's
+//! gateway dials its own gRPC port, so they are there).
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use prost::Message as _;
@@ -32,14 +33,34 @@ use crate::proto::etcdserverpb::{
 /// What etcd says for `remote` when it does not know the client's address.
 const NO_REMOTE: &str = "No remote client info.";
 
-/// When a call started (the wall-clock start is derived only for a call that is logged).
+/// The address of the client that sent a request: a TCP connection attaches it to each
+/// KV request (an `http` extension) for the "request stats" warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// When a call started and who made it (the wall-clock start is derived only for a
+/// call that is logged).
 #[derive(Debug, Clone, Copy)]
-pub struct Started(Instant);
+pub struct Started {
+    at: Instant,
+    remote: Option<SocketAddr>,
+}
 
 impl Started {
-    /// Now.
+    /// Now, for a call from an unknown client.
     pub fn now() -> Self {
-        Started(Instant::now())
+        Started {
+            at: Instant::now(),
+            remote: None,
+        }
+    }
+
+    /// Now, for the call `r` (from the client address its connection attached).
+    pub fn of<T>(r: &tonic::Request<T>) -> Self {
+        Started {
+            at: Instant::now(),
+            remote: r.extensions().get::<ClientAddr>().map(|a| a.0),
+        }
     }
 }
 
@@ -113,7 +134,7 @@ fn fields(call: &Call<'_>) -> (&'static str, i64, i64, i64, i64, String) {
 /// Logs "request stats" for `call` if it took longer than `bound` since `started`.
 /// Returns whether it warned.
 pub fn log_if_slow(started: Started, bound: Duration, call: Call<'_>) -> bool {
-    let spent = started.0.elapsed();
+    let spent = started.at.elapsed();
     if spent <= bound {
         return false;
     }
@@ -126,7 +147,7 @@ pub fn log_if_slow(started: Started, bound: Duration, call: Call<'_>) -> bool {
     tracing::warn!(
         "start time" = %start,
         "time spent" = ?spent,
-        remote = NO_REMOTE,
+        remote = %started.remote.map_or_else(|| NO_REMOTE.to_string(), |a| a.to_string()),
         "response type" = kind,
         "request count" = req_count,
         "request size" = req_size,

@@ -226,7 +226,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let app = app.clone();
+        let app = app.for_connection(remote);
         let tls = tls.clone();
         let stop = shutdown.clone();
         conns.spawn(async move {
