@@ -112,6 +112,7 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
         max_learners: usize::try_from(cfg.max_learners).unwrap_or(usize::MAX),
         force_new_cluster: cfg.force_new_cluster,
         unsafe_no_fsync: cfg.unsafe_no_fsync,
+        initial_corrupt_check: cfg.feature_gates.initial_corrupt_check,
         socket: server::listener::SocketOptions {
             reuse_port: cfg.socket_reuse_port,
             reuse_address: cfg.socket_reuse_address,

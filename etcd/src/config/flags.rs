@@ -648,9 +648,9 @@ fn build() -> Vec<FlagSpec> {
         ignore("distributed-tracing-instance-id", Str, Tracing, "", "Configures service instance ID for distributed tracing."),
         ignore("distributed-tracing-sampling-rate", Int, Tracing, "0", "Number of samples to collect per million spans for OpenTelemetry Tracing."),
         // ---- features / experimental (3.6 names) ----
-        no_effect(set("feature-gates", Str, Experimental, "", "A set of key=value pairs that describe server level feature gates for alpha/experimental features.", |c, v| {
+        set("feature-gates", Str, Experimental, "", "A set of key=value pairs that describe server level feature gates for alpha/experimental features.", |c, v| {
             c.feature_gates.apply(v)
-        })),
+        }),
         set("watch-progress-notify-interval", Duration, Experimental, "10m", "Duration of periodical watch progress notification.", |c, v| {
             c.watch_progress_notify_interval = parse_go_duration(v)?;
             Ok(())

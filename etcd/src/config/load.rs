@@ -483,6 +483,11 @@ fn validate(cfg: &Config, warnings: &mut Vec<String>) -> Result<(), ConfigError>
     )?;
 
     let gates = &cfg.feature_gates;
+    for name in gates.on_without_effect() {
+        warnings.push(format!(
+            "feature gate {name} is accepted but has no effect yet"
+        ));
+    }
     if gates.lease_checkpoint_persist && !gates.lease_checkpoint {
         return invalid("enabling feature gate LeaseCheckpointPersist requires enabling feature gate LeaseCheckpoint".into());
     }

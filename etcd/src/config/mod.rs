@@ -334,6 +334,22 @@ impl FeatureGates {
         ("SetMemberLocalAddr", true),
     ];
 
+    /// The gates turned on that this server does not act on yet (every gate but
+    /// `InitialCorruptCheck`; `TxnModeWriteWithSharedBuffer` is how etcd's read path is
+    /// built and has no counterpart here, on or off).
+    pub fn on_without_effect(&self) -> Vec<&'static str> {
+        [
+            ("StopGRPCServiceOnDefrag", self.stop_grpc_service_on_defrag),
+            ("CompactHashCheck", self.compact_hash_check),
+            ("LeaseCheckpoint", self.lease_checkpoint),
+            ("LeaseCheckpointPersist", self.lease_checkpoint_persist),
+            ("SetMemberLocalAddr", self.set_member_local_addr),
+        ]
+        .into_iter()
+        .filter_map(|(name, on)| on.then_some(name))
+        .collect()
+    }
+
     /// The gate called `name`, if there is one.
     pub fn get_mut(&mut self, name: &str) -> Option<&mut bool> {
         Some(match name {

@@ -821,6 +821,38 @@ fn feature_gates() {
 }
 
 #[test]
+fn feature_gates_without_effect_are_warned_about_one_by_one() {
+    let (c, warnings) = load(&["--feature-gates=InitialCorruptCheck=true"], &[]).unwrap();
+    assert!(c.feature_gates.initial_corrupt_check);
+    assert!(
+        !warnings.iter().any(|w| w.contains("no effect")),
+        "{warnings:?}"
+    );
+    let (_, warnings) = load(
+        &["--feature-gates=CompactHashCheck=true,InitialCorruptCheck=true"],
+        &[],
+    )
+    .unwrap();
+    assert!(
+        warnings
+            .contains(&"feature gate CompactHashCheck is accepted but has no effect yet".into()),
+        "{warnings:?}"
+    );
+    assert!(
+        !warnings
+            .iter()
+            .any(|w| w.contains("InitialCorruptCheck is accepted")),
+        "{warnings:?}"
+    );
+    let (_, warnings) = load(&["--experimental-compact-hash-check-enabled=true"], &[]).unwrap();
+    assert!(
+        warnings
+            .contains(&"feature gate CompactHashCheck is accepted but has no effect yet".into()),
+        "{warnings:?}"
+    );
+}
+
+#[test]
 fn help_and_version() {
     for args in [
         &["--help"][..],

@@ -43,4 +43,9 @@ impl LeaderDesk for Desk {
             Err(_) => Err(EtcdError::Stopped.to_status()),
         }
     }
+
+    async fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64), Status> {
+        let r = self.0.hash_kv(revision).await.map_err(|e| e.to_status())?;
+        Ok((r.hash, r.compact_revision, r.hash_revision))
+    }
 }

@@ -5,6 +5,7 @@
 pub mod auto_compaction;
 pub mod client_san;
 pub mod coalesce;
+pub mod corrupt_check;
 mod desk;
 pub mod facade;
 pub mod listener;
@@ -129,6 +130,10 @@ pub struct ServerOptions {
     /// `--unsafe-no-fsync`: the raft log is written without syncing
     /// ([`LogStore::set_unsafe_no_fsync`]).
     pub unsafe_no_fsync: bool,
+    /// The `InitialCorruptCheck` feature gate (`--experimental-initial-corrupt-check`):
+    /// a restarted member of a multi-member cluster compares its store's hash with its
+    /// peers' before it starts ([`corrupt_check`]).
+    pub initial_corrupt_check: bool,
     /// `--socket-reuse-port` / `--socket-reuse-address`: options of every TCP listener.
     pub socket: listener::SocketOptions,
     /// `--warning-apply-duration`: applies and read-only ranges slower than this are
@@ -490,6 +495,18 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
     };
     let single = forced || members.voter_ids() == vec![id];
     let cluster_id = members.cluster_id();
+    if opts.initial_corrupt_check && boot == Boot::Restart && !single {
+        corrupt_check::run(corrupt_check::InitialCheck {
+            store: &store,
+            local_id: id,
+            cluster_id,
+            peers: peer_urls(&members, id).collect(),
+            tls: peer_client.clone(),
+            timeout: Duration::from_secs(5) + 2 * opts.election_timeout,
+        })
+        .await
+        .map_err(ServerError::Bootstrap)?;
+    }
     let transport = GrpcTransport::new(
         id,
         cluster_id,

@@ -15,7 +15,9 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use url::Url;
 
 use super::TransportError;
-use crate::proto::etcdpeer::{peer_client::PeerClient, MembersRequest, MembersResponse};
+use crate::proto::etcdpeer::{
+    peer_client::PeerClient, MembersRequest, MembersResponse, PeerHashKvRequest, PeerHashKvResponse,
+};
 
 /// Tuning of the sending side. [`Default`] gives the values the server uses.
 #[derive(Debug, Clone)]
@@ -273,6 +275,39 @@ pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// Asks the member at peer URL `url` (of cluster `cluster_id`) for its key-value
+/// store's hash at `revision`, as a starting member's initial corruption check does.
+/// The member's refusal is its status (etcd's message, such as a compacted or future
+/// revision); an unreachable member is `Unavailable`, no answer within `timeout`
+/// `DeadlineExceeded`.
+pub async fn fetch_hash_kv(
+    url: &str,
+    tls: Option<&PeerClientTls>,
+    cluster_id: u64,
+    revision: i64,
+    timeout: Duration,
+) -> Result<PeerHashKvResponse, tonic::Status> {
+    let url = parse_peer_url(url).map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let opts = TransportOptions {
+        connect_timeout: timeout,
+        ..Default::default()
+    };
+    let work = async {
+        let channel = connect(&url, tls, &opts)
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let req = PeerHashKvRequest {
+            cluster_id,
+            revision,
+        };
+        let resp = PeerClient::new(channel).hash_kv(req).await?;
+        Ok(resp.into_inner())
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| tonic::Status::deadline_exceeded(format!("{url}: timed out")))?
 }
 
 /// Asks the member at `url` (a peer URL) for the cluster ID and member list, as a

@@ -24,6 +24,9 @@ pub trait LeaderDesk: Send + Sync + 'static {
     async fn lease_ttl(&self, id: i64) -> Result<(i64, i64), Status>;
     /// The leader's replication progress.
     async fn progress(&self) -> Result<ReplicationProgress, Status>;
+    /// The key-value store's hash at `revision` (0: the current one) as
+    /// `(hash, compact revision, revision)`; any member answers, not only the leader.
+    async fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64), Status>;
 }
 
 /// Calls the leader's [`LeaderDesk`] over the peer URLs. Keeps one channel per URL.
@@ -200,6 +203,11 @@ impl LeaderDesk for NoDesk {
     }
     async fn progress(&self) -> Result<ReplicationProgress, Status> {
         Err(Status::failed_precondition("etcdserver: not leader"))
+    }
+    async fn hash_kv(&self, _revision: i64) -> Result<(u32, i64, i64), Status> {
+        Err(Status::unimplemented(
+            "no key-value store on this peer service",
+        ))
     }
 }
 

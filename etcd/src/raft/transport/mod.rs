@@ -33,7 +33,7 @@ mod tests;
 use ::raft::prelude::Message;
 
 pub use client::{GrpcTransport, PeerStats};
-pub use connect::{fetch_members, PeerClientTls, TransportOptions};
+pub use connect::{fetch_hash_kv, fetch_members, PeerClientTls, TransportOptions};
 pub use leader::{LeaderDesk, LeaderLink};
 pub use service::{PeerService, DEFAULT_MAX_MESSAGE_BYTES, REMOVED_MESSAGE};
 

@@ -14,7 +14,8 @@ use crate::proto::etcdpeer::peer_server::{Peer, PeerServer};
 use crate::proto::etcdpeer::snapshot_chunk::Chunk;
 use crate::proto::etcdpeer::{
     LeaseRenewRequest, LeaseRenewResponse, LeaseTtlRequest, LeaseTtlResponse, MembersRequest,
-    MembersResponse, PeerAck, PeerEnvelope, ProgressRequest, ProgressResponse, SnapshotChunk,
+    MembersResponse, PeerAck, PeerEnvelope, PeerHashKvRequest, PeerHashKvResponse, ProgressRequest,
+    ProgressResponse, SnapshotChunk,
 };
 
 /// Metadata key of the receiver's cluster ID (hex) on a cluster-ID refusal.
@@ -302,6 +303,20 @@ impl Peer for PeerService {
         Ok(Response::new(ProgressResponse {
             commit: p.commit,
             matched: p.matched.into_iter().collect(),
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        req: Request<PeerHashKvRequest>,
+    ) -> Result<Response<PeerHashKvResponse>, Status> {
+        let req = req.into_inner();
+        check_cluster(self.cluster_id, req.cluster_id)?;
+        let (hash, compact_revision, revision) = self.desk.hash_kv(req.revision).await?;
+        Ok(Response::new(PeerHashKvResponse {
+            hash,
+            compact_revision,
+            revision,
         }))
     }
 }
