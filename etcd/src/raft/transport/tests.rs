@@ -11,7 +11,9 @@ use super::test_util::{
     init_tracing, numbered, recording_service, recv_within, serve, service_refusing, Pki, Report,
     Reports,
 };
-use super::{fetch_members, GrpcTransport, PeerClientTls, TransportError, TransportOptions};
+use super::{
+    fetch_hash_kv, fetch_members, GrpcTransport, PeerClientTls, TransportError, TransportOptions,
+};
 use crate::proto::etcdpeer::peer_client::PeerClient;
 use crate::raft::Transport as _;
 
@@ -394,6 +396,35 @@ async fn members_are_served() {
     assert_eq!(resp.members[0].name, "m2");
     let dead = fetch_members(&dead_url().await, None, Duration::from_millis(500)).await;
     assert!(dead.is_err());
+    served.stop().await;
+}
+
+/// A hash is asked of a member of this cluster only; a peer service without a store
+/// (here: no desk) refuses rather than answering a hash of nothing.
+#[tokio::test]
+async fn hash_requests_check_the_cluster_and_need_a_store() {
+    let (svc, _inbox) = recording_service(2, CLUSTER);
+    let served = serve(svc, None).await;
+    let t = Duration::from_secs(2);
+    let other = fetch_hash_kv(served.url.as_str(), None, CLUSTER + 1, 0, t)
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), tonic::Code::FailedPrecondition);
+    assert!(other.message().contains("cluster ID mismatch"), "{other:?}");
+    let no_store = fetch_hash_kv(served.url.as_str(), None, CLUSTER, 0, t)
+        .await
+        .unwrap_err();
+    assert_eq!(no_store.code(), tonic::Code::Unimplemented);
+    let dead = fetch_hash_kv(
+        &dead_url().await,
+        None,
+        CLUSTER,
+        0,
+        Duration::from_millis(500),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(dead.code(), tonic::Code::Unavailable);
     served.stop().await;
 }
 
