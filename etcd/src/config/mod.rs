@@ -334,20 +334,22 @@ impl FeatureGates {
         ("SetMemberLocalAddr", true),
     ];
 
-    /// The gates turned on that this server does not act on yet (every gate but
-    /// `InitialCorruptCheck`; `TxnModeWriteWithSharedBuffer` is how etcd's read path is
-    /// built and has no counterpart here, on or off).
+    /// Gates whose setting this server honours, or that have nothing to act on here:
+    /// `TxnModeWriteWithSharedBuffer` is how etcd's read path is built and has no
+    /// counterpart here, on or off. Every other gate of [`NAMES`](Self::NAMES) is
+    /// warned about when turned on.
+    const NOT_WARNED: [&'static str; 2] = ["InitialCorruptCheck", "TxnModeWriteWithSharedBuffer"];
+
+    /// The gates turned on that this server does not act on yet, in [`NAMES`](Self::NAMES)
+    /// order.
     pub fn on_without_effect(&self) -> Vec<&'static str> {
-        [
-            ("StopGRPCServiceOnDefrag", self.stop_grpc_service_on_defrag),
-            ("CompactHashCheck", self.compact_hash_check),
-            ("LeaseCheckpoint", self.lease_checkpoint),
-            ("LeaseCheckpointPersist", self.lease_checkpoint_persist),
-            ("SetMemberLocalAddr", self.set_member_local_addr),
-        ]
-        .into_iter()
-        .filter_map(|(name, on)| on.then_some(name))
-        .collect()
+        let mut gates = self.clone();
+        Self::NAMES
+            .iter()
+            .map(|(name, _)| *name)
+            .filter(|name| !Self::NOT_WARNED.contains(name))
+            .filter(|name| gates.get_mut(name).is_some_and(|on| *on))
+            .collect()
     }
 
     /// The gate called `name`, if there is one.

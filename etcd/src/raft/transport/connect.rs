@@ -277,6 +277,20 @@ pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// A client of the peer service at `url` for a single call, connected within `timeout`
+/// (no channel is kept).
+async fn one_call_client(
+    url: &Url,
+    tls: Option<&PeerClientTls>,
+    timeout: Duration,
+) -> Result<PeerClient<Channel>, TransportError> {
+    let opts = TransportOptions {
+        connect_timeout: timeout,
+        ..Default::default()
+    };
+    Ok(PeerClient::new(connect(url, tls, &opts).await?))
+}
+
 /// Asks the member at peer URL `url` (of cluster `cluster_id`) for its key-value
 /// store's hash at `revision`, as a starting member's initial corruption check does.
 /// The member's refusal is its status (etcd's message, such as a compacted or future
@@ -290,20 +304,15 @@ pub async fn fetch_hash_kv(
     timeout: Duration,
 ) -> Result<PeerHashKvResponse, tonic::Status> {
     let url = parse_peer_url(url).map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let opts = TransportOptions {
-        connect_timeout: timeout,
-        ..Default::default()
-    };
     let work = async {
-        let channel = connect(&url, tls, &opts)
+        let mut client = one_call_client(&url, tls, timeout)
             .await
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         let req = PeerHashKvRequest {
             cluster_id,
             revision,
         };
-        let resp = PeerClient::new(channel).hash_kv(req).await?;
-        Ok(resp.into_inner())
+        Ok(client.hash_kv(req).await?.into_inner())
     };
     tokio::time::timeout(timeout, work)
         .await
@@ -318,14 +327,9 @@ pub async fn fetch_members(
     timeout: Duration,
 ) -> Result<MembersResponse, TransportError> {
     let url = parse_peer_url(url)?;
-    let opts = TransportOptions {
-        connect_timeout: timeout,
-        ..Default::default()
-    };
     let work = async {
-        let channel = connect(&url, tls, &opts).await?;
-        let resp = PeerClient::new(channel).members(MembersRequest {}).await?;
-        Ok(resp.into_inner())
+        let mut client = one_call_client(&url, tls, timeout).await?;
+        Ok(client.members(MembersRequest {}).await?.into_inner())
     };
     tokio::time::timeout(timeout, work)
         .await
