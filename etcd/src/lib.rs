@@ -7,6 +7,7 @@
 //! depend on nothing else in the crate.
 pub mod api;
 pub mod apply;
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod lease;

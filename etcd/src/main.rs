@@ -120,6 +120,8 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
         warning_apply_duration: cfg.warning_apply_duration,
         warning_unary_request_duration: cfg.warning_unary_request_duration,
         initial_election_tick_advance: cfg.initial_election_tick_advance,
+        auth_token_ttl: std::time::Duration::from_secs(cfg.auth_token_ttl),
+        bcrypt_cost: cfg.bcrypt_cost,
         enable_grpc_gateway: cfg.enable_grpc_gateway,
     })
 }

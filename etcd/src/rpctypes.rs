@@ -83,9 +83,57 @@ pub enum EtcdError {
     /// Apply lags commit by too much.
     #[error("etcdserver: too many requests")]
     TooManyRequests,
-    /// Authentication is not implemented by this server yet (etcd: "not capable").
+    /// Authenticate while authentication is disabled.
     #[error("etcdserver: authentication is not enabled")]
     AuthNotEnabled,
+    /// AuthEnable without a user `root`.
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    /// AuthEnable while `root` lacks the role `root`.
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    /// UserAdd of an existing user.
+    #[error("etcdserver: user name already exists")]
+    UserAlreadyExist,
+    /// No user name: an empty one, or a request without credentials under auth.
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    /// Unknown user.
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    /// RoleAdd of an existing role.
+    #[error("etcdserver: role name already exists")]
+    RoleAlreadyExist,
+    /// Unknown role.
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    /// RoleAdd without a name.
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    /// Authenticate with an unknown user or a wrong password.
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    /// RoleGrantPermission without a permission.
+    #[error("etcdserver: permission not given")]
+    PermissionNotGiven,
+    /// The caller may not do this.
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    /// UserRevokeRole of a role the user does not hold.
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    /// RoleRevokePermission of a permission the role does not have.
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    /// A token this member does not know (expired, revoked, never issued).
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken,
+    /// Deleting `root` or its role, or an invalid permission range.
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
+    /// Users or roles changed after the request was checked.
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision,
     /// No leader is known.
     #[error("etcdserver: no leader")]
     NoLeader,
@@ -133,7 +181,10 @@ impl EtcdError {
         use EtcdError::*;
         match self {
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
-            | InvalidSortOption | MemberBadUrls | RequestTooLarge => Code::InvalidArgument,
+            | InvalidSortOption | MemberBadUrls | RequestTooLarge | UserEmpty | RoleEmpty
+            | AuthFailed | PermissionNotGiven | InvalidAuthMgmt | AuthOldRevision => {
+                Code::InvalidArgument
+            }
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
@@ -146,6 +197,14 @@ impl EtcdError {
             | TooManyLearners
             | ClusterIdMismatch
             | AuthNotEnabled
+            | RootUserNotExist
+            | RootRoleNotExist
+            | UserAlreadyExist
+            | UserNotFound
+            | RoleAlreadyExist
+            | RoleNotFound
+            | RoleNotGranted
+            | PermissionNotGranted
             | NotLeader
             | NotCapable
             | NotSupportedForLearner
@@ -156,6 +215,8 @@ impl EtcdError {
                 Code::Unavailable
             }
             Corrupt => Code::DataLoss,
+            PermissionDenied => Code::PermissionDenied,
+            InvalidAuthToken => Code::Unauthenticated,
             Internal(_) => Code::Unknown,
         }
     }
@@ -306,6 +367,86 @@ mod tests {
                 AuthNotEnabled,
                 Code::FailedPrecondition,
                 "etcdserver: authentication is not enabled",
+            ),
+            (
+                RootUserNotExist,
+                Code::FailedPrecondition,
+                "etcdserver: root user does not exist",
+            ),
+            (
+                RootRoleNotExist,
+                Code::FailedPrecondition,
+                "etcdserver: root user does not have root role",
+            ),
+            (
+                UserAlreadyExist,
+                Code::FailedPrecondition,
+                "etcdserver: user name already exists",
+            ),
+            (
+                UserEmpty,
+                Code::InvalidArgument,
+                "etcdserver: user name is empty",
+            ),
+            (
+                UserNotFound,
+                Code::FailedPrecondition,
+                "etcdserver: user name not found",
+            ),
+            (
+                RoleAlreadyExist,
+                Code::FailedPrecondition,
+                "etcdserver: role name already exists",
+            ),
+            (
+                RoleNotFound,
+                Code::FailedPrecondition,
+                "etcdserver: role name not found",
+            ),
+            (
+                RoleEmpty,
+                Code::InvalidArgument,
+                "etcdserver: role name is empty",
+            ),
+            (
+                AuthFailed,
+                Code::InvalidArgument,
+                "etcdserver: authentication failed, invalid user ID or password",
+            ),
+            (
+                PermissionNotGiven,
+                Code::InvalidArgument,
+                "etcdserver: permission not given",
+            ),
+            (
+                PermissionDenied,
+                Code::PermissionDenied,
+                "etcdserver: permission denied",
+            ),
+            (
+                RoleNotGranted,
+                Code::FailedPrecondition,
+                "etcdserver: role is not granted to the user",
+            ),
+            (
+                PermissionNotGranted,
+                Code::FailedPrecondition,
+                "etcdserver: permission is not granted to the role",
+            ),
+            (
+                InvalidAuthToken,
+                Code::Unauthenticated,
+                "etcdserver: invalid auth token",
+            ),
+            (
+                InvalidAuthMgmt,
+                Code::InvalidArgument,
+                "etcdserver: invalid auth management",
+            ),
+            (
+                AuthOldRevision,
+                Code::InvalidArgument,
+                "etcdserver: revision of auth store is old",
             ),
             (NoLeader, Code::Unavailable, "etcdserver: no leader"),
             (

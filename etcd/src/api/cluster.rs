@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::auth::require_admin;
 use crate::proto::etcdserverpb::{
     cluster_server::Cluster, MemberAddRequest, MemberAddResponse, MemberListRequest,
     MemberListResponse, MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest,
@@ -20,6 +21,7 @@ impl Cluster for ClusterService {
         &self,
         r: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
+        require_admin(&self.0, &r)?;
         let r = r.into_inner();
         let (header, member, members) = self.0.member_add(r.peer_ur_ls, r.is_learner).await?;
         Ok(Response::new(MemberAddResponse {
@@ -32,6 +34,7 @@ impl Cluster for ClusterService {
         &self,
         r: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
+        require_admin(&self.0, &r)?;
         let (header, members) = self.0.member_remove(r.into_inner().id).await?;
         Ok(Response::new(MemberRemoveResponse {
             header: Some(header),
@@ -42,6 +45,7 @@ impl Cluster for ClusterService {
         &self,
         r: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
+        require_admin(&self.0, &r)?;
         let r = r.into_inner();
         let (header, members) = self.0.member_update(r.id, r.peer_ur_ls).await?;
         Ok(Response::new(MemberUpdateResponse {
@@ -63,6 +67,7 @@ impl Cluster for ClusterService {
         &self,
         r: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        require_admin(&self.0, &r)?;
         let (header, members) = self.0.member_promote(r.into_inner().id).await?;
         Ok(Response::new(MemberPromoteResponse {
             header: Some(header),

@@ -26,6 +26,7 @@ use std::task::{Context, Poll};
 
 use http_body_util::Either;
 
+use super::auth::ClientCn;
 use super::grpc_metrics::{self, CallMeter, CountedBody, MeteredBody};
 use super::request_stats::ClientAddr;
 use crate::proto::etcdserverpb::kv_server::KvServer;
@@ -60,6 +61,9 @@ pub struct PortApp {
     router: axum::Router,
     /// The client of the connection this copy serves (TCP), attached to KV requests.
     remote: Option<SocketAddr>,
+    /// The verified client certificate's common name of this copy's connection,
+    /// attached to every request (auth's caller, see [`ClientCn`]).
+    cn: Option<ClientCn>,
 }
 
 impl PortApp {
@@ -71,6 +75,7 @@ impl PortApp {
             kv: Some((kv, server)),
             router,
             remote: None,
+            cn: None,
         }
     }
 
@@ -83,12 +88,19 @@ impl PortApp {
         }
     }
 
+    /// This service for a TLS connection whose verified client certificate names `cn`:
+    /// every request carries it ([`ClientCn`]).
+    pub fn with_client_cn(self, cn: Option<ClientCn>) -> Self {
+        PortApp { cn, ..self }
+    }
+
     /// Everything to `router` (the peer port, `--listen-client-http-urls`, metrics).
     pub fn router_only(router: axum::Router) -> Self {
         PortApp {
             kv: None,
             router,
             remote: None,
+            cn: None,
         }
     }
 }
@@ -111,6 +123,9 @@ impl tower::Service<http::Request<hyper::body::Incoming>> for PortApp {
 
     fn call(&mut self, mut req: http::Request<hyper::body::Incoming>) -> Self::Future {
         let mut meter = None;
+        if let Some(cn) = &self.cn {
+            req.extensions_mut().insert(cn.clone());
+        }
         if let Some((kv, server)) = &mut self.kv {
             let path = req.uri().path();
             let refused = super::learner_refuses(path, server);

@@ -11,6 +11,7 @@ use crate::proto::etcdserverpb::{
 };
 use crate::server::EtcdServer;
 
+use super::auth::caller;
 use super::request_stats::{self, Call, Started};
 
 /// The KV service.
@@ -26,15 +27,17 @@ impl KvService {
 impl Kv for KvService {
     async fn range(&self, r: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let started = Started::of(&r);
+        let who = caller(&self.0, &r)?;
         let req = r.into_inner();
-        let res = self.0.range(&req).await;
+        let res = self.0.range(&req, who.as_ref()).await;
         request_stats::log_if_slow(started, self.bound(), Call::Range(&req, res.as_ref().ok()));
         Ok(Response::new(res?))
     }
     async fn put(&self, r: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let started = Started::of(&r);
+        let who = caller(&self.0, &r)?;
         let req = r.into_inner();
-        let res = self.0.put(&req).await;
+        let res = self.0.put(&req, who.as_ref()).await;
         request_stats::log_if_slow(started, self.bound(), Call::Put(&req, res.as_ref().ok()));
         Ok(Response::new(res?))
     }
@@ -43,8 +46,9 @@ impl Kv for KvService {
         r: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let started = Started::of(&r);
+        let who = caller(&self.0, &r)?;
         let req = r.into_inner();
-        let res = self.0.delete_range(&req).await;
+        let res = self.0.delete_range(&req, who.as_ref()).await;
         request_stats::log_if_slow(
             started,
             self.bound(),
@@ -54,8 +58,9 @@ impl Kv for KvService {
     }
     async fn txn(&self, r: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let started = Started::of(&r);
+        let who = caller(&self.0, &r)?;
         let req = r.into_inner();
-        let res = self.0.txn(&req).await;
+        let res = self.0.txn(&req, who.as_ref()).await;
         request_stats::log_if_slow(started, self.bound(), Call::Txn(&req, res.as_ref().ok()));
         Ok(Response::new(res?))
     }

@@ -44,7 +44,10 @@ impl Lease for LeaseService {
         &self,
         r: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
-        Ok(Response::new(self.0.lease_revoke(r.into_inner()).await?))
+        let who = super::auth::caller(&self.0, &r)?;
+        Ok(Response::new(
+            self.0.lease_revoke(r.into_inner(), who.as_ref()).await?,
+        ))
     }
 
     type LeaseKeepAliveStream = KeepAliveStream;
@@ -69,9 +72,12 @@ impl Lease for LeaseService {
         &self,
         r: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let who = super::auth::caller(&self.0, &r)?;
         let r = r.into_inner();
         Ok(Response::new(
-            self.0.lease_time_to_live(r.id, r.keys).await?,
+            self.0
+                .lease_time_to_live(r.id, r.keys, who.as_ref())
+                .await?,
         ))
     }
 

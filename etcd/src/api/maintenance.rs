@@ -35,8 +35,9 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _r: Request<DefragmentRequest>,
+        r: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
+        super::auth::require_admin(&self.0, &r)?;
         tracing::info!("starting defragment");
         self.0.defragment().await?;
         tracing::info!("finished defragment");
@@ -45,7 +46,8 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn hash(&self, _r: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, r: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        super::auth::require_admin(&self.0, &r)?;
         let r = self.0.hash_kv(0).await?;
         Ok(Response::new(HashResponse {
             header: r.header,
@@ -54,6 +56,7 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash_kv(&self, r: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        super::auth::require_admin(&self.0, &r)?;
         Ok(Response::new(
             self.0.hash_kv(r.into_inner().revision).await?,
         ))
@@ -63,8 +66,9 @@ impl Maintenance for MaintenanceService {
 
     async fn snapshot(
         &self,
-        _r: Request<SnapshotRequest>,
+        r: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
+        super::auth::require_admin(&self.0, &r)?;
         let storage = self.0.storage().clone();
         // Scratch space beside the database directory (never inside it).
         let scratch = storage

@@ -1,6 +1,7 @@
 //! The client API edge: one tonic service per file, the HTTP endpoints and the JSON
 //! gateway. Every RPC is validate -> facade -> etcd error mapping.
 
+pub mod auth;
 pub mod cluster;
 pub mod dispatch;
 pub mod gateway;
@@ -19,8 +20,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::proto::etcdserverpb::{
-    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
-    maintenance_server::MaintenanceServer, watch_server::WatchServer,
+    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
+    lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 use crate::server::EtcdServer;
 
@@ -66,6 +67,7 @@ pub async fn grpc_routes(server: Arc<EtcdServer>) -> tonic::service::Routes {
         .add_service(limits!(MaintenanceServer::new(
             maintenance::MaintenanceService(server.clone())
         )))
+        .add_service(limits!(AuthServer::new(auth::AuthService(server.clone()))))
         .add_service(health)
 }
 

@@ -10,12 +10,46 @@ use prost::Message as _;
 use tokio::sync::oneshot;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::auth::{caller_of, ClientCn};
+use crate::auth::Access;
 use crate::proto::etcdserverpb::{
     watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch,
     WatchCreateRequest, WatchRequest, WatchResponse,
 };
+use crate::rpctypes::EtcdError;
 use crate::server::EtcdServer;
 use crate::watch::{StreamQueue, WatchMessage, WatchSpec};
+
+/// What a watch stream's caller presented when it opened the stream: its metadata (the
+/// token) and its connection's client certificate name. Each create request is checked
+/// with them against the auth state of that moment.
+#[derive(Default)]
+pub struct Credentials {
+    /// The stream's request headers.
+    pub headers: http::HeaderMap,
+    /// The verified client certificate's common name.
+    pub cn: Option<ClientCn>,
+}
+
+/// Whether the stream's caller may watch what `c` asks for (read access to its keys).
+fn permitted(
+    server: &EtcdServer,
+    creds: &Credentials,
+    c: &WatchCreateRequest,
+) -> Result<(), EtcdError> {
+    let auth = server.auth();
+    if !auth.is_enabled() {
+        return Ok(());
+    }
+    let who = caller_of(server, &creds.headers, creds.cn.as_ref())?;
+    let key: &[u8] = if c.key.is_empty() { &[0] } else { &c.key };
+    auth.check_range(who.as_ref(), key, &c.range_end, Access::Read)
+}
+
+/// etcd's cancel reason for a refused watch: the gRPC error as Go prints it.
+fn refusal_reason(e: &EtcdError) -> String {
+    format!("rpc error: code = {:?} desc = {e}", e.code())
+}
 
 /// The Watch service.
 pub struct WatchService(pub Arc<EtcdServer>);
@@ -41,6 +75,7 @@ pub fn spec_of(c: &WatchCreateRequest) -> WatchSpec {
 /// of each watcher merge (see [`crate::watch::StreamQueue`]).
 pub fn session(
     server: Arc<EtcdServer>,
+    creds: Credentials,
     mut requests: impl Stream<Item = Result<WatchRequest, Status>> + Send + Unpin + 'static,
 ) -> impl Stream<Item = Result<WatchResponse, Status>> + Send {
     let (mut ws, queue) = server.hub().open_stream();
@@ -54,9 +89,12 @@ pub fn session(
             tokio::select! {
                 req = requests.next(), if input_open => match req {
                     Some(Ok(WatchRequest { request_union: Some(u) })) => match u {
-                        RequestUnion::CreateRequest(c) => {
-                            let _ = ws.create(spec_of(&c), c.watch_id);
-                        }
+                        RequestUnion::CreateRequest(c) => match permitted(&srv, &creds, &c) {
+                            Ok(()) => {
+                                let _ = ws.create(spec_of(&c), c.watch_id);
+                            }
+                            Err(e) => ws.refuse(refusal_reason(&e)),
+                        },
                         RequestUnion::CancelRequest(c) => {
                             ws.cancel(c.watch_id);
                         }
@@ -217,8 +255,16 @@ impl Watch for WatchService {
         if require_leader && self.0.raft().status().leader() == 0 {
             return Err(crate::rpctypes::EtcdError::NoLeader.to_status());
         }
+        let creds = Credentials {
+            cn: r.extensions().get::<ClientCn>().cloned(),
+            headers: r.metadata().clone().into_headers(),
+        };
         let input = r.into_inner();
-        Ok(Response::new(Box::pin(session(self.0.clone(), input))))
+        Ok(Response::new(Box::pin(session(
+            self.0.clone(),
+            creds,
+            input,
+        ))))
     }
 }
 

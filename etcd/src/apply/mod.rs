@@ -19,11 +19,12 @@ use std::sync::Arc;
 
 use prost::Message as _;
 
+use crate::auth::{requests as auth_req, AuthInfo, AuthStore};
 use crate::cluster::Membership;
 use crate::lease::{LeaseError, Lessor};
 use crate::mvcc::{MvccError, Store};
 use crate::proto::etcdinternal::StoredMember;
-use crate::proto::etcdinternal::{internal_request::Request, InternalRequest};
+use crate::proto::etcdinternal::{internal_request::Request, InternalRequest, RequestAuth};
 use crate::proto::etcdserverpb::{
     alarm_request::AlarmAction, AlarmMember, AlarmType, DeleteRangeResponse, PutRequest,
     PutResponse, TxnResponse,
@@ -70,6 +71,10 @@ pub enum ApplyResponse {
     MemberPublished,
     /// A membership change was applied.
     MembersChanged,
+    /// Users, roles or the auth flag changed (or stayed, for a no-op change).
+    AuthChanged,
+    /// Authenticate: the token handed out.
+    Token(String),
 }
 
 /// The result of an applied entry together with the store revision after it.
@@ -89,6 +94,7 @@ pub struct Applier {
     hub: Arc<WatchHub>,
     alarms: Arc<Alarms>,
     members: Arc<Membership>,
+    auth: Arc<AuthStore>,
     wait: Arc<WaitRegistry<Applied>>,
     applied: u64,
     local_id: u64,
@@ -119,6 +125,7 @@ impl Applier {
         hub: Arc<WatchHub>,
         alarms: Arc<Alarms>,
         members: Arc<Membership>,
+        auth: Arc<AuthStore>,
         wait: Arc<WaitRegistry<Applied>>,
         applied: u64,
     ) -> Self {
@@ -129,6 +136,7 @@ impl Applier {
             hub,
             alarms,
             members,
+            auth,
             wait,
             applied,
             local_id: 0,
@@ -189,10 +197,87 @@ impl Applier {
         Ok(())
     }
 
+    /// Why the caller of a client request may not have it applied, when auth is
+    /// enabled (etcd checks writes at apply, against the auth revision the request was
+    /// received at). The server's own requests carry no caller and pass.
+    fn auth_denial(&self, who: Option<&RequestAuth>, req: &Request) -> Option<EtcdError> {
+        if !self.auth.is_enabled() {
+            return None;
+        }
+        let who = who?;
+        let info = AuthInfo {
+            user: who.username.clone(),
+            revision: who.revision,
+        };
+        let ai = (!info.user.is_empty()).then_some(&info);
+        let auth = &*self.auth;
+        let keys_of = |lease: i64| self.lessor.info(lease).map(|l| l.keys).unwrap_or_default();
+        let checked = match req {
+            Request::Put(p) => auth_req::check_put(auth, ai, p, keys_of),
+            Request::DeleteRange(d) => auth_req::check_delete(auth, ai, d),
+            Request::Txn(t) => auth_req::check_txn(auth, ai, t),
+            Request::LeaseRevoke(r) => auth_req::check_keys(auth, ai, &keys_of(r.id)),
+            Request::AuthEnable(_)
+            | Request::AuthDisable(_)
+            | Request::UserAdd(_)
+            | Request::UserDelete(_)
+            | Request::UserChangePassword(_)
+            | Request::UserGrantRole(_)
+            | Request::UserRevokeRole(_)
+            | Request::RoleAdd(_)
+            | Request::RoleDelete(_)
+            | Request::RoleGrantPermission(_)
+            | Request::RoleRevokePermission(_) => auth.check_admin(ai),
+            _ => Ok(()),
+        };
+        checked.err()
+    }
+
+    /// Applies an auth request to the auth store (its changes go into `batch`).
+    fn apply_auth(
+        &self,
+        index: u64,
+        req: &Request,
+        batch: &mut crate::storage::Batch<'_>,
+    ) -> Result<ApplyResponse, EtcdError> {
+        let a = &*self.auth;
+        let changed = |r: Result<(), EtcdError>| r.map(|()| ApplyResponse::AuthChanged);
+        match req {
+            Request::AuthEnable(_) => changed(a.enable(batch)),
+            Request::AuthDisable(_) => {
+                a.disable(batch);
+                Ok(ApplyResponse::AuthChanged)
+            }
+            Request::Authenticate(r) => a
+                .authenticate(&r.name, &r.simple_token_prefix, index)
+                .map(ApplyResponse::Token),
+            Request::UserAdd(r) => {
+                changed(a.user_add(&r.name, &r.hashed_password, r.options, batch))
+            }
+            Request::UserDelete(r) => changed(a.user_delete(&r.name, batch)),
+            Request::UserChangePassword(r) => {
+                changed(a.user_change_password(&r.name, &r.hashed_password, batch))
+            }
+            Request::UserGrantRole(r) => changed(a.user_grant_role(&r.user, &r.role, batch)),
+            Request::UserRevokeRole(r) => changed(a.user_revoke_role(&r.name, &r.role, batch)),
+            Request::RoleAdd(r) => changed(a.role_add(&r.name, batch)),
+            Request::RoleDelete(r) => changed(a.role_delete(&r.role, batch)),
+            Request::RoleGrantPermission(r) => match &r.perm {
+                Some(p) => changed(a.role_grant_permission(&r.name, p.clone(), batch)),
+                None => Err(EtcdError::PermissionNotGiven),
+            },
+            Request::RoleRevokePermission(r) => {
+                changed(a.role_revoke_permission(&r.role, &r.key, &r.range_end, batch))
+            }
+            _ => Err(EtcdError::Internal("not an auth request".into())),
+        }
+    }
+
     fn apply_request(
         &mut self,
         index: u64,
         id: u64,
+        who: Option<RequestAuth>,
         mut req: Request,
     ) -> Result<Applied, MvccError> {
         let started = std::time::Instant::now();
@@ -207,83 +292,88 @@ impl Applier {
         batch.put(Cf::Meta, APPLIED_INDEX_KEY, &index.to_be_bytes());
         let mut wtxn = self.store.write();
         let no_space = self.alarms.is_active(AlarmType::Nospace);
-        let result = match &mut req {
-            Request::Put(p) => {
-                if no_space {
-                    Err(EtcdError::NoSpace)
-                } else {
-                    txn::put_owned(&mut wtxn, &self.lessor, p).map(ApplyResponse::Put)
-                }
-            }
-            Request::DeleteRange(d) => {
-                txn::delete_range(&mut wtxn, &self.lessor, d).map(ApplyResponse::DeleteRange)
-            }
-            Request::Txn(t) => {
-                if no_space && txn::has_puts(t) {
-                    Err(EtcdError::NoSpace)
-                } else {
-                    let compact = self.store.compact_revision();
-                    txn::txn(&mut wtxn, &self.lessor, compact, t).map(ApplyResponse::Txn)
-                }
-            }
-            Request::Compaction(c) => match self.store.compact(c.revision, &mut batch) {
-                Ok(()) => Ok(ApplyResponse::Compacted),
-                Err(MvccError::Compacted) => Err(EtcdError::Compacted),
-                Err(MvccError::FutureRevision) => Err(EtcdError::FutureRev),
-                Err(e) => return Err(e),
-            },
-            Request::LeaseGrant(g) => {
-                if no_space {
-                    Err(EtcdError::NoSpace)
-                } else {
-                    match self.lessor.grant(g.id, g.ttl, &mut batch) {
-                        Ok(ttl) => Ok(ApplyResponse::LeaseGranted { id: g.id, ttl }),
-                        Err(LeaseError::Exists) => Err(EtcdError::LeaseExist),
-                        Err(LeaseError::TtlTooLarge) => Err(EtcdError::LeaseTtlTooLarge),
-                        Err(_) => Err(EtcdError::LeaseNotFound),
+        let denied = self.auth_denial(who.as_ref(), &req);
+        let result = match denied {
+            Some(e) => Err(e),
+            None => match &mut req {
+                Request::Put(p) => {
+                    if no_space {
+                        Err(EtcdError::NoSpace)
+                    } else {
+                        txn::put_owned(&mut wtxn, &self.lessor, p).map(ApplyResponse::Put)
                     }
                 }
-            }
-            Request::LeaseRevoke(r) => match self.lessor.revoke(r.id, &mut batch) {
-                Ok(mut keys) => {
-                    keys.sort();
-                    let mut res = Ok(ApplyResponse::LeaseRevoked);
-                    for k in keys {
-                        if let Err(e) = wtxn.delete_range(&k, &[], false) {
-                            res = Err(EtcdError::Internal(e.to_string()));
-                            break;
+                Request::DeleteRange(d) => {
+                    txn::delete_range(&mut wtxn, &self.lessor, d).map(ApplyResponse::DeleteRange)
+                }
+                Request::Txn(t) => {
+                    if no_space && txn::has_puts(t) {
+                        Err(EtcdError::NoSpace)
+                    } else {
+                        let compact = self.store.compact_revision();
+                        txn::txn(&mut wtxn, &self.lessor, compact, t).map(ApplyResponse::Txn)
+                    }
+                }
+                Request::Compaction(c) => match self.store.compact(c.revision, &mut batch) {
+                    Ok(()) => Ok(ApplyResponse::Compacted),
+                    Err(MvccError::Compacted) => Err(EtcdError::Compacted),
+                    Err(MvccError::FutureRevision) => Err(EtcdError::FutureRev),
+                    Err(e) => return Err(e),
+                },
+                Request::LeaseGrant(g) => {
+                    if no_space {
+                        Err(EtcdError::NoSpace)
+                    } else {
+                        match self.lessor.grant(g.id, g.ttl, &mut batch) {
+                            Ok(ttl) => Ok(ApplyResponse::LeaseGranted { id: g.id, ttl }),
+                            Err(LeaseError::Exists) => Err(EtcdError::LeaseExist),
+                            Err(LeaseError::TtlTooLarge) => Err(EtcdError::LeaseTtlTooLarge),
+                            Err(_) => Err(EtcdError::LeaseNotFound),
                         }
                     }
-                    res
                 }
-                Err(_) => Err(EtcdError::LeaseNotFound),
-            },
-            Request::Alarm(a) => {
-                let changed = match AlarmAction::try_from(a.action) {
-                    Ok(AlarmAction::Activate) => {
-                        self.alarms.activate(a.member_id, a.alarm, &mut batch)
+                Request::LeaseRevoke(r) => match self.lessor.revoke(r.id, &mut batch) {
+                    Ok(mut keys) => {
+                        keys.sort();
+                        let mut res = Ok(ApplyResponse::LeaseRevoked);
+                        for k in keys {
+                            if let Err(e) = wtxn.delete_range(&k, &[], false) {
+                                res = Err(EtcdError::Internal(e.to_string()));
+                                break;
+                            }
+                        }
+                        res
                     }
-                    Ok(AlarmAction::Deactivate) => {
-                        self.alarms.deactivate(a.member_id, a.alarm, &mut batch)
+                    Err(_) => Err(EtcdError::LeaseNotFound),
+                },
+                Request::Alarm(a) => {
+                    let changed = match AlarmAction::try_from(a.action) {
+                        Ok(AlarmAction::Activate) => {
+                            self.alarms.activate(a.member_id, a.alarm, &mut batch)
+                        }
+                        Ok(AlarmAction::Deactivate) => {
+                            self.alarms.deactivate(a.member_id, a.alarm, &mut batch)
+                        }
+                        _ => self.alarms.list(a.alarm),
+                    };
+                    Ok(ApplyResponse::Alarm(changed))
+                }
+                Request::MemberPeerUrls(m) => {
+                    if self.members.get(m.member_id).is_some() {
+                        self.members
+                            .update_peer_urls(m.member_id, &m.peer_urls, &mut batch);
+                        Ok(ApplyResponse::MembersChanged)
+                    } else {
+                        Err(EtcdError::MemberNotFound)
                     }
-                    _ => self.alarms.list(a.alarm),
-                };
-                Ok(ApplyResponse::Alarm(changed))
-            }
-            Request::MemberPeerUrls(m) => {
-                if self.members.get(m.member_id).is_some() {
+                }
+                Request::MemberAttributes(m) => {
                     self.members
-                        .update_peer_urls(m.member_id, &m.peer_urls, &mut batch);
-                    Ok(ApplyResponse::MembersChanged)
-                } else {
-                    Err(EtcdError::MemberNotFound)
+                        .set_attributes(m.member_id, &m.name, &m.client_urls, &mut batch);
+                    Ok(ApplyResponse::MemberPublished)
                 }
-            }
-            Request::MemberAttributes(m) => {
-                self.members
-                    .set_attributes(m.member_id, &m.name, &m.client_urls, &mut batch);
-                Ok(ApplyResponse::MemberPublished)
-            }
+                auth => self.apply_auth(index, auth, &mut batch),
+            },
         };
         // A failed request changes nothing but the applied index.
         let pending = if result.is_ok() {
@@ -337,6 +427,18 @@ fn op_name(req: &Request) -> &'static str {
         Request::Alarm(_) => "Alarm",
         Request::MemberPeerUrls(_) => "ClusterMemberAttrSet",
         Request::MemberAttributes(_) => "ClusterMemberAttrSet",
+        Request::AuthEnable(_) => "AuthEnable",
+        Request::AuthDisable(_) => "AuthDisable",
+        Request::Authenticate(_) => "Authenticate",
+        Request::UserAdd(_) => "AuthUserAdd",
+        Request::UserDelete(_) => "AuthUserDelete",
+        Request::UserChangePassword(_) => "AuthUserChangePassword",
+        Request::UserGrantRole(_) => "AuthUserGrantRole",
+        Request::UserRevokeRole(_) => "AuthUserRevokeRole",
+        Request::RoleAdd(_) => "AuthRoleAdd",
+        Request::RoleDelete(_) => "AuthRoleDelete",
+        Request::RoleGrantPermission(_) => "AuthRoleGrantPermission",
+        Request::RoleRevokePermission(_) => "AuthRoleRevokePermission",
     }
 }
 
@@ -370,6 +472,9 @@ struct PlainPut {
     index: u64,
     id: u64,
     put: PutRequest,
+    /// Its caller: only runs without auth enabled are gathered, a lone put applied on
+    /// its own is checked.
+    who: Option<RequestAuth>,
 }
 
 /// Whether a put reads nothing of the key's previous value (etcd's fast path), so a run
@@ -404,7 +509,7 @@ impl Applier {
             self.apply_noop(index);
             return;
         };
-        match self.apply_request(index, id, request) {
+        match self.apply_request(index, id, req.auth, request) {
             Ok(applied) => {
                 self.applied = index;
                 self.wait.trigger(id, applied);
@@ -428,6 +533,7 @@ impl Applier {
                 let req = InternalRequest {
                     id: p.id,
                     request: Some(Request::Put(p.put)),
+                    auth: p.who,
                 };
                 self.apply_decoded(p.index, req);
             }
@@ -546,11 +652,15 @@ impl StateMachine for Applier {
                 continue;
             };
             match req.request {
-                Some(Request::Put(put)) if is_plain(&put) => puts.push(PlainPut {
-                    index: e.index,
-                    id: req.id,
-                    put,
-                }),
+                // With auth enabled each put is checked on its own (`auth_denial`).
+                Some(Request::Put(put)) if is_plain(&put) && !self.auth.is_enabled() => {
+                    puts.push(PlainPut {
+                        index: e.index,
+                        id: req.id,
+                        put,
+                        who: req.auth,
+                    })
+                }
                 request => {
                     self.apply_puts(std::mem::take(&mut puts));
                     self.apply_decoded(e.index, InternalRequest { request, ..req });
@@ -616,6 +726,7 @@ impl StateMachine for Applier {
             .map_err(|e| err(&e))?;
         self.alarms.reload(&self.storage).map_err(|e| err(&e))?;
         self.members.reload(&self.storage).map_err(|e| err(&e))?;
+        self.auth.reload(&self.storage).map_err(|e| err(&e))?;
         self.applied = load_applied_index(&self.storage).map_err(|e| err(&e))?;
         self.hub.resync_all();
         tracing::info!(

@@ -231,6 +231,31 @@ pub fn describe(id: u64, req: &Request, put_value_size: usize) -> String {
             "cluster_member_attr_set",
             format!("member_ID:{}", m.member_id),
         ),
+        // Names only: passwords and their hashes never reach a log.
+        Request::AuthEnable(_) => ("auth_enable", String::new()),
+        Request::AuthDisable(_) => ("auth_disable", String::new()),
+        Request::Authenticate(r) => ("authenticate", format!("name:{:?}", r.name)),
+        Request::UserAdd(r) => ("auth_user_add", format!("name:{:?}", r.name)),
+        Request::UserDelete(r) => ("auth_user_delete", format!("name:{:?}", r.name)),
+        Request::UserChangePassword(r) => {
+            ("auth_user_change_password", format!("name:{:?}", r.name))
+        }
+        Request::UserGrantRole(r) => (
+            "auth_user_grant_role",
+            format!("user:{:?} role:{:?}", r.user, r.role),
+        ),
+        Request::UserRevokeRole(r) => (
+            "auth_user_revoke_role",
+            format!("name:{:?} role:{:?}", r.name, r.role),
+        ),
+        Request::RoleAdd(r) => ("auth_role_add", format!("name:{:?}", r.name)),
+        Request::RoleDelete(r) => ("auth_role_delete", format!("role:{:?}", r.role)),
+        Request::RoleGrantPermission(r) => {
+            ("auth_role_grant_permission", format!("name:{:?}", r.name))
+        }
+        Request::RoleRevokePermission(r) => {
+            ("auth_role_revoke_permission", format!("role:{:?}", r.role))
+        }
     };
     format!("header:<ID:{id} > {name}:<{body} >")
 }

@@ -31,6 +31,7 @@ fn fixture() -> Fixture {
     let alarms = Arc::new(Alarms::load(&storage).unwrap());
     let members = Arc::new(Membership::load(&storage).unwrap());
     let wait = Arc::new(WaitRegistry::new(1));
+    let auth = Arc::new(AuthStore::load(&storage, std::time::Duration::from_secs(60)).unwrap());
     let applier = Applier::new(
         storage.clone(),
         store.clone(),
@@ -38,6 +39,7 @@ fn fixture() -> Fixture {
         hub.clone(),
         alarms,
         members,
+        auth,
         wait.clone(),
         0,
     );
@@ -74,6 +76,7 @@ fn entries(
         let data = InternalRequest {
             id,
             request: Some(r.clone()),
+            auth: None,
         }
         .encode_to_vec();
         es.push(Entry {

@@ -568,26 +568,26 @@ fn build() -> Vec<FlagSpec> {
             Ok(())
         })),
         // ---- auth ----
-        no_effect(set("auth-token", Str, Auth, "simple", "Specify a v3 authentication token type and its options ('simple' or 'jwt').", |c, v| {
+        set("auth-token", Str, Auth, "simple", "Specify a v3 authentication token type and its options ('simple' or 'jwt').", |c, v| {
             let kind = v.split(',').next().unwrap_or("").trim();
             if kind != "simple" && kind != "jwt" {
                 return Err(format!("unknown token type {kind:?} (must be simple or jwt)"));
             }
             c.auth_token = v.to_string();
             Ok(())
-        })),
-        no_effect(set("bcrypt-cost", Uint, Auth, "10", "Specify the cost / strength of the bcrypt algorithm for hashing auth passwords. Valid values are between 4 and 31.", |c, v| {
+        }),
+        set("bcrypt-cost", Uint, Auth, "10", "Specify the cost / strength of the bcrypt algorithm for hashing auth passwords. Valid values are between 4 and 31.", |c, v| {
             let cost = u32_of(v)?;
             if !(4..=31).contains(&cost) {
                 return Err("must be between 4 and 31".into());
             }
             c.bcrypt_cost = cost;
             Ok(())
-        })),
-        no_effect(set("auth-token-ttl", Uint, Auth, "300", "Time (in seconds) of the auth-token-ttl.", |c, v| {
+        }),
+        set("auth-token-ttl", Uint, Auth, "300", "Time (in seconds) of the auth-token-ttl.", |c, v| {
             c.auth_token_ttl = parse_uint(v, 64)?;
             Ok(())
-        })),
+        }),
         // ---- monitoring ----
         no_effect(set("enable-pprof", Bool, Monitoring, "false", "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"", |c, v| {
             c.enable_pprof = parse_bool(v)?;

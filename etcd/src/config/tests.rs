@@ -1098,8 +1098,6 @@ fn flags_not_acted_on_are_stored_and_warned_about_only_when_set() {
     let (c, warnings) = load(
         &[
             "--grpc-keepalive-min-time=7s",
-            "--bcrypt-cost=12",
-            "--auth-token-ttl=60",
             "--enable-pprof",
             "--initial-election-tick-advance=false",
             "--unsafe-no-fsync",
@@ -1108,23 +1106,26 @@ fn flags_not_acted_on_are_stored_and_warned_about_only_when_set() {
     )
     .unwrap();
     // The values are parsed and kept (and checked: see the bad-value tests).
-    assert_eq!(c.bcrypt_cost, 12);
-    assert_eq!(c.auth_token_ttl, 60);
     assert!(c.enable_pprof && !c.initial_election_tick_advance);
-    for flag in [
-        "grpc-keepalive-min-time",
-        "bcrypt-cost",
-        "auth-token-ttl",
-        "enable-pprof",
-    ] {
+    for flag in ["grpc-keepalive-min-time", "enable-pprof"] {
         assert_no_effect_warning(&warnings, flag);
     }
+    // Auth flags are acted on; JWT tokens are not issued.
+    assert_eq!(c.auth_token, "jwt");
     assert!(
         warnings.contains(
-            &"flag --auth-token is accepted but has no effect yet (set by env ETCD_AUTH_TOKEN)"
+            &"--auth-token jwt is accepted but not supported yet: simple tokens are issued"
                 .to_string()
         ),
         "{warnings:?}"
+    );
+    let (c, quiet) = load(&["--bcrypt-cost=12", "--auth-token-ttl=60"], &[]).unwrap();
+    assert_eq!((c.bcrypt_cost, c.auth_token_ttl), (12, 60));
+    assert!(
+        !quiet
+            .iter()
+            .any(|w| w.contains("bcrypt") || w.contains("auth")),
+        "{quiet:?}"
     );
     // Flags the server acts on, and flags left at their defaults, get no such warning.
     let (_, quiet) = load(&["--name=x"], &[]).unwrap();

@@ -10,10 +10,13 @@ use std::time::Duration;
 use prost::Message;
 
 use crate::apply::{Alarms, Applied, ApplyResponse};
+use crate::auth::{requests as auth_req, AuthInfo, AuthStore};
 use crate::cluster::Membership;
 use crate::lease::{Lessor, MAX_LEASE_TTL};
 use crate::mvcc::{MvccError, Store};
-use crate::proto::etcdinternal::{internal_request::Request, InternalRequest, MemberAttributes};
+use crate::proto::etcdinternal::{
+    internal_request::Request, InternalRequest, MemberAttributes, RequestAuth,
+};
 use crate::proto::etcdserverpb::{
     alarm_request::AlarmAction, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest,
     CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, HashKvResponse, LeaseGrantRequest,
@@ -58,6 +61,12 @@ pub struct Settings {
     pub warning_apply_duration: Duration,
     /// `--warning-unary-request-duration`: slower KV calls are logged ("request stats").
     pub warning_unary_request_duration: Duration,
+    /// `--bcrypt-cost`: the cost of the password hashes UserAdd and
+    /// UserChangePassword make.
+    pub bcrypt_cost: u32,
+    /// `--client-cert-auth`: with auth enabled, a verified client certificate's common
+    /// name is the user of a request without token.
+    pub client_cert_auth: bool,
 }
 
 /// Everything the facade reaches.
@@ -78,6 +87,8 @@ pub struct Parts {
     pub alarms: Arc<Alarms>,
     /// Members.
     pub members: Arc<Membership>,
+    /// Users, roles, tokens.
+    pub auth: Arc<AuthStore>,
     /// RocksDB.
     pub storage: Storage,
     /// How followers reach the leader for leader-only work (`None`: single process
@@ -191,6 +202,11 @@ impl EtcdServer {
         &self.p.alarms
     }
 
+    /// The auth store.
+    pub fn auth(&self) -> &Arc<AuthStore> {
+        &self.p.auth
+    }
+
     /// A response header at `revision` (0 = current).
     pub fn header(&self, revision: i64) -> ResponseHeader {
         ResponseHeader {
@@ -205,23 +221,50 @@ impl EtcdServer {
         }
     }
 
-    /// Proposes `req` and waits for its applied result.
+    /// Proposes the server's own `req` (no caller: apply does not check it against
+    /// auth) and waits for its applied result.
     pub(super) async fn propose(&self, req: Request) -> Result<Applied, EtcdError> {
+        self.propose_with(req, None).await
+    }
+
+    /// Proposes a client's `req` made by `who` (apply checks it when auth is enabled)
+    /// and waits for its applied result.
+    pub(super) async fn propose_as(
+        &self,
+        req: Request,
+        who: Option<&AuthInfo>,
+    ) -> Result<Applied, EtcdError> {
+        self.propose_with(req, Some(request_auth(who))).await
+    }
+
+    async fn propose_with(
+        &self,
+        req: Request,
+        auth: Option<RequestAuth>,
+    ) -> Result<Applied, EtcdError> {
         self.propose_encoded(|id| {
             InternalRequest {
                 id,
                 request: Some(req),
+                auth,
             }
             .encode_to_vec()
         })
         .await
     }
 
-    /// [`propose`](Self::propose) of a KV request the caller keeps: `msg` is written as
-    /// `InternalRequest`'s oneof field `tag` (the bytes `propose` writes for it), so the
-    /// request is not copied and stays the caller's (for its slow-request log).
-    async fn propose_kv<M: Message>(&self, tag: u32, msg: &M) -> Result<Applied, EtcdError> {
-        self.propose_encoded(|id| encode_internal(id, tag, msg))
+    /// [`propose_as`](Self::propose_as) of a KV request the caller keeps: `msg` is
+    /// written as `InternalRequest`'s oneof field `tag` (the bytes `propose_as` writes
+    /// for it), so the request is not copied and stays the caller's (for its
+    /// slow-request log).
+    async fn propose_kv<M: Message>(
+        &self,
+        tag: u32,
+        msg: &M,
+        who: Option<&AuthInfo>,
+    ) -> Result<Applied, EtcdError> {
+        let auth = request_auth(who);
+        self.propose_encoded(|id| encode_internal(id, tag, msg, &auth))
             .await
     }
 
@@ -372,11 +415,16 @@ impl EtcdServer {
         }
     }
 
-    /// KV.Range. A range that takes longer than `--warning-apply-duration` (the wait for
-    /// a linearizable read included, as in etcd) is logged as a slow read-only range.
-    pub async fn range(&self, req: &RangeRequest) -> Result<RangeResponse, EtcdError> {
+    /// KV.Range by `who` (read access to the keys when auth is enabled). A range that
+    /// takes longer than `--warning-apply-duration` (the wait for a linearizable read
+    /// included, as in etcd) is logged as a slow read-only range.
+    pub async fn range(
+        &self,
+        req: &RangeRequest,
+        who: Option<&AuthInfo>,
+    ) -> Result<RangeResponse, EtcdError> {
         let started = std::time::Instant::now();
-        let res = self.range_inner(req).await;
+        let res = self.range_inner(req, who).await;
         crate::apply::slow::check(
             started.elapsed(),
             self.p.settings.warning_apply_duration,
@@ -395,7 +443,11 @@ impl EtcdServer {
         res
     }
 
-    async fn range_inner(&self, req: &RangeRequest) -> Result<RangeResponse, EtcdError> {
+    async fn range_inner(
+        &self,
+        req: &RangeRequest,
+        who: Option<&AuthInfo>,
+    ) -> Result<RangeResponse, EtcdError> {
         validate::range(req)?;
         if !req.serializable {
             if self.is_learner() {
@@ -403,6 +455,8 @@ impl EtcdServer {
             }
             self.linearizable_barrier().await?;
         }
+        // After the ReadIndex round, as in etcd (the health check relies on it).
+        auth_req::check_range(&self.p.auth, who, req)?;
         let r = self.p.store.range(req).map_err(mvcc_err)?;
         crate::metrics::RANGE_TOTAL.inc();
         Ok(RangeResponse {
@@ -419,11 +473,25 @@ impl EtcdServer {
         self.p.members.is_learner(self.p.settings.member_id)
     }
 
-    /// KV.Put.
-    pub async fn put(&self, req: &PutRequest) -> Result<PutResponse, EtcdError> {
+    /// The keys attached to `lease` (none for an unknown one).
+    fn lease_keys(&self, lease: i64) -> Vec<Vec<u8>> {
+        self.p
+            .lessor
+            .info(lease)
+            .map(|l| l.keys)
+            .unwrap_or_default()
+    }
+
+    /// KV.Put by `who` (checked when auth is enabled, here and again at apply).
+    pub async fn put(
+        &self,
+        req: &PutRequest,
+        who: Option<&AuthInfo>,
+    ) -> Result<PutResponse, EtcdError> {
         validate::put(req)?;
+        auth_req::check_put(&self.p.auth, who, req, |l| self.lease_keys(l))?;
         self.guarded_quota(req.key.len() + req.value.len()).await?;
-        let a = self.propose_kv(TAG_PUT, req).await?;
+        let a = self.propose_kv(TAG_PUT, req, who).await?;
         match a.result? {
             ApplyResponse::Put(mut r) => {
                 r.header = Some(self.header(a.revision));
@@ -433,13 +501,15 @@ impl EtcdServer {
         }
     }
 
-    /// KV.DeleteRange.
+    /// KV.DeleteRange by `who` (checked when auth is enabled, here and at apply).
     pub async fn delete_range(
         &self,
         req: &DeleteRangeRequest,
+        who: Option<&AuthInfo>,
     ) -> Result<DeleteRangeResponse, EtcdError> {
         validate::delete_range(req)?;
-        let a = self.propose_kv(TAG_DELETE_RANGE, req).await?;
+        auth_req::check_delete(&self.p.auth, who, req)?;
+        let a = self.propose_kv(TAG_DELETE_RANGE, req, who).await?;
         match a.result? {
             ApplyResponse::DeleteRange(mut r) => {
                 r.header = Some(self.header(a.revision));
@@ -449,13 +519,18 @@ impl EtcdServer {
         }
     }
 
-    /// KV.Txn.
-    pub async fn txn(&self, req: &TxnRequest) -> Result<TxnResponse, EtcdError> {
+    /// KV.Txn by `who` (checked when auth is enabled, here and at apply).
+    pub async fn txn(
+        &self,
+        req: &TxnRequest,
+        who: Option<&AuthInfo>,
+    ) -> Result<TxnResponse, EtcdError> {
         validate::txn(req, self.p.settings.max_txn_ops)?;
+        auth_req::check_txn(&self.p.auth, who, req)?;
         if crate::apply::txn::has_puts(req) {
             self.guarded_quota(req.encoded_len()).await?;
         }
-        let a = self.propose_kv(TAG_TXN, req).await?;
+        let a = self.propose_kv(TAG_TXN, req, who).await?;
         match a.result? {
             ApplyResponse::Txn(mut r) => {
                 let h = self.header(a.revision);
@@ -505,22 +580,26 @@ impl EtcdServer {
         }
     }
 
-    /// Lease.LeaseRevoke: deletes every attached key.
+    /// Lease.LeaseRevoke by `who`: deletes every attached key (write access to each
+    /// when auth is enabled).
     pub async fn lease_revoke(
         &self,
         req: LeaseRevokeRequest,
+        who: Option<&AuthInfo>,
     ) -> Result<LeaseRevokeResponse, EtcdError> {
-        let a = self.propose(Request::LeaseRevoke(req)).await?;
+        auth_req::check_keys(&self.p.auth, who, &self.lease_keys(req.id))?;
+        let a = self.propose_as(Request::LeaseRevoke(req), who).await?;
         a.result?;
         Ok(LeaseRevokeResponse {
             header: Some(self.header(a.revision)),
         })
     }
 
-    /// Revokes an expired lease (leader's expiry loop).
+    /// Revokes an expired lease (leader's expiry loop; the server's own request).
     pub async fn lease_expire(&self, id: i64) -> Result<(), EtcdError> {
-        self.lease_revoke(LeaseRevokeRequest { id })
-            .await
+        self.propose(Request::LeaseRevoke(LeaseRevokeRequest { id }))
+            .await?
+            .result
             .map(|_| ())
     }
 
@@ -577,13 +656,23 @@ impl EtcdServer {
         f(link, urls).await.map_err(|s| status_to_etcd(&s))
     }
 
-    /// Lease.LeaseTimeToLive: TTL -1 for an unknown lease.
+    /// Lease.LeaseTimeToLive by `who`: TTL -1 for an unknown lease; listing the keys
+    /// needs read access to each when auth is enabled.
     pub async fn lease_time_to_live(
         &self,
         id: i64,
         keys: bool,
+        who: Option<&AuthInfo>,
     ) -> Result<LeaseTimeToLiveResponse, EtcdError> {
         self.linearizable_barrier().await?;
+        if keys && self.p.auth.is_enabled() {
+            let held = self.lease_keys(id);
+            let ranges: Vec<(&[u8], &[u8])> =
+                held.iter().map(|k| (k.as_slice(), &[][..])).collect();
+            self.p
+                .auth
+                .check_ranges(who, &ranges, crate::auth::Access::Read)?;
+        }
         let header = Some(self.header(0));
         // Leases count down on the leader: a follower asks it for the remaining TTL.
         let leader_view = if self.p.raft.status().is_leader() {
@@ -837,16 +926,31 @@ const TAG_PUT: u32 = 2;
 const TAG_DELETE_RANGE: u32 = 3;
 const TAG_TXN: u32 = 4;
 
-/// The bytes of `InternalRequest { id, request: <field tag>(msg) }`, as its derived
-/// encoding writes them (field 1 when non-zero, then the message field).
-fn encode_internal<M: Message>(id: u64, tag: u32, msg: &M) -> Vec<u8> {
+/// The bytes of `InternalRequest { id, request: <field tag>(msg), auth }`, as its
+/// derived encoding writes them (field 1 when non-zero, the message field, then the
+/// caller).
+fn encode_internal<M: Message>(id: u64, tag: u32, msg: &M, auth: &RequestAuth) -> Vec<u8> {
     let len = msg.encoded_len();
-    let mut buf = Vec::with_capacity(11 + 5 + len);
+    let mut buf = Vec::with_capacity(11 + 5 + len + 3 + auth.encoded_len());
     if id != 0 {
         prost::encoding::uint64::encode(1, &id, &mut buf);
     }
     prost::encoding::message::encode(tag, msg, &mut buf);
+    prost::encoding::message::encode(AUTH_TAG, auth, &mut buf);
     buf
+}
+
+/// The field number of `InternalRequest.auth`.
+const AUTH_TAG: u32 = 30;
+
+/// What a client request records of its caller: the user and the auth revision it was
+/// checked at (empty without a caller, which apply refuses once auth is enabled).
+fn request_auth(who: Option<&AuthInfo>) -> RequestAuth {
+    who.map(|w| RequestAuth {
+        username: w.user.clone(),
+        revision: w.revision,
+    })
+    .unwrap_or_default()
 }
 
 fn unexpected(r: ApplyResponse) -> EtcdError {
@@ -905,26 +1009,40 @@ mod tests {
             }],
             ..Default::default()
         };
-        for id in [0, 1, u64::MAX] {
+        let callers = [
+            RequestAuth::default(),
+            RequestAuth {
+                username: "alice".into(),
+                revision: 7,
+            },
+        ];
+        for (id, auth) in [0, 1, u64::MAX]
+            .into_iter()
+            .flat_map(|id| callers.iter().map(move |a| (id, a)))
+        {
             let derived = |r: Request| {
                 InternalRequest {
                     id,
                     request: Some(r),
+                    auth: Some(auth.clone()),
                 }
                 .encode_to_vec()
             };
             assert_eq!(
-                encode_internal(id, TAG_PUT, &put),
+                encode_internal(id, TAG_PUT, &put, auth),
                 derived(Request::Put(put.clone()))
             );
             assert_eq!(
-                encode_internal(id, TAG_DELETE_RANGE, &del),
+                encode_internal(id, TAG_DELETE_RANGE, &del, auth),
                 derived(Request::DeleteRange(del.clone()))
             );
             assert_eq!(
-                encode_internal(id, TAG_TXN, &txn),
+                encode_internal(id, TAG_TXN, &txn, auth),
                 derived(Request::Txn(txn.clone()))
             );
+            let back =
+                InternalRequest::decode(&encode_internal(id, TAG_PUT, &put, auth)[..]).unwrap();
+            assert_eq!(back.auth.as_ref(), Some(auth));
         }
     }
 }

@@ -16,6 +16,7 @@ use url::Url;
 
 use super::coalesce::{Coalesce, CountPending, Pending};
 use super::tls::TlsFiles;
+use crate::api::auth::ClientCn;
 use crate::api::dispatch::PortApp;
 
 /// Errors binding listeners.
@@ -234,6 +235,7 @@ pub async fn serve(
                 None => serve_conn(io, app, http2, stop, grace).await,
                 Some(files) => {
                     if let Some(s) = tls_accept(io, remote, &files).await {
+                        let app = app.with_client_cn(verified_common_name(&s, &files));
                         serve_conn(s, app, http2, stop, grace).await
                     }
                 }
@@ -288,6 +290,20 @@ async fn tls_accept(
         }
     }
     Some(s)
+}
+
+/// The common name of the client certificate the handshake verified against the CA
+/// (`--client-cert-auth`); with auth enabled it names the user of requests without a
+/// token.
+fn verified_common_name(
+    s: &tokio_rustls::server::TlsStream<Box<dyn Io>>,
+    files: &TlsFiles,
+) -> Option<ClientCn> {
+    if !files.client_cert_auth {
+        return None;
+    }
+    let cert = s.get_ref().1.peer_certificates()?.first()?;
+    super::tls::subject_common_name(cert.as_ref()).map(|cn| ClientCn(cn.into()))
 }
 
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}

@@ -2,6 +2,7 @@
 //! tasks and the listeners, reports readiness, and shuts everything down in order.
 //! The only module that sees every other one.
 
+mod auth_ops;
 pub mod auto_compaction;
 pub mod client_san;
 pub mod coalesce;
@@ -145,6 +146,10 @@ pub struct ServerOptions {
     /// `--initial-election-tick-advance`: a member of a multi-member cluster
     /// fast-forwards its election clock once other members answer ([`tick_advance`]).
     pub initial_election_tick_advance: bool,
+    /// `--auth-token-ttl`: an auth token lives this long after its last use.
+    pub auth_token_ttl: Duration,
+    /// `--bcrypt-cost`: the cost of the password hashes this member makes.
+    pub bcrypt_cost: u32,
 }
 
 /// Errors that stop the server from starting or running.
@@ -183,6 +188,7 @@ pub enum ServerError {
 }
 
 use crate::apply::LOCAL_MEMBER_KEY;
+use crate::auth::AuthStore;
 
 /// A started server: its facade and the bound URLs.
 pub struct Running {
@@ -424,6 +430,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
         }
     })?;
     let alarms = Arc::new(Alarms::load(&storage)?);
+    let auth = Arc::new(AuthStore::load(&storage, opts.auth_token_ttl)?);
     let hub = WatchHub::new(store.clone());
     let wait = Arc::new(WaitRegistry::new(id));
     let applied = load_applied_index(&storage)?;
@@ -440,6 +447,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
         hub.clone(),
         alarms.clone(),
         members.clone(),
+        auth.clone(),
         wait.clone(),
         applied,
     );
@@ -538,6 +546,8 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
         max_learners: opts.max_learners,
         warning_apply_duration: opts.warning_apply_duration,
         warning_unary_request_duration: opts.warning_unary_request_duration,
+        bcrypt_cost: opts.bcrypt_cost,
+        client_cert_auth: opts.client_tls.as_ref().is_some_and(|t| t.client_cert_auth),
     };
     let server = EtcdServer::new(facade::Parts {
         settings,
@@ -548,6 +558,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
         hub,
         alarms,
         members: members.clone(),
+        auth,
         storage,
         link: Some(link),
     });

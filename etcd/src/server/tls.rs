@@ -324,7 +324,7 @@ fn der_tlv(buf: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 
 /// The subject common name of a DER certificate (the last CN attribute, as Go's
 /// `Subject.CommonName`), if it has one.
-fn subject_common_name(cert: &[u8]) -> Option<String> {
+pub fn subject_common_name(cert: &[u8]) -> Option<String> {
     const CN_OID: &[u8] = &[0x55, 0x04, 0x03];
     let (_, cert, _) = der_tlv(cert)?;
     let (_, mut tbs, _) = der_tlv(cert)?;

@@ -509,6 +509,15 @@ impl WatchStream {
         Ok(id)
     }
 
+    /// Refuses a create request without creating anything: a `CreateFailed` message
+    /// with `reason` is queued (etcd's answer to a watch the caller may not read).
+    pub fn refuse(&mut self, reason: String) {
+        let revision = self.hub.lock().revision;
+        let _ = self
+            .queue
+            .push(WatchMessage::CreateFailed { reason, revision });
+    }
+
     /// Cancels a watcher; a `Canceled` message is queued if it existed.
     pub fn cancel(&mut self, watch_id: i64) -> bool {
         let mut inner = self.hub.lock();
