@@ -113,6 +113,10 @@ pub enum EtcdError {
     /// Authenticate with an unknown user or a wrong password.
     #[error("etcdserver: authentication failed, invalid user ID or password")]
     AuthFailed,
+    /// Authenticate of a user added with `--no-password` (etcd answers it with code
+    /// Unknown and its auth package's text).
+    #[error("auth: authentication failed, password was given for no password user")]
+    NoPasswordUser,
     /// RoleGrantPermission without a permission.
     #[error("etcdserver: permission not given")]
     PermissionNotGiven,
@@ -217,7 +221,7 @@ impl EtcdError {
             Corrupt => Code::DataLoss,
             PermissionDenied => Code::PermissionDenied,
             InvalidAuthToken => Code::Unauthenticated,
-            Internal(_) => Code::Unknown,
+            Internal(_) | NoPasswordUser => Code::Unknown,
         }
     }
 
@@ -447,6 +451,11 @@ mod tests {
                 AuthOldRevision,
                 Code::InvalidArgument,
                 "etcdserver: revision of auth store is old",
+            ),
+            (
+                NoPasswordUser,
+                Code::Unknown,
+                "auth: authentication failed, password was given for no password user",
             ),
             (NoLeader, Code::Unavailable, "etcdserver: no leader"),
             (

@@ -1121,6 +1121,17 @@ impl Ctl {
     /// `etcdctl --endpoints=<endpoints> --dial-timeout=2s
     /// --command-timeout=5s <tls flags> <args>` (later flags in `args` win).
     pub fn run(&self, endpoints: &str, args: &[&str]) -> Output {
+        self.run_with(endpoints, args, None)
+    }
+
+    /// [`run`](Self::run) with `input` on etcdctl's standard input (`txn`, `user
+    /// passwd --interactive=false`).
+    pub fn run_stdin<S: AsRef<str>>(&self, endpoints: &str, args: &[S], input: &str) -> Output {
+        let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+        self.run_with(endpoints, &args, Some(input))
+    }
+
+    fn run_with(&self, endpoints: &str, args: &[&str], input: Option<&str>) -> Output {
         let mut cmd = match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
@@ -1138,8 +1149,22 @@ impl Ctl {
         ];
         full.extend(self.tls.iter().cloned());
         full.extend(args.iter().map(|s| s.to_string()));
-        cmd.args(&full).stdin(Stdio::null());
-        let out = cmd.output().expect("run etcdctl");
+        cmd.args(&full);
+        let out = match input {
+            None => cmd.stdin(Stdio::null()).output().expect("run etcdctl"),
+            Some(text) => {
+                use std::io::Write as _;
+                cmd.stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+                let mut child = cmd.spawn().expect("run etcdctl");
+                if let Some(mut pipe) = child.stdin.take() {
+                    pipe.write_all(text.as_bytes())
+                        .expect("write etcdctl stdin");
+                }
+                child.wait_with_output().expect("wait for etcdctl")
+            }
+        };
         Output {
             status: out.status,
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -192,8 +192,9 @@ impl AuthStore {
     }
 
     /// Checks `password` for the user `name`: the revision it was checked at, or
-    /// "authentication is not enabled" / "authentication failed, invalid user ID or
-    /// password" (unknown user, a user without password, a wrong password).
+    /// "authentication is not enabled", "authentication failed, invalid user ID or
+    /// password" (unknown user, wrong password), or etcd's "password was given for no
+    /// password user".
     pub fn check_password(&self, name: &str, password: &str) -> Result<u64, EtcdError> {
         if !self.is_enabled() {
             return Err(EtcdError::AuthNotEnabled);
@@ -204,7 +205,7 @@ impl AuthStore {
                 return Err(EtcdError::AuthFailed);
             };
             if u.options.as_ref().is_some_and(|o| o.no_password) {
-                return Err(EtcdError::AuthFailed);
+                return Err(EtcdError::NoPasswordUser);
             }
             (
                 String::from_utf8_lossy(&u.password).into_owned(),

@@ -172,7 +172,7 @@ fn passwords_and_tokens() {
         a.user_add("np", "", Some(UserAddOptions { no_password: true }), b)
     })
     .unwrap();
-    assert_eq!(a.check_password("np", ""), Err(EtcdError::AuthFailed));
+    assert_eq!(a.check_password("np", ""), Err(EtcdError::NoPasswordUser));
     assert_eq!(a.authenticate("np", "x", 1), Err(EtcdError::AuthFailed));
     // Disabling forgets every token.
     let t = a.authenticate("root", "p", 50).unwrap();

@@ -40,8 +40,7 @@
 //! that 3.6 dropped (`--enable-v2`, `--proxy*`, ...) are parsed with the right arity and
 //! type and then reported as "flag --X is accepted but has no effect yet", so existing
 //! unit files keep starting. Flags whose values the configuration keeps but the server
-//! does not act on yet (`--grpc-keepalive-min-time`, the auth flags, `--enable-pprof`,
-//! `--feature-gates`, ...) are marked so in the flag
+//! does not act on yet (`--grpc-keepalive-min-time`, `--enable-pprof`, ...) are marked so in the flag
 //! table and get the same warning when set; `--help` says "no effect yet" for both kinds.
 //! Renamed flags (`--experimental-watch-progress-notify-interval`
 //! → `--watch-progress-notify-interval`) set the same field as the new name.
