@@ -122,6 +122,7 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
         initial_election_tick_advance: cfg.initial_election_tick_advance,
         auth_token_ttl: std::time::Duration::from_secs(cfg.auth_token_ttl),
         bcrypt_cost: cfg.bcrypt_cost,
+        corrupt_check_time: cfg.corrupt_check_time,
         enable_grpc_gateway: cfg.enable_grpc_gateway,
     })
 }

@@ -292,8 +292,23 @@ impl Applier {
         batch.put(Cf::Meta, APPLIED_INDEX_KEY, &index.to_be_bytes());
         let mut wtxn = self.store.write();
         let no_space = self.alarms.is_active(AlarmType::Nospace);
-        let denied = self.auth_denial(who.as_ref(), &req);
-        let result = match denied {
+        // With the CORRUPT alarm raised, etcd applies no writes (reads are served).
+        let corrupt = self.alarms.is_active(AlarmType::Corrupt)
+            && matches!(
+                req,
+                Request::Put(_)
+                    | Request::DeleteRange(_)
+                    | Request::Txn(_)
+                    | Request::Compaction(_)
+                    | Request::LeaseGrant(_)
+                    | Request::LeaseRevoke(_)
+            );
+        let refused = if corrupt {
+            Some(EtcdError::Corrupt)
+        } else {
+            self.auth_denial(who.as_ref(), &req)
+        };
+        let result = match refused {
             Some(e) => Err(e),
             None => match &mut req {
                 Request::Put(p) => {
@@ -567,6 +582,7 @@ impl Applier {
         let store = self.store.clone();
         let mut batch = storage.batch();
         let no_space = self.alarms.is_active(AlarmType::Nospace);
+        let corrupt = self.alarms.is_active(AlarmType::Corrupt);
         let mut wtxn = store.write();
         let mut revision = store.current_revision();
         let count = puts.len();
@@ -575,7 +591,9 @@ impl Applier {
         for p in &mut puts {
             wtxn.next_revision();
             sizes.push(p.put.value.len());
-            let result = if no_space {
+            let result = if corrupt {
+                Err(EtcdError::Corrupt)
+            } else if no_space {
                 Err(EtcdError::NoSpace)
             } else {
                 txn::put_owned(&mut wtxn, &self.lessor, &mut p.put).map(ApplyResponse::Put)

@@ -16,6 +16,7 @@ use crate::watch::{WatchMessage, WatchSpec};
 struct Fixture {
     _dir: TempDir,
     storage: Storage,
+    auth: Arc<AuthStore>,
     store: Arc<Store>,
     hub: Arc<WatchHub>,
     wait: Arc<WaitRegistry<Applied>>,
@@ -39,12 +40,13 @@ fn fixture() -> Fixture {
         hub.clone(),
         alarms,
         members,
-        auth,
+        auth.clone(),
         wait.clone(),
         0,
     );
     Fixture {
         _dir: dir,
+        auth,
         storage,
         store,
         hub,
@@ -61,22 +63,26 @@ fn put(key: &str, value: &str) -> PutRequest {
     }
 }
 
-/// Committed entries at indexes 1.. carrying `requests`, each with a fresh waiter.
-fn entries(
-    f: &Fixture,
-    requests: &[Request],
-) -> (
-    Vec<Entry>,
-    Vec<tokio::sync::oneshot::Receiver<Waited<Applied>>>,
-) {
+type Answers = Vec<tokio::sync::oneshot::Receiver<Waited<Applied>>>;
+
+/// Committed entries at indexes 1.. carrying `requests` (the server's own: no caller),
+/// each with a fresh waiter.
+fn entries(f: &Fixture, requests: &[Request]) -> (Vec<Entry>, Answers) {
+    let with: Vec<(Request, Option<RequestAuth>)> =
+        requests.iter().map(|r| (r.clone(), None)).collect();
+    entries_as(f, &with)
+}
+
+/// [`entries`] of requests made by the given callers.
+fn entries_as(f: &Fixture, requests: &[(Request, Option<RequestAuth>)]) -> (Vec<Entry>, Answers) {
     let mut es = Vec::new();
     let mut answers = Vec::new();
-    for (i, r) in requests.iter().enumerate() {
+    for (i, (r, who)) in requests.iter().enumerate() {
         let (id, rx) = f.wait.register();
         let data = InternalRequest {
             id,
             request: Some(r.clone()),
-            auth: None,
+            auth: who.clone(),
         }
         .encode_to_vec();
         es.push(Entry {
@@ -219,4 +225,136 @@ async fn watchers_get_every_revision_of_a_run_in_order() {
             (b"x".to_vec(), 4, 2)
         ]
     );
+}
+
+/// The outcome of each answered entry: Ok, or its error.
+fn outcomes(answers: &mut Answers) -> Vec<Result<(), EtcdError>> {
+    answers
+        .iter_mut()
+        .map(|rx| match rx.try_recv() {
+            Ok(Waited::Done(a)) => a.result.map(|_| ()),
+            other => panic!("not answered: {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn callers_are_checked_against_auth_when_applied() {
+    use crate::proto::authpb::{permission::Type, Permission};
+    let mut f = fixture();
+    let h = crate::auth::hash_password("pw", 4).unwrap();
+    let mut b = f.storage.batch();
+    let a = &f.auth;
+    a.user_add("root", &h, None, &mut b).unwrap();
+    a.user_grant_role("root", "root", &mut b).unwrap();
+    a.user_add("alice", &h, None, &mut b).unwrap();
+    a.role_add("r", &mut b).unwrap();
+    let p = Permission {
+        perm_type: Type::Readwrite as i32,
+        key: b"a".to_vec(),
+        range_end: vec![],
+    };
+    a.role_grant_permission("r", p, &mut b).unwrap();
+    a.user_grant_role("alice", "r", &mut b).unwrap();
+    a.enable(&mut b).unwrap();
+    f.storage
+        .write(b, crate::storage::Durability::Synced)
+        .unwrap();
+    let rev = a.revision();
+    let by = |user: &str, revision: u64| {
+        Some(RequestAuth {
+            username: user.into(),
+            revision,
+        })
+    };
+    let requests = vec![
+        (Request::Put(put("a", "1")), by("alice", rev)),
+        (Request::Put(put("b", "1")), by("alice", rev)),
+        (Request::Put(put("b", "1")), by("", 0)),
+        (Request::Put(put("b", "2")), None),
+        (Request::Put(put("a", "2")), by("alice", rev - 1)),
+        (
+            Request::RoleAdd(crate::proto::etcdserverpb::AuthRoleAddRequest { name: "x".into() }),
+            by("alice", rev),
+        ),
+        (Request::Put(put("b", "3")), by("root", rev)),
+    ];
+    let (es, mut answers) = entries_as(&f, &requests);
+    f.applier.apply_run(&es);
+    assert_eq!(
+        outcomes(&mut answers),
+        vec![
+            Ok(()),
+            Err(EtcdError::PermissionDenied),
+            Err(EtcdError::UserEmpty),
+            Ok(()),
+            Err(EtcdError::AuthOldRevision),
+            Err(EtcdError::PermissionDenied),
+            Ok(()),
+        ]
+    );
+    let (_, kvs) = contents(&f.store);
+    let got: Vec<(String, String)> = kvs
+        .iter()
+        .map(|kv| {
+            (
+                String::from_utf8_lossy(&kv.key).into_owned(),
+                String::from_utf8_lossy(&kv.value).into_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![("a".into(), "1".into()), ("b".into(), "3".into())]
+    );
+    assert_eq!(f.auth.role_list(), vec!["r".to_string()]);
+}
+
+#[test]
+fn no_writes_while_the_corrupt_alarm_is_raised() {
+    use crate::proto::etcdserverpb::{AlarmRequest, TxnRequest};
+    let mut f = fixture();
+    let alarm = |action: AlarmAction| {
+        Request::Alarm(AlarmRequest {
+            action: action as i32,
+            member_id: 9,
+            alarm: AlarmType::Corrupt as i32,
+        })
+    };
+    let requests = vec![
+        Request::Put(put("a", "1")),
+        alarm(AlarmAction::Activate),
+        // A run of plain puts, a lone one, a txn, a lease grant: all refused.
+        Request::Put(put("b", "1")),
+        Request::Put(put("c", "1")),
+        Request::Txn(TxnRequest::default()),
+        Request::Put(PutRequest {
+            prev_kv: true,
+            ..put("d", "1")
+        }),
+        Request::LeaseGrant(crate::proto::etcdserverpb::LeaseGrantRequest { ttl: 60, id: 5 }),
+        alarm(AlarmAction::Deactivate),
+        Request::Put(put("e", "1")),
+    ];
+    let (es, mut answers) = entries(&f, &requests);
+    f.applier.apply_run(&es);
+    let got = outcomes(&mut answers);
+    let corrupt = Err(EtcdError::Corrupt);
+    assert_eq!(
+        got,
+        vec![
+            Ok(()),
+            Ok(()),
+            corrupt.clone(),
+            corrupt.clone(),
+            corrupt.clone(),
+            corrupt.clone(),
+            corrupt,
+            Ok(()),
+            Ok(()),
+        ]
+    );
+    let (rev, kvs) = contents(&f.store);
+    assert_eq!(rev, 3, "a and e only");
+    assert_eq!(kvs.len(), 2);
 }

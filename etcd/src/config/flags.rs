@@ -655,7 +655,10 @@ fn build() -> Vec<FlagSpec> {
             c.watch_progress_notify_interval = parse_go_duration(v)?;
             Ok(())
         }),
-        ignore("corrupt-check-time", Duration, Experimental, "0s", "Duration of time between cluster corruption check passes."),
+        set("corrupt-check-time", Duration, Experimental, "0s", "Duration of time between cluster corruption check passes.", |c, v| {
+            c.corrupt_check_time = parse_go_duration(v)?;
+            Ok(())
+        }),
         ignore("compact-hash-check-time", Duration, Experimental, "1m", "Duration of time between leader checks followers compaction hashes."),
         ignore("compaction-batch-limit", Int, Experimental, "0", "Sets the maximum revisions deleted in each compaction batch."),
         ignore("compaction-sleep-interval", Duration, Experimental, "10ms", "Sets the sleep interval between each compaction batch."),

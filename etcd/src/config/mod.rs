@@ -566,6 +566,9 @@ pub struct Config {
     /// `--memory-mlock` (alias `--experimental-memory-mlock`, false): the process's
     /// memory is locked in RAM.
     pub memory_mlock: bool,
+    /// `--corrupt-check-time` (alias `--experimental-corrupt-check-time`, 0 = off): how
+    /// often the leader compares its store's hash with the other members'.
+    pub corrupt_check_time: Duration,
     /// `--warning-apply-duration` (alias `--experimental-warning-apply-duration`, 100ms):
     /// applies and read-only ranges slower than this are logged and counted.
     pub warning_apply_duration: Duration,
@@ -639,6 +642,7 @@ impl Default for Config {
             socket_reuse_port: false,
             socket_reuse_address: false,
             memory_mlock: false,
+            corrupt_check_time: Duration::ZERO,
             warning_apply_duration: Duration::from_millis(100),
             warning_unary_request_duration: Duration::from_millis(300),
             config_file: None,

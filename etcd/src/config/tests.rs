@@ -513,7 +513,7 @@ fn ignored_flags_warn() {
             "--backend-batch-limit=100",
             "--cors=*",
             "--enable-log-rotation=false",
-            "--experimental-corrupt-check-time=5m",
+            "--experimental-compaction-batch-limit=100",
             "--v2-deprecation=write-only",
             "--snapshot",
             "-v",
@@ -531,7 +531,7 @@ fn ignored_flags_warn() {
         "backend-batch-limit",
         "cors",
         "enable-log-rotation",
-        "experimental-corrupt-check-time",
+        "experimental-compaction-batch-limit",
         "snapshot",
         "v",
     ] {
@@ -1119,7 +1119,17 @@ fn flags_not_acted_on_are_stored_and_warned_about_only_when_set() {
         ),
         "{warnings:?}"
     );
-    let (c, quiet) = load(&["--bcrypt-cost=12", "--auth-token-ttl=60"], &[]).unwrap();
+    let (c, quiet) = load(
+        &[
+            "--bcrypt-cost=12",
+            "--auth-token-ttl=60",
+            "--experimental-corrupt-check-time=2s",
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.corrupt_check_time, Duration::from_secs(2));
+    assert!(!quiet.iter().any(|w| w.contains("no effect")), "{quiet:?}");
     assert_eq!((c.bcrypt_cost, c.auth_token_ttl), (12, 60));
     assert!(
         !quiet

@@ -150,6 +150,9 @@ pub struct ServerOptions {
     pub auth_token_ttl: Duration,
     /// `--bcrypt-cost`: the cost of the password hashes this member makes.
     pub bcrypt_cost: u32,
+    /// `--corrupt-check-time`: how often the leader compares the members' hashes (0:
+    /// never).
+    pub corrupt_check_time: Duration,
 }
 
 /// Errors that stop the server from starting or running.
@@ -618,6 +621,18 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
     tasks.push(tokio::spawn(progress_task(
         server.clone(),
         opts.watch_progress_notify_interval,
+        shutdown_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(corrupt_check::periodic(
+        corrupt_check::PeriodicCheck {
+            server: server.clone(),
+            members: members.clone(),
+            local_id: id,
+            cluster_id,
+            tls: peer_client.clone(),
+            timeout: Duration::from_secs(5) + 2 * opts.election_timeout,
+            interval: opts.corrupt_check_time,
+        },
         shutdown_rx.clone(),
     )));
     if opts.auto_compaction != AutoCompaction::Off {
