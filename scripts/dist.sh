@@ -3,7 +3,7 @@
 # --url <base>` can use as a mirror when served at <base>):
 #   etcd_<version>-1_amd64.deb        cargo-deb, metadata in etcd/Cargo.toml
 #   etcd-<version>-1.x86_64.rpm       cargo-generate-rpm, metadata in etcd/Cargo.toml
-#   etcd-v<version>-linux-amd64.tar.gz  etcd-v<version>-linux-amd64/{etcd,etcd-provision,README.md,LICENSE}
+#   etcd-v<version>-linux-amd64.tar.gz  etcd-v<version>-linux-amd64/{etcd,etcdutl,etcd-provision,README.md,LICENSE}
 #   SHA256SUMS                        covering the three
 #
 # Usage: bash scripts/dist.sh [--out DIR] [--bin-dir DIR] [--deb-version V]
@@ -31,7 +31,7 @@ if [ -z "$bin_dir" ]; then
   cargo build --release --locked -p etcd -p provision
   bin_dir="${CARGO_TARGET_DIR:-target}/release"
 fi
-for b in etcd etcd-provision; do
+for b in etcd etcdutl etcd-provision; do
   [ -x "$bin_dir/$b" ] || { echo "$bin_dir/$b missing" >&2; exit 1; }
 done
 
@@ -45,7 +45,7 @@ trap 'rm -rf "$stage"' EXIT
 # Both packaging tools take `target/release/<bin>` from CARGO_TARGET_DIR: a staging target
 # directory with stripped copies (cargo-generate-rpm does not strip).
 mkdir -p "$stage/target/release"
-for b in etcd etcd-provision; do
+for b in etcd etcdutl etcd-provision; do
   strip -o "$stage/target/release/$b" "$bin_dir/$b"
 done
 
@@ -55,7 +55,8 @@ CARGO_TARGET_DIR="$stage/target" cargo generate-rpm -p etcd -o "$dest/"
 # The release tarball, laid out as upstream's: one top directory with binaries and docs.
 top="etcd-v$version-linux-amd64"
 mkdir -p "$stage/tar/$top"
-cp "$stage/target/release/etcd" "$stage/target/release/etcd-provision" "$stage/tar/$top/"
+cp "$stage/target/release/etcd" "$stage/target/release/etcdutl" \
+  "$stage/target/release/etcd-provision" "$stage/tar/$top/"
 cp README.md LICENSE "$stage/tar/$top/"
 mtime="@${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}"
 tar -C "$stage/tar" --sort=name --owner=0 --group=0 --numeric-owner --mtime="$mtime" \

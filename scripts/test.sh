@@ -8,7 +8,7 @@ bash scripts/deps.sh --test
 export CARGO_TERM_COLOR=never
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo build -p etcd --bin etcd
+cargo build -p etcd --bins
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 export ETCD_BIN="$target_dir/debug/etcd"
 export ETCDCTL_BIN="${ETCDCTL_BIN:-/usr/bin/etcdctl}"

@@ -114,6 +114,15 @@ pub fn etcd_bin() -> PathBuf {
     .clone()
 }
 
+/// Path of this project's `etcdutl` (snapshot restore): `ETCDUTL_BIN`, else the
+/// `etcdutl` beside the server binary under test.
+pub fn etcdutl_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("ETCDUTL_BIN") {
+        return PathBuf::from(p);
+    }
+    etcd_bin().with_file_name("etcdutl")
+}
+
 /// Path of the `etcdctl` binary: `ETCDCTL_BIN` or `/usr/bin/etcdctl`.
 /// Panics with an explanatory message when it does not exist.
 pub fn etcdctl_bin() -> PathBuf {

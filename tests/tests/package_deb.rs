@@ -137,7 +137,12 @@ fn debs() -> &'static Debs {
             "{} missing: cargo build --workspace",
             provision.display()
         );
-        for (src, name) in [(&etcd, "etcd"), (&provision, "etcd-provision")] {
+        let etcdutl = etcd.with_file_name("etcdutl");
+        for (src, name) in [
+            (&etcd, "etcd"),
+            (&etcdutl, "etcdutl"),
+            (&provision, "etcd-provision"),
+        ] {
             sh(Command::new("strip")
                 .arg("-o")
                 .arg(release.join(name))
@@ -269,7 +274,7 @@ systemctl is-enabled etcd > /e2e/out/enabled_after_install
 stat -c '%a %U:%G' /var/lib/etcd > /e2e/out/datadir
 getent passwd etcd > /e2e/out/passwd
 dpkg-query -W -f='${Conffiles}\n' etcd > /e2e/out/conffiles
-ls -l /usr/bin/etcd /usr/bin/etcd-provision /usr/lib/systemd/system/etcd.service > /e2e/out/files
+ls -l /usr/bin/etcd /usr/bin/etcdutl /usr/bin/etcd-provision /usr/lib/systemd/system/etcd.service > /e2e/out/files
 systemctl show -p Type --value etcd > /e2e/out/type
 # `start --no-block`, then the first time the unit is active etcd must already serve.
 systemctl start --no-block etcd
@@ -318,6 +323,7 @@ fn deb_installs_starts_when_asked_keeps_data_across_restart_remove_and_reinstall
     assert!(r("conffiles").contains("/etc/etcd/etcd.toml"), "{diag}");
     assert!(r("conffiles").contains("/etc/default/etcd"), "{diag}");
     assert!(r("files").contains("/usr/bin/etcd-provision"), "{diag}");
+    assert!(r("files").contains("/usr/bin/etcdutl"), "{diag}");
     assert_eq!(r("type"), "notify", "{diag}");
     assert!(
         // `inactive` until the queued start job runs, then `activating` until READY=1.

@@ -134,10 +134,17 @@ fn dist_builds_deb_rpm_tarball_with_sha256sums_and_provision_downloads_it() {
     let top = format!("etcd-v{VERSION}-linux-amd64/");
     let mut entries: Vec<&str> = list.lines().collect();
     entries.sort();
-    let want: Vec<String> = ["", "LICENSE", "README.md", "etcd", "etcd-provision"]
-        .iter()
-        .map(|f| format!("{top}{f}"))
-        .collect();
+    let want: Vec<String> = [
+        "",
+        "LICENSE",
+        "README.md",
+        "etcd",
+        "etcd-provision",
+        "etcdutl",
+    ]
+    .iter()
+    .map(|f| format!("{top}{f}"))
+    .collect();
     assert_eq!(entries, want, "{list}");
 
     // `etcd-provision download` from an HTTPS mirror serving dist/.

@@ -49,7 +49,12 @@ fn build_rpm(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(&release).unwrap();
     let etcd = etcd_bin();
     let provision = etcd.parent().unwrap().join("etcd-provision");
-    for (src, name) in [(&etcd, "etcd"), (&provision, "etcd-provision")] {
+    let etcdutl = etcd.with_file_name("etcdutl");
+    for (src, name) in [
+        (&etcd, "etcd"),
+        (&etcdutl, "etcdutl"),
+        (&provision, "etcd-provision"),
+    ] {
         run(Command::new("strip")
             .arg("-o")
             .arg(release.join(name))
@@ -93,6 +98,7 @@ fn rpm_has_the_files_config_flags_and_scriptlets_and_passes_rpmlint_and_shellche
     let list = run(Command::new("rpm").arg("-qlp").arg(&rpm));
     for f in [
         "/usr/bin/etcd",
+        "/usr/bin/etcdutl",
         "/usr/bin/etcd-provision",
         "/usr/lib/systemd/system/etcd.service",
         "/etc/etcd/etcd.toml",

@@ -12,6 +12,7 @@ pub mod facade;
 pub mod listener;
 pub mod readiness;
 mod reconfig;
+pub mod restore;
 pub mod snapshot;
 pub mod tick_advance;
 pub mod tls;

@@ -1,0 +1,147 @@
+//! Disaster recovery as operators do it: `etcdctl snapshot save` from a running member,
+//! every member lost, `etcdutl snapshot restore` of that file into a fresh data dir for
+//! each member (with a new cluster token), the members started on them: a new cluster
+//! (new member and cluster IDs) serving the saved keys, taking writes, on every member.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use etcd_tests::bins::etcdutl_bin;
+use etcd_tests::cluster::{poll, ClusterOptions, EtcdCluster};
+
+fn etcdutl(args: &[&str]) -> Result<std::process::Output> {
+    let bin = etcdutl_bin();
+    Command::new(&bin)
+        .args(args)
+        .output()
+        .with_context(|| format!("run {}", bin.display()))
+}
+
+fn status_json(c: &EtcdCluster, i: usize) -> Result<serde_json::Value> {
+    let o = c.etcdctl(i, &["endpoint", "status", "-w", "json"]);
+    anyhow::ensure!(o.success(), "{o:?}");
+    Ok(o.json()[0]["Status"].clone())
+}
+
+#[test]
+fn a_cluster_is_restored_from_a_saved_snapshot() -> Result<()> {
+    if etcd_tests::Harness::is_reference() {
+        eprintln!("skipped under the reference server: its snapshots are bbolt files");
+        return Ok(());
+    }
+    let mut c = EtcdCluster::start(ClusterOptions::new(3))?;
+    c.wait_for_leader(Duration::from_secs(15))?;
+    for i in 0..20 {
+        let o = c.etcdctl(0, &["put", &format!("/k/{i:02}"), &format!("v{i}")]);
+        assert!(o.success(), "{o:?}");
+    }
+    let o = c.etcdctl(0, &["put", "/k/00", "changed"]);
+    assert!(o.success(), "{o:?}");
+    let old = status_json(&c, 0)?;
+    let revision = old["header"]["revision"].as_i64().context("revision")?;
+    let snap = c.dir().join("backup.db");
+    let snap_s = snap.to_str().context("path")?;
+    let o = c.etcdctl(1, &["snapshot", "save", snap_s]);
+    assert!(o.success(), "{o:?}");
+    // Written after the backup: gone after the restore.
+    let o = c.etcdctl(0, &["put", "/late", "x"]);
+    assert!(o.success(), "{o:?}");
+
+    let o = etcdutl(&["snapshot", "status", snap_s, "-w", "json"])?;
+    assert!(o.status.success(), "{o:?}");
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(st["revision"].as_i64(), Some(revision), "{st}");
+
+    // A damaged copy is refused and writes nothing.
+    let mut bytes = std::fs::read(&snap)?;
+    bytes[1000] ^= 0xff;
+    let bad = c.dir().join("bad.db");
+    std::fs::write(&bad, &bytes)?;
+    let bad_dir = c.dir().join("bad.etcd");
+    let o = etcdutl(&[
+        "snapshot",
+        "restore",
+        bad.to_str().context("path")?,
+        "--data-dir",
+        bad_dir.to_str().context("path")?,
+    ])?;
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("snapshot file integrity check failed"),
+        "{o:?}"
+    );
+    assert!(!bad_dir.exists());
+
+    // Every member is lost.
+    for i in 0..3 {
+        c.sigterm(i)?;
+        std::fs::remove_dir_all(c.member_dir(i).join("data"))?;
+    }
+    let initial_cluster = c.initial_cluster();
+    for i in 0..3 {
+        let data = c.member_dir(i).join("data");
+        let o = etcdutl(&[
+            "snapshot",
+            "restore",
+            snap_s,
+            "--name",
+            c.name(i),
+            "--initial-cluster",
+            &initial_cluster,
+            "--initial-cluster-token",
+            "restored-1",
+            "--initial-advertise-peer-urls",
+            &c.peer_url(i),
+            "--data-dir",
+            data.to_str().context("path")?,
+        ])?;
+        assert!(o.status.success(), "{o:?}");
+    }
+    for i in 0..3 {
+        c.spawn(i)?;
+    }
+    c.wait_all_ready(&[0, 1, 2], Duration::from_secs(30))?;
+    c.wait_for_leader(Duration::from_secs(15))?;
+
+    let new = status_json(&c, 0)?;
+    assert_ne!(
+        new["header"]["cluster_id"], old["header"]["cluster_id"],
+        "a new cluster"
+    );
+    for i in 0..3 {
+        let o = c.etcdctl(i, &["get", "/k/", "--prefix", "--keys-only"]);
+        assert!(o.success(), "{o:?}");
+        assert_eq!(
+            o.stdout.lines().filter(|l| !l.is_empty()).count(),
+            20,
+            "{o:?}"
+        );
+        let v = c.get_value(i, "/k/00", "l")?;
+        assert_eq!(v.as_deref(), Some("changed"));
+        assert_eq!(c.get_value(i, "/late", "l")?, None);
+    }
+    // Revisions go on from the snapshot's.
+    let o = c.etcdctl(2, &["put", "/after", "y", "-w", "json"]);
+    assert!(o.success(), "{o:?}");
+    let rev = o.json()["header"]["revision"]
+        .as_i64()
+        .context("revision")?;
+    assert!(rev > revision, "{rev} after {revision}");
+    poll(
+        "every member has the new write",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            for i in 0..3 {
+                let v = c.get_value(i, "/after", "s")?;
+                anyhow::ensure!(v.as_deref() == Some("y"), "member {i}: {v:?}");
+            }
+            Ok(())
+        },
+    )?;
+    let o = c.etcdctl(0, &["member", "list"]);
+    assert!(o.success(), "{o:?}");
+    assert_eq!(o.stdout.lines().count(), 3, "{o:?}");
+    Ok(())
+}
