@@ -121,6 +121,8 @@ fn options(cfg: &Config) -> anyhow::Result<ServerOptions> {
         warning_unary_request_duration: cfg.warning_unary_request_duration,
         initial_election_tick_advance: cfg.initial_election_tick_advance,
         auth_token_ttl: std::time::Duration::from_secs(cfg.auth_token_ttl),
+        jwt: config::parse_auth_token(&cfg.auth_token)
+            .map_err(|e| anyhow::anyhow!("--auth-token: {e}"))?,
         bcrypt_cost: cfg.bcrypt_cost,
         corrupt_check_time: cfg.corrupt_check_time,
         enable_grpc_gateway: cfg.enable_grpc_gateway,

@@ -32,7 +32,13 @@ fn fixture() -> Fixture {
     let alarms = Arc::new(Alarms::load(&storage).unwrap());
     let members = Arc::new(Membership::load(&storage).unwrap());
     let wait = Arc::new(WaitRegistry::new(1));
-    let auth = Arc::new(AuthStore::load(&storage, std::time::Duration::from_secs(60)).unwrap());
+    let auth = Arc::new(
+        AuthStore::load(
+            &storage,
+            crate::auth::TokenProvider::Simple(std::time::Duration::from_secs(60)),
+        )
+        .unwrap(),
+    );
     let applier = Applier::new(
         storage.clone(),
         store.clone(),

@@ -14,6 +14,7 @@
 //! - `root` (a user holding the role `root`) may do everything; the `root` role needs no
 //!   permissions and cannot be deleted, nor taken from `root`, while auth is enabled.
 
+pub mod jwt;
 pub mod perm;
 pub mod requests;
 pub mod token;
@@ -65,11 +66,20 @@ struct State {
     roles: BTreeMap<String, Role>,
 }
 
+/// How tokens are made and read (`--auth-token`).
+pub enum TokenProvider {
+    /// etcd's simple tokens, living this long after their last use (`--auth-token-ttl`).
+    Simple(Duration),
+    /// Signed JWTs.
+    Jwt(jwt::JwtTokens),
+}
+
 /// The auth state of this member and the tokens it knows.
 pub struct AuthStore {
     enabled: AtomicBool,
     state: RwLock<State>,
     tokens: SimpleTokens,
+    jwt: Option<jwt::JwtTokens>,
 }
 
 fn key(prefix: &[u8], name: &str) -> Vec<u8> {
@@ -92,12 +102,17 @@ fn has_root_role(u: &User) -> bool {
 
 impl AuthStore {
     /// The auth state `storage` holds (disabled, revision 1, nobody, on a fresh data
-    /// dir); tokens live `token_ttl` after their last use (`--auth-token-ttl`).
-    pub fn load(storage: &Storage, token_ttl: Duration) -> Result<Self, StorageError> {
+    /// dir), handing out tokens of `provider`.
+    pub fn load(storage: &Storage, provider: TokenProvider) -> Result<Self, StorageError> {
+        let (ttl, jwt) = match provider {
+            TokenProvider::Simple(ttl) => (ttl, None),
+            TokenProvider::Jwt(j) => (Duration::ZERO, Some(j)),
+        };
         let store = AuthStore {
             enabled: AtomicBool::new(false),
             state: RwLock::new(State::default()),
-            tokens: SimpleTokens::new(token_ttl),
+            tokens: SimpleTokens::new(ttl),
+            jwt,
         };
         store.reload(storage)?;
         Ok(store)
@@ -171,6 +186,16 @@ impl AuthStore {
     /// auth token" for a token this member does not know (expired, never issued, its
     /// user deleted or given a new password, auth disabled since).
     pub fn info_from_token(&self, token: &str) -> Result<AuthInfo, EtcdError> {
+        if let Some(j) = &self.jwt {
+            // A JWT names the revision it was issued at.
+            return match j.verify(token) {
+                Some((user, revision)) => Ok(AuthInfo { user, revision }),
+                None => {
+                    tracing::warn!("invalid auth token");
+                    Err(EtcdError::InvalidAuthToken)
+                }
+            };
+        }
         match self.tokens.user_of(token) {
             Some(user) => Ok(AuthInfo {
                 user,
@@ -415,9 +440,10 @@ impl AuthStore {
         tracing::info!(revision = st.revision, "disabled authentication");
     }
 
-    /// Authenticate, after the proposer checked the password: assigns the token
-    /// `<prefix>.<index>` to `name` if auth is still enabled and the user still has a
-    /// password (the proposer retries when the revision moved meanwhile).
+    /// Authenticate, after the proposer checked the password: assigns the simple token
+    /// `<prefix>.<index>` (or signs a JWT) to `name` if auth is still enabled and the
+    /// user still has a password (the proposer retries when the revision moved
+    /// meanwhile).
     pub fn authenticate(&self, name: &str, prefix: &str, index: u64) -> Result<String, EtcdError> {
         if !self.is_enabled() {
             return Err(EtcdError::AuthNotEnabled);
@@ -426,6 +452,11 @@ impl AuthStore {
         match st.users.get(name) {
             Some(u) if !u.options.as_ref().is_some_and(|o| o.no_password) => {}
             _ => return Err(EtcdError::AuthFailed),
+        }
+        if let Some(j) = &self.jwt {
+            return j.assign(name, st.revision).ok_or_else(|| {
+                EtcdError::Internal("this member cannot sign jwt tokens (no priv-key)".into())
+            });
         }
         let token = format!("{prefix}.{index}");
         self.tokens.assign(token.clone(), name);

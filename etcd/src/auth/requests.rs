@@ -125,7 +125,6 @@ mod tests {
     use crate::proto::authpb::{permission::Type, Permission};
     use crate::proto::etcdserverpb::{Compare, RequestOp};
     use crate::storage::{Durability, Storage};
-    use std::time::Duration;
 
     fn op(r: request_op::Request) -> RequestOp {
         RequestOp { request: Some(r) }
@@ -135,7 +134,11 @@ mod tests {
     fn txn_and_put_needs() {
         let dir = tempfile::tempdir().unwrap();
         let s = Storage::open(dir.path()).unwrap();
-        let a = AuthStore::load(&s, Duration::from_secs(60)).unwrap();
+        let a = AuthStore::load(
+            &s,
+            crate::auth::TokenProvider::Simple(std::time::Duration::from_secs(60)),
+        )
+        .unwrap();
         let mut b = s.batch();
         let h = super::super::hash_password("pw", 4).unwrap();
         a.user_add("root", &h, None, &mut b).unwrap();

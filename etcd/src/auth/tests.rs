@@ -4,7 +4,11 @@ use crate::storage::Durability;
 fn open() -> (tempfile::TempDir, Storage, AuthStore) {
     let dir = tempfile::tempdir().unwrap();
     let storage = Storage::open(dir.path()).unwrap();
-    let auth = AuthStore::load(&storage, Duration::from_secs(300)).unwrap();
+    let auth = AuthStore::load(
+        &storage,
+        crate::auth::TokenProvider::Simple(std::time::Duration::from_secs(300)),
+    )
+    .unwrap();
     (dir, storage, auth)
 }
 
@@ -260,12 +264,20 @@ fn state_survives_reopen_and_reload() {
     let dir = tempfile::tempdir().unwrap();
     {
         let s = Storage::open(dir.path()).unwrap();
-        let a = AuthStore::load(&s, Duration::from_secs(300)).unwrap();
+        let a = AuthStore::load(
+            &s,
+            crate::auth::TokenProvider::Simple(std::time::Duration::from_secs(300)),
+        )
+        .unwrap();
         setup(&s, &a);
         apply(&s, |b| a.role_add(ROOT, b)).unwrap();
     }
     let s = Storage::open(dir.path()).unwrap();
-    let a = AuthStore::load(&s, Duration::from_secs(300)).unwrap();
+    let a = AuthStore::load(
+        &s,
+        crate::auth::TokenProvider::Simple(std::time::Duration::from_secs(300)),
+    )
+    .unwrap();
     assert!(a.is_enabled());
     assert_eq!(a.revision(), 9);
     assert_eq!(a.user_list(), vec!["alice".to_string(), "root".to_string()]);
@@ -284,7 +296,11 @@ fn state_survives_reopen_and_reload() {
     a.check_password("alice", "pw").unwrap();
     // A snapshot from a leader where auth was disabled again.
     apply(&s, |b| a.disable(b));
-    let other = AuthStore::load(&s, Duration::from_secs(300)).unwrap();
+    let other = AuthStore::load(
+        &s,
+        crate::auth::TokenProvider::Simple(std::time::Duration::from_secs(300)),
+    )
+    .unwrap();
     let t = other.authenticate("alice", "p", 1);
     assert_eq!(t, Err(EtcdError::AuthNotEnabled));
     a.reload(&s).unwrap();

@@ -569,10 +569,7 @@ fn build() -> Vec<FlagSpec> {
         })),
         // ---- auth ----
         set("auth-token", Str, Auth, "simple", "Specify a v3 authentication token type and its options ('simple' or 'jwt').", |c, v| {
-            let kind = v.split(',').next().unwrap_or("").trim();
-            if kind != "simple" && kind != "jwt" {
-                return Err(format!("unknown token type {kind:?} (must be simple or jwt)"));
-            }
+            super::values::parse_auth_token(v)?;
             c.auth_token = v.to_string();
             Ok(())
         }),

@@ -482,11 +482,6 @@ fn validate(cfg: &Config, warnings: &mut Vec<String>) -> Result<(), ConfigError>
         },
     )?;
 
-    if cfg.auth_token.split(',').next().map(str::trim) == Some("jwt") {
-        warnings.push(
-            "--auth-token jwt is accepted but not supported yet: simple tokens are issued".into(),
-        );
-    }
     let gates = &cfg.feature_gates;
     for name in gates.on_without_effect() {
         warnings.push(format!(

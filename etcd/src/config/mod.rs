@@ -65,6 +65,7 @@ use std::time::Duration;
 use url::Url;
 
 pub use duration::{format_go_duration, parse_go_duration};
+pub use values::parse_auth_token;
 
 /// The etcd release this server reports (`etcd --version`, `/version`, Status).
 pub const ETCD_VERSION: &str = "3.6.0";

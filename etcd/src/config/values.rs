@@ -1,6 +1,12 @@
 //! Parsers for flag values, following Go's `flag` package and etcd's flag types.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use url::Url;
+
+use super::parse_go_duration;
+use crate::auth::jwt::JwtOptions;
 
 /// Go's `strconv.ParseBool`.
 pub(crate) fn parse_bool(s: &str) -> Result<bool, String> {
@@ -181,5 +187,80 @@ mod tests {
             .unwrap_err()
             .contains("scheme"));
         assert!(parse_url("localhost:2379").is_err());
+    }
+}
+
+/// Parses `--auth-token`: `Ok(None)` for `simple`, the options of `jwt,pub-key=<file>,
+/// priv-key=<file>,sign-method=<alg>[,ttl=<duration>]` (etcd's names; the files are read
+/// when the server starts). Errors name the bad option.
+pub fn parse_auth_token(value: &str) -> Result<Option<JwtOptions>, String> {
+    let mut parts = value.split(',').map(str::trim);
+    match parts.next() {
+        Some("simple") => return Ok(None),
+        Some("jwt") => {}
+        other => {
+            return Err(format!(
+                "unknown token type {:?} (must be simple or jwt)",
+                other.unwrap_or("")
+            ))
+        }
+    }
+    let (mut pub_key, mut priv_key, mut method, mut ttl) = (None, None, None, None);
+    for p in parts.filter(|p| !p.is_empty()) {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| format!("jwt option {p:?} is not key=value"))?;
+        match k {
+            "pub-key" => pub_key = Some(PathBuf::from(v)),
+            "priv-key" => priv_key = Some(PathBuf::from(v)),
+            "sign-method" => {
+                if crate::auth::jwt::algorithm(v).is_none() {
+                    return Err(format!("jwt sign-method {v:?} is not supported"));
+                }
+                method = Some(v.to_string());
+            }
+            "ttl" => ttl = Some(parse_go_duration(v).map_err(|e| format!("jwt ttl {v:?}: {e}"))?),
+            _ => return Err(format!("unknown jwt option {k:?}")),
+        }
+    }
+    Ok(Some(JwtOptions {
+        pub_key: pub_key.ok_or("jwt needs pub-key=<file>")?,
+        priv_key,
+        sign_method: method.ok_or("jwt needs sign-method=<algorithm>")?,
+        ttl: ttl.unwrap_or(Duration::from_secs(300)),
+    }))
+}
+
+#[cfg(test)]
+mod auth_token_tests {
+    use super::*;
+
+    #[test]
+    fn options_are_parsed_as_etcd_names_them() {
+        assert_eq!(parse_auth_token("simple"), Ok(None));
+        let o = parse_auth_token("jwt,pub-key=/k.pub,priv-key=/k,sign-method=RS256,ttl=10m")
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.pub_key, PathBuf::from("/k.pub"));
+        assert_eq!(o.priv_key, Some(PathBuf::from("/k")));
+        assert_eq!(o.ttl, Duration::from_secs(600));
+        let o = parse_auth_token("jwt,pub-key=/k.pub,sign-method=ES256")
+            .unwrap()
+            .unwrap();
+        assert_eq!((o.priv_key, o.ttl), (None, Duration::from_secs(300)));
+        for (bad, says) in [
+            ("oauth", "unknown token type"),
+            ("jwt,sign-method=RS256", "pub-key"),
+            ("jwt,pub-key=/k", "sign-method"),
+            ("jwt,pub-key=/k,sign-method=XX1", "not supported"),
+            ("jwt,pub-key=/k,sign-method=RS256,ttl=soon", "ttl"),
+            (
+                "jwt,pub-key=/k,sign-method=RS256,color=red",
+                "unknown jwt option",
+            ),
+        ] {
+            let e = parse_auth_token(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 }

@@ -147,8 +147,10 @@ pub struct ServerOptions {
     /// `--initial-election-tick-advance`: a member of a multi-member cluster
     /// fast-forwards its election clock once other members answer ([`tick_advance`]).
     pub initial_election_tick_advance: bool,
-    /// `--auth-token-ttl`: an auth token lives this long after its last use.
+    /// `--auth-token-ttl`: a simple auth token lives this long after its last use.
     pub auth_token_ttl: Duration,
+    /// `--auth-token jwt,...`: JWT tokens with these keys instead of simple ones.
+    pub jwt: Option<JwtOptions>,
     /// `--bcrypt-cost`: the cost of the password hashes this member makes.
     pub bcrypt_cost: u32,
     /// `--corrupt-check-time`: how often the leader compares the members' hashes (0:
@@ -192,7 +194,8 @@ pub enum ServerError {
 }
 
 use crate::apply::LOCAL_MEMBER_KEY;
-use crate::auth::AuthStore;
+use crate::auth::jwt::{JwtOptions, JwtTokens};
+use crate::auth::{AuthStore, TokenProvider};
 
 /// A started server: its facade and the bound URLs.
 pub struct Running {
@@ -434,7 +437,13 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
         }
     })?;
     let alarms = Arc::new(Alarms::load(&storage)?);
-    let auth = Arc::new(AuthStore::load(&storage, opts.auth_token_ttl)?);
+    let provider = match &opts.jwt {
+        None => TokenProvider::Simple(opts.auth_token_ttl),
+        Some(o) => TokenProvider::Jwt(
+            JwtTokens::load(o).map_err(|e| ServerError::Bootstrap(format!("--auth-token: {e}")))?,
+        ),
+    };
+    let auth = Arc::new(AuthStore::load(&storage, provider)?);
     let hub = WatchHub::new(store.clone());
     let wait = Arc::new(WaitRegistry::new(id));
     let applied = load_applied_index(&storage)?;
