@@ -145,3 +145,150 @@ fn a_cluster_is_restored_from_a_saved_snapshot() -> Result<()> {
     assert_eq!(o.stdout.lines().count(), 3, "{o:?}");
     Ok(())
 }
+
+/// Moving from etcd: a backup taken from Debian's etcd 3.4 (`etcdctl snapshot save`, a
+/// bbolt file) restored with `etcdutl snapshot restore` into a data dir this server
+/// starts from: the keys with their revisions and versions, deletions, the lease, the
+/// users (their passwords still work) and the auth flag carry over.
+#[test]
+fn a_backup_of_etcd_itself_is_restored() -> Result<()> {
+    use etcd_tests::ports::free_port;
+    if etcd_tests::Harness::is_reference() {
+        eprintln!("skipped under the reference server");
+        return Ok(());
+    }
+    let reference = std::path::Path::new("/usr/bin/etcd");
+    anyhow::ensure!(
+        reference.is_file(),
+        "Debian's etcd-server is needed (scripts/deps.sh --test)"
+    );
+    let dir = tempfile::tempdir()?;
+    let (client, peer) = (free_port(), free_port());
+    let client_url = format!("http://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let mut etcd = Command::new(reference)
+        .args([
+            "--name=ref",
+            &format!("--data-dir={}", dir.path().join("ref.etcd").display()),
+            &format!("--listen-client-urls={client_url}"),
+            &format!("--advertise-client-urls={client_url}"),
+            &format!("--listen-peer-urls={peer_url}"),
+            &format!("--initial-advertise-peer-urls={peer_url}"),
+            &format!("--initial-cluster=ref={peer_url}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let ctl = |args: &[&str]| etcd_tests::etcdctl::run(&client_url, args, None);
+    let saved = (|| -> Result<(i64, String)> {
+        poll(
+            "etcd 3.4 serves",
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || {
+                anyhow::ensure!(ctl(&["endpoint", "health"]).success(), "not yet");
+                Ok(())
+            },
+        )?;
+        for i in 0..50 {
+            ctl(&["put", &format!("/k/{i:02}"), &format!("v{i}")]).assert_success();
+        }
+        ctl(&["put", "/k/00", "changed"]).assert_success();
+        ctl(&["del", "/k/01"]).assert_success();
+        let lease = ctl(&["lease", "grant", "900"]).ok();
+        let lease = lease.split_whitespace().nth(1).unwrap_or("").to_string();
+        ctl(&["put", "/leased", "x", &format!("--lease={lease}")]).assert_success();
+        ctl(&["user", "add", "root:rootpw"]).assert_success();
+        ctl(&["auth", "enable"]).assert_success();
+        let o = ctl(&["--user", "root:rootpw", "endpoint", "status", "-w", "json"]);
+        let rev = o.json()[0]["Status"]["header"]["revision"]
+            .as_i64()
+            .context("revision")?;
+        let snap = dir.path().join("etcd-backup.db");
+        let snap_s = snap.to_str().context("path")?.to_string();
+        ctl(&["--user", "root:rootpw", "snapshot", "save", &snap_s]).assert_success();
+        Ok((rev, snap_s))
+    })();
+    let _ = etcd.kill();
+    let _ = etcd.wait();
+    let (revision, snap) = saved?;
+
+    let o = etcdutl(&["snapshot", "status", &snap, "-w", "json"])?;
+    assert!(o.status.success(), "{o:?}");
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(st["revision"].as_i64(), Some(revision), "{st}");
+
+    let mut c = EtcdCluster::prepare(ClusterOptions::new(1))?;
+    let data = c.member_dir(0).join("data");
+    let o = etcdutl(&[
+        "snapshot",
+        "restore",
+        &snap,
+        "--name",
+        c.name(0),
+        "--initial-cluster",
+        &c.initial_cluster(),
+        "--initial-cluster-token",
+        c.token(),
+        "--initial-advertise-peer-urls",
+        &c.peer_url(0),
+        "--data-dir",
+        data.to_str().context("path")?,
+    ])?;
+    assert!(o.status.success(), "{o:?}");
+    c.spawn(0)?;
+    let root = ["--user", "root:rootpw"];
+    let as_root = |args: &[&str]| {
+        let a: Vec<&str> = args.iter().chain(&root).copied().collect();
+        c.etcdctl(0, &a)
+    };
+    poll(
+        "the restored member serves root",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            anyhow::ensure!(as_root(&["get", "/k/00"]).success(), "not yet");
+            Ok(())
+        },
+    )?;
+    // Auth came along: no user, no access; root's etcd password works.
+    let o = c.etcdctl(0, &["get", "/k/00"]);
+    assert!(
+        o.combined().contains("etcdserver: user name is empty"),
+        "{o:?}"
+    );
+    let o = as_root(&["get", "/k/", "--prefix", "-w", "json"]);
+    assert!(o.success(), "{o:?}");
+    let j = o.json();
+    assert_eq!(j["header"]["revision"].as_i64(), Some(revision));
+    assert_eq!(j["count"].as_i64(), Some(49), "{j}");
+    let kvs = j["kvs"].as_array().context("kvs")?;
+    let first = &kvs[0];
+    assert_eq!(
+        first["version"].as_i64(),
+        Some(2),
+        "/k/00 was written twice: {first}"
+    );
+    assert_eq!(first["create_revision"].as_i64(), Some(2), "{first}");
+    // History: the value before the change, and the deleted key before its deletion.
+    let o = as_root(&["get", "/k/01", "--rev=3", "--print-value-only"]);
+    assert_eq!(o.stdout.trim(), "v1", "{o:?}");
+    assert!(as_root(&["get", "/k/01", "--print-value-only"])
+        .stdout
+        .trim()
+        .is_empty());
+    // The lease and its key.
+    let o = as_root(&["lease", "list"]);
+    assert!(o.stdout.contains("found 1 leases"), "{o:?}");
+    assert_eq!(
+        as_root(&["get", "/leased", "--print-value-only"])
+            .stdout
+            .trim(),
+        "x"
+    );
+    // Writes go on from the backup's revision.
+    let o = as_root(&["put", "/after", "y", "-w", "json"]);
+    assert!(o.success(), "{o:?}");
+    assert_eq!(o.json()["header"]["revision"].as_i64(), Some(revision + 1));
+    Ok(())
+}

@@ -675,6 +675,28 @@ impl AuthStore {
     }
 }
 
+/// Writes an imported auth state (a restored etcd backup's) into `batch`: the enabled
+/// flag, the revision (at least 1), users and roles as they were, passwords being etcd's
+/// bcrypt hashes already.
+pub fn import_records(
+    batch: &mut Batch<'_>,
+    enabled: bool,
+    revision: u64,
+    users: &[User],
+    roles: &[Role],
+) {
+    batch.put(Cf::Meta, ENABLED_KEY, &[u8::from(enabled)]);
+    batch.put(Cf::Meta, REVISION_KEY, &revision.max(1).to_be_bytes());
+    for u in users {
+        let name = String::from_utf8_lossy(&u.name);
+        batch.put(Cf::Meta, &key(USER_PREFIX, &name), &u.encode_to_vec());
+    }
+    for r in roles {
+        let name = String::from_utf8_lossy(&r.name);
+        batch.put(Cf::Meta, &key(ROLE_PREFIX, &name), &r.encode_to_vec());
+    }
+}
+
 /// A bcrypt hash of `password` at `cost` (`--bcrypt-cost`), as etcd stores it.
 pub fn hash_password(password: &str, cost: u32) -> Result<String, EtcdError> {
     bcrypt::hash(password, cost).map_err(|e| EtcdError::Internal(e.to_string()))

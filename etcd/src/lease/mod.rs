@@ -82,6 +82,12 @@ pub struct Lessor {
     min_ttl: i64,
 }
 
+/// The `Cf::Lease` record of a lease granted with `ttl`, as [`Lessor::grant`] writes it
+/// (for importing another store's leases).
+pub fn stored_record(id: i64, ttl: i64) -> ([u8; 8], Vec<u8>) {
+    (lease_key(id), StoredLease { id, ttl }.encode_to_vec())
+}
+
 fn lease_key(id: i64) -> [u8; 8] {
     id.to_be_bytes()
 }

@@ -4,6 +4,7 @@
 
 mod auth_ops;
 pub mod auto_compaction;
+mod bbolt;
 pub mod client_san;
 pub mod coalesce;
 pub mod corrupt_check;

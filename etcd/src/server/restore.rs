@@ -1,5 +1,7 @@
 //! `etcdutl snapshot restore`: a new data dir from a backup taken with `etcdctl snapshot
-//! save` (Maintenance.Snapshot), for a new cluster, as etcd restores one.
+//! save` (Maintenance.Snapshot), for a new cluster, as etcd restores one. The backup may
+//! be this server's (a RocksDB checkpoint) or etcd's own (a bbolt file: its key history,
+//! leases, users and roles are imported, so a cluster moves from etcd to this server).
 //!
 //! Guarantees:
 //! - The snapshot's SHA-256 trailer is checked before anything is written (unless the
@@ -161,6 +163,124 @@ fn unpack(body: &[u8], db_dir: &Path) -> Result<usize, RestoreError> {
     Ok(files)
 }
 
+/// etcd's lease record (`leasepb.Lease`): the fields a restore keeps.
+#[derive(Clone, PartialEq, prost::Message)]
+struct EtcdLease {
+    #[prost(int64, tag = "1")]
+    id: i64,
+    #[prost(int64, tag = "2")]
+    ttl: i64,
+}
+
+/// An etcd revision key: 8 bytes main, `_`, 8 bytes sub (big-endian), `t` for a
+/// deletion.
+fn etcd_revision(k: &[u8]) -> Option<(i64, i64, bool)> {
+    if (k.len() != 17 && k.len() != 18) || k[8] != b'_' {
+        return None;
+    }
+    let main = i64::from_be_bytes(k[0..8].try_into().ok()?);
+    let sub = i64::from_be_bytes(k[9..17].try_into().ok()?);
+    let tombstone = match k.get(17) {
+        None => false,
+        Some(b't') => true,
+        Some(_) => return None,
+    };
+    Some((main, sub, tombstone))
+}
+
+/// Imports a backup of etcd itself (a bbolt file): its key history (revisions kept, the
+/// compaction point), leases, users, roles and the auth flag, into a new store at
+/// `db_dir`. Members, alarms and raft state of the old cluster are not carried over.
+fn import_etcd(body: &[u8], db_dir: &Path) -> Result<(), RestoreError> {
+    use prost::Message as _;
+    let invalid = RestoreError::Invalid;
+    let bolt = super::bbolt::Bolt::open(body).map_err(invalid)?;
+    std::fs::create_dir_all(db_dir)?;
+    let storage = Storage::open(db_dir)?;
+    let mut batch = storage.batch();
+    let mut current = 1i64;
+    let mut records = 0usize;
+    bolt.for_each(b"key", |k, v| {
+        let (main, sub, tombstone) =
+            etcd_revision(k).ok_or_else(|| format!("bad revision key {k:?}"))?;
+        let mut kv = crate::proto::mvccpb::KeyValue::decode(v).map_err(|e| e.to_string())?;
+        if tombstone {
+            kv.mod_revision = main;
+        }
+        let rk = crate::mvcc::Revision::new(main, sub).to_record_key(tombstone);
+        batch.put(Cf::Kv, &rk, &kv.encode_to_vec());
+        current = current.max(main);
+        records += 1;
+        Ok(())
+    })
+    .map_err(invalid)?;
+    let mut compacted = 0i64;
+    bolt.for_each(b"meta", |k, v| {
+        if k == b"finishedCompactRev" {
+            if let Some((main, _, _)) = etcd_revision(v) {
+                compacted = main;
+            }
+        }
+        Ok(())
+    })
+    .map_err(invalid)?;
+    batch.put(
+        Cf::Meta,
+        crate::mvcc::META_CURRENT_REV,
+        &current.to_be_bytes(),
+    );
+    if compacted > 0 {
+        batch.put(
+            Cf::Meta,
+            crate::mvcc::META_COMPACT_REV,
+            &compacted.to_be_bytes(),
+        );
+    }
+    bolt.for_each(b"lease", |_, v| {
+        let l = EtcdLease::decode(v).map_err(|e| e.to_string())?;
+        let (k, rec) = crate::lease::stored_record(l.id, l.ttl);
+        batch.put(Cf::Lease, &k, &rec);
+        Ok(())
+    })
+    .map_err(invalid)?;
+    let (mut enabled, mut auth_revision) = (false, 1u64);
+    bolt.for_each(b"auth", |k, v| {
+        match k {
+            b"authEnabled" => enabled = v == [1],
+            b"authRevision" => {
+                if let Ok(b) = <[u8; 8]>::try_from(v) {
+                    auth_revision = u64::from_be_bytes(b);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    })
+    .map_err(invalid)?;
+    let (mut users, mut roles) = (Vec::new(), Vec::new());
+    bolt.for_each(b"authUsers", |_, v| {
+        users.push(crate::proto::authpb::User::decode(v).map_err(|e| e.to_string())?);
+        Ok(())
+    })
+    .map_err(invalid)?;
+    bolt.for_each(b"authRoles", |_, v| {
+        roles.push(crate::proto::authpb::Role::decode(v).map_err(|e| e.to_string())?);
+        Ok(())
+    })
+    .map_err(invalid)?;
+    crate::auth::import_records(&mut batch, enabled, auth_revision, &users, &roles);
+    storage.write(batch, Durability::Synced)?;
+    tracing::info!(
+        revision = current,
+        compact_revision = compacted,
+        records,
+        users = users.len(),
+        roles = roles.len(),
+        "imported an etcd backend snapshot"
+    );
+    Ok(())
+}
+
 /// This member's peer URLs in `--initial-cluster`, which must be its advertised ones.
 fn own_urls(o: &RestoreOptions) -> Result<Vec<String>, RestoreError> {
     let mut mine: Vec<String> = o
@@ -204,7 +324,12 @@ pub fn restore(o: &RestoreOptions) -> Result<Restored, RestoreError> {
     let bytes = std::fs::read(&o.snapshot)?;
     let body = verify(&bytes, o.skip_hash_check)?;
     let db_dir = o.data_dir.join("member").join("db");
-    let written = unpack(body, &db_dir).and_then(|_| rewrite(o, &mine, &db_dir));
+    let loaded = if super::bbolt::is_bbolt(body) {
+        import_etcd(body, &db_dir)
+    } else {
+        unpack(body, &db_dir).map(|_| ())
+    };
+    let written = loaded.and_then(|()| rewrite(o, &mine, &db_dir));
     if written.is_err() {
         // Leave nothing half-restored behind.
         let _ = std::fs::remove_dir_all(&o.data_dir);
@@ -270,7 +395,11 @@ pub fn status(file: &Path) -> Result<SnapshotStatus, RestoreError> {
     let body = verify(&bytes, false)?;
     let tmp = tempfile::tempdir()?;
     let db_dir = tmp.path().join("db");
-    unpack(body, &db_dir)?;
+    if super::bbolt::is_bbolt(body) {
+        import_etcd(body, &db_dir)?;
+    } else {
+        unpack(body, &db_dir)?;
+    }
     let storage = Storage::open(&db_dir)?;
     let store = crate::mvcc::Store::open(storage.clone())?;
     let (hash, _, revision) = store.hash_kv(0)?;
