@@ -18,6 +18,29 @@ fn etcdutl(args: &[&str]) -> Result<std::process::Output> {
         .with_context(|| format!("run {}", bin.display()))
 }
 
+/// `etcdutl snapshot restore` of `snap` into member `i`'s data dir, for a new cluster of
+/// `c`'s members with `token`.
+fn restore_member(c: &EtcdCluster, i: usize, snap: &str, token: &str) -> Result<()> {
+    let data = c.member_dir(i).join("data");
+    let o = etcdutl(&[
+        "snapshot",
+        "restore",
+        snap,
+        "--name",
+        c.name(i),
+        "--initial-cluster",
+        &c.initial_cluster(),
+        "--initial-cluster-token",
+        token,
+        "--initial-advertise-peer-urls",
+        &c.peer_url(i),
+        "--data-dir",
+        data.to_str().context("path")?,
+    ])?;
+    anyhow::ensure!(o.status.success(), "{o:?}");
+    Ok(())
+}
+
 fn status_json(c: &EtcdCluster, i: usize) -> Result<serde_json::Value> {
     let o = c.etcdctl(i, &["endpoint", "status", "-w", "json"]);
     anyhow::ensure!(o.success(), "{o:?}");
@@ -78,25 +101,8 @@ fn a_cluster_is_restored_from_a_saved_snapshot() -> Result<()> {
         c.sigterm(i)?;
         std::fs::remove_dir_all(c.member_dir(i).join("data"))?;
     }
-    let initial_cluster = c.initial_cluster();
     for i in 0..3 {
-        let data = c.member_dir(i).join("data");
-        let o = etcdutl(&[
-            "snapshot",
-            "restore",
-            snap_s,
-            "--name",
-            c.name(i),
-            "--initial-cluster",
-            &initial_cluster,
-            "--initial-cluster-token",
-            "restored-1",
-            "--initial-advertise-peer-urls",
-            &c.peer_url(i),
-            "--data-dir",
-            data.to_str().context("path")?,
-        ])?;
-        assert!(o.status.success(), "{o:?}");
+        restore_member(&c, i, snap_s, "restored-1")?;
     }
     for i in 0..3 {
         c.spawn(i)?;
@@ -219,23 +225,8 @@ fn a_backup_of_etcd_itself_is_restored() -> Result<()> {
     assert_eq!(st["revision"].as_i64(), Some(revision), "{st}");
 
     let mut c = EtcdCluster::prepare(ClusterOptions::new(1))?;
-    let data = c.member_dir(0).join("data");
-    let o = etcdutl(&[
-        "snapshot",
-        "restore",
-        &snap,
-        "--name",
-        c.name(0),
-        "--initial-cluster",
-        &c.initial_cluster(),
-        "--initial-cluster-token",
-        c.token(),
-        "--initial-advertise-peer-urls",
-        &c.peer_url(0),
-        "--data-dir",
-        data.to_str().context("path")?,
-    ])?;
-    assert!(o.status.success(), "{o:?}");
+    let token = c.token().to_string();
+    restore_member(&c, 0, &snap, &token)?;
     c.spawn(0)?;
     let root = ["--user", "root:rootpw"];
     let as_root = |args: &[&str]| {

@@ -403,6 +403,40 @@ impl AuthStore {
         st.users.insert(name, u);
     }
 
+    /// Changes the user `name` (else "user name not found") with `f`, which sees the
+    /// rest of the state; when `f` answers `Ok(true)` the user is written and the
+    /// revision advances, `Ok(false)` changes nothing. Returns `f`'s answer.
+    fn update_user(
+        &self,
+        name: &str,
+        batch: &mut Batch<'_>,
+        f: impl FnOnce(&State, &mut User) -> Result<bool, EtcdError>,
+    ) -> Result<bool, EtcdError> {
+        let mut st = self.write();
+        let mut user = st.users.get(name).cloned().ok_or(EtcdError::UserNotFound)?;
+        let changed = f(&st, &mut user)?;
+        if changed {
+            Self::put_user(&mut st, user, batch);
+            self.commit_revision(&mut st, batch);
+        }
+        Ok(changed)
+    }
+
+    /// [`update_user`](Self::update_user) for the role `name` ("role name not found").
+    fn update_role(
+        &self,
+        name: &str,
+        batch: &mut Batch<'_>,
+        f: impl FnOnce(&mut Role) -> Result<(), EtcdError>,
+    ) -> Result<(), EtcdError> {
+        let mut st = self.write();
+        let mut role = st.roles.get(name).cloned().ok_or(EtcdError::RoleNotFound)?;
+        f(&mut role)?;
+        Self::put_role(&mut st, role, batch);
+        self.commit_revision(&mut st, batch);
+        Ok(())
+    }
+
     fn put_role(st: &mut State, r: Role, batch: &mut Batch<'_>) {
         let name = String::from_utf8_lossy(&r.name).into_owned();
         batch.put(Cf::Meta, &key(ROLE_PREFIX, &name), &r.encode_to_vec());
@@ -521,11 +555,10 @@ impl AuthStore {
         hash: &str,
         batch: &mut Batch<'_>,
     ) -> Result<(), EtcdError> {
-        let mut st = self.write();
-        let mut user = st.users.get(name).cloned().ok_or(EtcdError::UserNotFound)?;
-        user.password = hash.as_bytes().to_vec();
-        Self::put_user(&mut st, user, batch);
-        self.commit_revision(&mut st, batch);
+        self.update_user(name, batch, |_, user| {
+            user.password = hash.as_bytes().to_vec();
+            Ok(true)
+        })?;
         self.tokens.invalidate_user(name);
         tracing::info!(user = name, "changed a password of a user");
         Ok(())
@@ -539,20 +572,22 @@ impl AuthStore {
         role: &str,
         batch: &mut Batch<'_>,
     ) -> Result<(), EtcdError> {
-        let mut st = self.write();
-        let mut user = st.users.get(name).cloned().ok_or(EtcdError::UserNotFound)?;
-        if role != ROOT && !st.roles.contains_key(role) {
-            return Err(EtcdError::RoleNotFound);
-        }
-        if user.roles.iter().any(|r| r == role) {
+        let granted = self.update_user(name, batch, |st, user| {
+            if role != ROOT && !st.roles.contains_key(role) {
+                return Err(EtcdError::RoleNotFound);
+            }
+            if user.roles.iter().any(|r| r == role) {
+                return Ok(false);
+            }
+            user.roles.push(role.to_string());
+            user.roles.sort();
+            Ok(true)
+        })?;
+        if granted {
+            tracing::info!(user = name, role, "granted a role to a user");
+        } else {
             tracing::info!(user = name, role, "ignored grant of a role the user has");
-            return Ok(());
         }
-        user.roles.push(role.to_string());
-        user.roles.sort();
-        Self::put_user(&mut st, user, batch);
-        self.commit_revision(&mut st, batch);
-        tracing::info!(user = name, role, "granted a role to a user");
         Ok(())
     }
 
@@ -566,15 +601,14 @@ impl AuthStore {
         if self.is_enabled() && name == ROOT && role == ROOT {
             return Err(EtcdError::InvalidAuthMgmt);
         }
-        let mut st = self.write();
-        let mut user = st.users.get(name).cloned().ok_or(EtcdError::UserNotFound)?;
-        let before = user.roles.len();
-        user.roles.retain(|r| r != role);
-        if user.roles.len() == before {
-            return Err(EtcdError::RoleNotGranted);
-        }
-        Self::put_user(&mut st, user, batch);
-        self.commit_revision(&mut st, batch);
+        self.update_user(name, batch, |_, user| {
+            let before = user.roles.len();
+            user.roles.retain(|r| r != role);
+            if user.roles.len() == before {
+                return Err(EtcdError::RoleNotGranted);
+            }
+            Ok(true)
+        })?;
         tracing::info!(user = name, role, "revoked a role from a user");
         Ok(())
     }
@@ -632,22 +666,21 @@ impl AuthStore {
         perm: Permission,
         batch: &mut Batch<'_>,
     ) -> Result<(), EtcdError> {
-        let mut st = self.write();
-        let mut role = st.roles.get(name).cloned().ok_or(EtcdError::RoleNotFound)?;
-        match role
-            .key_permission
-            .iter_mut()
-            .find(|p| p.key == perm.key && p.range_end == perm.range_end)
-        {
-            Some(p) => p.perm_type = perm.perm_type,
-            None => {
-                role.key_permission.push(perm);
-                role.key_permission
-                    .sort_by(|a, b| (&a.key, &a.range_end).cmp(&(&b.key, &b.range_end)));
+        self.update_role(name, batch, |role| {
+            match role
+                .key_permission
+                .iter_mut()
+                .find(|p| p.key == perm.key && p.range_end == perm.range_end)
+            {
+                Some(p) => p.perm_type = perm.perm_type,
+                None => {
+                    role.key_permission.push(perm);
+                    role.key_permission
+                        .sort_by(|a, b| (&a.key, &a.range_end).cmp(&(&b.key, &b.range_end)));
+                }
             }
-        }
-        Self::put_role(&mut st, role, batch);
-        self.commit_revision(&mut st, batch);
+            Ok(())
+        })?;
         tracing::info!(role = name, "granted/updated a permission to a role");
         Ok(())
     }
@@ -660,16 +693,15 @@ impl AuthStore {
         range_end: &[u8],
         batch: &mut Batch<'_>,
     ) -> Result<(), EtcdError> {
-        let mut st = self.write();
-        let mut role = st.roles.get(name).cloned().ok_or(EtcdError::RoleNotFound)?;
-        let before = role.key_permission.len();
-        role.key_permission
-            .retain(|p| !(p.key == key_ && p.range_end == range_end));
-        if role.key_permission.len() == before {
-            return Err(EtcdError::PermissionNotGranted);
-        }
-        Self::put_role(&mut st, role, batch);
-        self.commit_revision(&mut st, batch);
+        self.update_role(name, batch, |role| {
+            let before = role.key_permission.len();
+            role.key_permission
+                .retain(|p| !(p.key == key_ && p.range_end == range_end));
+            if role.key_permission.len() == before {
+                return Err(EtcdError::PermissionNotGranted);
+            }
+            Ok(())
+        })?;
         tracing::info!(role = name, "revoked a permission on range");
         Ok(())
     }
