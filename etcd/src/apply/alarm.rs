@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::RwLock;
 
 use crate::proto::etcdserverpb::{AlarmMember, AlarmType};
-use crate::storage::{Batch, Cf, Storage, StorageError};
+use crate::storage::{Batch, Cf, Snapshot, Storage, StorageError};
 
 const PREFIX: &[u8] = b"alarm/";
 
@@ -13,6 +13,42 @@ fn key(member: u64, alarm: i32) -> Vec<u8> {
     k.extend_from_slice(&member.to_be_bytes());
     k.extend_from_slice(&alarm.to_be_bytes());
     k
+}
+
+/// The raised alarms `snap` holds, as `(member, alarm type)`.
+pub fn stored(snap: &Snapshot<'_>) -> Result<Vec<(u64, i32)>, StorageError> {
+    let mut out = Vec::new();
+    snap.for_each(Cf::Meta, PREFIX, Some(&prefix_end()), |k, _| {
+        if let Some(a) = parse_key(k) {
+            out.push(a);
+        }
+        true
+    })?;
+    Ok(out)
+}
+
+/// Writes a raised alarm into `batch` (for an imported backup).
+pub fn import(batch: &mut Batch<'_>, member: u64, alarm: i32) {
+    batch.put(Cf::Meta, &key(member, alarm), &[]);
+}
+
+fn prefix_end() -> Vec<u8> {
+    let mut end = PREFIX.to_vec();
+    if let Some(l) = end.last_mut() {
+        *l += 1;
+    }
+    end
+}
+
+/// `(member, alarm)` of an alarm record's key.
+fn parse_key(k: &[u8]) -> Option<(u64, i32)> {
+    let rest = k.strip_prefix(PREFIX)?;
+    if rest.len() != 12 {
+        return None;
+    }
+    let m = u64::from_be_bytes(rest[..8].try_into().ok()?);
+    let a = i32::from_be_bytes(rest[8..].try_into().ok()?);
+    Some((m, a))
 }
 
 /// The set of raised alarms.
@@ -35,17 +71,9 @@ impl Alarms {
     /// Loads raised alarms from disk.
     pub fn load(storage: &Storage) -> Result<Self, StorageError> {
         let mut set = BTreeSet::new();
-        let mut end = PREFIX.to_vec();
-        if let Some(l) = end.last_mut() {
-            *l += 1;
-        }
-        storage.for_each(Cf::Meta, PREFIX, Some(&end), |k, _| {
-            if k.len() == PREFIX.len() + 12 {
-                let mut m = [0u8; 8];
-                m.copy_from_slice(&k[PREFIX.len()..PREFIX.len() + 8]);
-                let mut a = [0u8; 4];
-                a.copy_from_slice(&k[PREFIX.len() + 8..]);
-                set.insert((u64::from_be_bytes(m), i32::from_be_bytes(a)));
+        storage.for_each(Cf::Meta, PREFIX, Some(&prefix_end()), |k, _| {
+            if let Some(a) = parse_key(k) {
+                set.insert(a);
             }
             true
         })?;

@@ -28,7 +28,7 @@ use prost::Message as _;
 
 use crate::proto::authpb::{permission::Type as PermType, Permission, Role, User, UserAddOptions};
 use crate::rpctypes::EtcdError;
-use crate::storage::{Batch, Cf, Storage, StorageError};
+use crate::storage::{Batch, Cf, Snapshot, Storage, StorageError};
 
 pub use token::SimpleTokens;
 
@@ -727,6 +727,42 @@ pub fn import_records(
         let name = String::from_utf8_lossy(&r.name);
         batch.put(Cf::Meta, &key(ROLE_PREFIX, &name), &r.encode_to_vec());
     }
+}
+
+/// The auth state as a storage snapshot holds it, for a backup in etcd's layout: the
+/// enabled flag, the revision, and every user and role as `(name, encoded authpb record)`
+/// in name order.
+#[derive(Debug, Default)]
+pub struct StoredAuth {
+    /// Whether authentication is enabled.
+    pub enabled: bool,
+    /// The auth revision (1 when never changed).
+    pub revision: u64,
+    /// Users: name and encoded `authpb.User`.
+    pub users: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Roles: name and encoded `authpb.Role`.
+    pub roles: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Reads the auth state of `snap` (see [`StoredAuth`]).
+pub fn stored(snap: &Snapshot<'_>) -> Result<StoredAuth, StorageError> {
+    let enabled = snap.get(Cf::Meta, ENABLED_KEY)?.is_some_and(|v| v == [1]);
+    let revision = snap
+        .get(Cf::Meta, REVISION_KEY)?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+        .map_or(1, u64::from_be_bytes);
+    let mut out = StoredAuth {
+        enabled,
+        revision,
+        ..Default::default()
+    };
+    for (prefix, list) in [(USER_PREFIX, &mut out.users), (ROLE_PREFIX, &mut out.roles)] {
+        snap.for_each(Cf::Meta, prefix, Some(&prefix_end(prefix)), |k, v| {
+            list.push((k[prefix.len()..].to_vec(), v.to_vec()));
+            true
+        })?;
+    }
+    Ok(out)
 }
 
 /// A bcrypt hash of `password` at `cost` (`--bcrypt-cost`), as etcd stores it.

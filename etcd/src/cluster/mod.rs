@@ -9,7 +9,7 @@ use sha1::{Digest, Sha1};
 
 use crate::proto::etcdinternal::StoredMember;
 use crate::proto::etcdserverpb::Member;
-use crate::storage::{Batch, Cf, Durability, Storage, StorageError};
+use crate::storage::{Batch, Cf, Durability, Snapshot, Storage, StorageError};
 
 /// etcd's member ID: the first 8 bytes (big-endian) of SHA-1 over the sorted peer URLs
 /// concatenated, then the cluster token, then (for runtime additions) the Unix time.
@@ -199,6 +199,38 @@ impl Membership {
         }
         self.changed();
         Ok(())
+    }
+
+    /// The members and removed member IDs `snap` holds (for a backup in etcd's layout).
+    pub fn stored(snap: &Snapshot<'_>) -> Result<(Vec<StoredMember>, Vec<u64>), MembershipError> {
+        let mut members = Vec::new();
+        let mut removed = Vec::new();
+        let mut err = None;
+        snap.for_each(Cf::Members, &[], None, |k, v| {
+            if k == CLUSTER_ID_KEY {
+                return true;
+            }
+            if let Some(id) = k.strip_prefix(REMOVED_PREFIX) {
+                if id.len() == 8 {
+                    removed.push(first_u64(id));
+                }
+                return true;
+            }
+            match StoredMember::decode(v) {
+                Ok(m) => {
+                    members.push(m);
+                    true
+                }
+                Err(e) => {
+                    err = Some(e);
+                    false
+                }
+            }
+        })?;
+        match err {
+            Some(e) => Err(e.into()),
+            None => Ok((members, removed)),
+        }
     }
 
     fn read(storage: &Storage) -> Result<Table, MembershipError> {

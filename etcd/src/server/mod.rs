@@ -5,6 +5,7 @@
 mod auth_ops;
 pub mod auto_compaction;
 mod bbolt;
+mod bbolt_writer;
 pub mod client_san;
 pub mod coalesce;
 pub mod corrupt_check;

@@ -1,7 +1,9 @@
 //! `etcdutl snapshot restore`: a new data dir from a backup taken with `etcdctl snapshot
-//! save` (Maintenance.Snapshot), for a new cluster, as etcd restores one. The backup may
-//! be this server's (a RocksDB checkpoint) or etcd's own (a bbolt file: its key history,
-//! leases, users and roles are imported, so a cluster moves from etcd to this server).
+//! save` (Maintenance.Snapshot), for a new cluster, as etcd restores one. The backup is
+//! a bbolt file in etcd's layout, taken from this server or from etcd itself (its key
+//! history, leases, users, roles and alarms are imported, so a cluster moves from etcd to
+//! this server), or a tar of a RocksDB checkpoint, which this server's Snapshot sent
+//! before it wrote etcd's format.
 //!
 //! Guarantees:
 //! - The snapshot's SHA-256 trailer is checked before anything is written (unless the
@@ -188,9 +190,10 @@ fn etcd_revision(k: &[u8]) -> Option<(i64, i64, bool)> {
     Some((main, sub, tombstone))
 }
 
-/// Imports a backup of etcd itself (a bbolt file): its key history (revisions kept, the
-/// compaction point), leases, users, roles and the auth flag, into a new store at
-/// `db_dir`. Members, alarms and raft state of the old cluster are not carried over.
+/// Imports a backup in etcd's format (a bbolt file, taken from etcd or from this server):
+/// its key history (revisions kept, the compaction point), leases, users, roles, the
+/// auth flag and raised alarms, into a new store at `db_dir`. Members and raft state of
+/// the old cluster are not carried over (the restore gives the new ones).
 fn import_etcd(body: &[u8], db_dir: &Path) -> Result<(), RestoreError> {
     use prost::Message as _;
     let invalid = RestoreError::Invalid;
@@ -224,6 +227,9 @@ fn import_etcd(body: &[u8], db_dir: &Path) -> Result<(), RestoreError> {
         Ok(())
     })
     .map_err(invalid)?;
+    // A compaction may have removed the records of the newest revisions (a deletion's
+    // tombstone); the revision never goes below the compaction point (etcd's rule).
+    current = current.max(compacted);
     batch.put(
         Cf::Meta,
         crate::mvcc::META_CURRENT_REV,
@@ -254,6 +260,12 @@ fn import_etcd(body: &[u8], db_dir: &Path) -> Result<(), RestoreError> {
             }
             _ => {}
         }
+        Ok(())
+    })
+    .map_err(invalid)?;
+    bolt.for_each(b"alarm", |k, _| {
+        let a = crate::proto::etcdserverpb::AlarmMember::decode(k).map_err(|e| e.to_string())?;
+        crate::apply::alarm::import(&mut batch, a.member_id, a.alarm);
         Ok(())
     })
     .map_err(invalid)?;
@@ -432,8 +444,8 @@ mod tests {
         }
     }
 
-    /// A snapshot of a store with one key at revision 2, written as the server does.
-    fn snapshot_file(dir: &Path) -> PathBuf {
+    /// A store with one key at revision 2, applied up to index 77.
+    fn source_store(dir: &Path) -> Storage {
         let st = Storage::open(&dir.join("src")).unwrap();
         let store = crate::mvcc::Store::open(st.clone()).unwrap();
         let mut w = store.write();
@@ -444,6 +456,12 @@ mod tests {
         b.put(Cf::Meta, APPLIED_INDEX_KEY, &77u64.to_be_bytes());
         st.write(b, Durability::Synced).unwrap();
         store.publish(p);
+        st
+    }
+
+    /// A snapshot of [`source_store`], written as the server does.
+    fn snapshot_file(dir: &Path) -> PathBuf {
+        let st = source_store(dir);
         let mut s = crate::server::snapshot::create(&st, &dir.join("scratch")).unwrap();
         let mut bytes = Vec::new();
         s.file.read_to_end(&mut bytes).unwrap();
@@ -483,6 +501,38 @@ mod tests {
         assert_eq!((st.revision, st.total_keys), (2, 1));
         // Never over an existing data dir.
         assert!(matches!(restore(&o), Err(RestoreError::DataDirNotEmpty(_))));
+    }
+
+    /// Backups taken before the Snapshot RPC wrote etcd's format (a tar of a RocksDB
+    /// checkpoint under `member/db`, then its SHA-256) still restore.
+    #[test]
+    fn restores_a_backup_in_the_earlier_checkpoint_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = source_store(dir.path());
+        let cp = dir.path().join("cp");
+        st.checkpoint(&cp).unwrap();
+        let mut body = Vec::new();
+        {
+            let mut tar = tar::Builder::new(&mut body);
+            tar.append_dir_all("member/db", &cp).unwrap();
+            tar.finish().unwrap();
+        }
+        body.resize(body.len().div_ceil(512) * 512, 0);
+        let digest = Sha256::digest(&body);
+        body.extend_from_slice(&digest);
+        let snap = dir.path().join("old.db");
+        std::fs::write(&snap, &body).unwrap();
+        let o = options(dir.path(), snap);
+        assert_eq!(restore(&o).unwrap().revision, 2);
+        let st = Storage::open(&o.data_dir.join("member").join("db")).unwrap();
+        let store = crate::mvcc::Store::open(st).unwrap();
+        let got = store
+            .range(&crate::proto::etcdserverpb::RangeRequest {
+                key: b"k".to_vec(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(got.kvs.len(), 1);
     }
 
     #[test]
