@@ -447,3 +447,140 @@ fn a_backup_of_this_server_is_restored_by_etcd_itself() -> Result<()> {
     let _ = etcd.wait();
     checked
 }
+
+/// Recovery with etcd's own tools (as kubespray's lost-quorum recovery does): every
+/// member lost, each data dir made by etcd 3.4's `etcdctl snapshot restore` (etcd's
+/// layout: `member/snap/db` and an etcd WAL with the new membership), and this server
+/// started on them adopts them at its first start: a new cluster serving the backup's
+/// keys; etcd's files are set aside, not deleted; later starts are plain restarts.
+#[test]
+fn data_dirs_restored_by_etcds_own_etcdctl_are_adopted() -> Result<()> {
+    if etcd_tests::Harness::is_reference() {
+        eprintln!("skipped under the reference server: this is the test of ours");
+        return Ok(());
+    }
+    let mut c = EtcdCluster::start(ClusterOptions::new(3))?;
+    c.wait_for_leader(Duration::from_secs(15))?;
+    for i in 0..20 {
+        let o = c.etcdctl(0, &["put", &format!("/k/{i:02}"), &format!("v{i}")]);
+        assert!(o.success(), "{o:?}");
+    }
+    let old = status_json(&c, 0)?;
+    let revision = old["header"]["revision"].as_i64().context("revision")?;
+    let snap = c.dir().join("backup.db");
+    let snap_s = snap.to_str().context("path")?;
+    let o = c.etcdctl(0, &["snapshot", "save", snap_s]);
+    assert!(o.success(), "{o:?}");
+    let o = c.etcdctl(0, &["put", "/late", "x"]);
+    assert!(o.success(), "{o:?}");
+
+    for i in 0..3 {
+        c.sigterm(i)?;
+        let data = c.member_dir(i).join("data");
+        std::fs::remove_dir_all(&data)?;
+        let o = etcd_tests::etcdctl::run(
+            "http://127.0.0.1:1",
+            &[
+                "snapshot",
+                "restore",
+                snap_s,
+                &format!("--name={}", c.name(i)),
+                &format!("--initial-cluster={}", c.initial_cluster()),
+                "--initial-cluster-token=restored-by-etcd",
+                &format!("--initial-advertise-peer-urls={}", c.peer_url(i)),
+                &format!("--data-dir={}", data.display()),
+            ],
+            None,
+        );
+        assert!(o.success(), "{o:?}");
+        assert!(data.join("member").join("snap").join("db").is_file());
+    }
+    for i in 0..3 {
+        c.spawn(i)?;
+    }
+    c.wait_all_ready(&[0, 1, 2], Duration::from_secs(30))?;
+    c.wait_for_leader(Duration::from_secs(15))?;
+    let new = status_json(&c, 0)?;
+    assert_ne!(new["header"]["cluster_id"], old["header"]["cluster_id"]);
+    for i in 0..3 {
+        let member = c.member_dir(i).join("data").join("member");
+        assert!(member.join("snap.etcd-imported").join("db").is_file());
+        assert!(member.join("wal.etcd-imported").is_dir());
+        assert!(!member.join("snap").exists());
+        let o = c.etcdctl(i, &["get", "/k/", "--prefix", "--keys-only", "-w", "json"]);
+        assert!(o.success(), "{o:?}");
+        assert_eq!(o.json()["count"].as_i64(), Some(20), "{o:?}");
+        assert_eq!(c.get_value(i, "/late", "l")?, None);
+    }
+    let o = c.etcdctl(0, &["member", "list"]);
+    assert!(o.success(), "{o:?}");
+    assert_eq!(o.stdout.lines().count(), 3, "{o:?}");
+    let o = c.etcdctl(1, &["put", "/after", "y", "-w", "json"]);
+    assert!(o.success(), "{o:?}");
+    let rev = o.json()["header"]["revision"].as_i64().context("rev")?;
+    assert_eq!(rev, revision + 1);
+    // A later start is a plain restart of this server's own data.
+    c.sigterm(2)?;
+    c.spawn(2)?;
+    c.wait_all_ready(&[2], Duration::from_secs(30))?;
+    poll(
+        "the restarted member has the write",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            let v = c.get_value(2, "/after", "s")?;
+            anyhow::ensure!(v.as_deref() == Some("y"), "{v:?}");
+            Ok(())
+        },
+    )?;
+    Ok(())
+}
+
+/// A running etcd member's data dir (its WAL holds writes, not just a restore's member
+/// additions) is refused with a message naming the way, and left as it was.
+#[test]
+fn a_live_etcd_data_dir_is_refused_and_left_alone() -> Result<()> {
+    if etcd_tests::Harness::is_reference() {
+        eprintln!("skipped under the reference server: this is the test of ours");
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("ref.etcd");
+    let (client_url, peer_url) = loopback_urls();
+    let mut etcd = start_reference(&data, &client_url, &peer_url)?;
+    let wrote = poll(
+        "etcd 3.4 takes a write",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || {
+            let o = etcd_tests::etcdctl::run(&client_url, &["put", "/k", "v"], None);
+            anyhow::ensure!(o.success(), "{o:?}");
+            Ok(())
+        },
+    );
+    let _ = etcd.kill();
+    let _ = etcd.wait();
+    wrote?;
+    let before = std::fs::read(data.join("member").join("snap").join("db"))?;
+    let o = Command::new(etcd_tests::bins::etcd_bin())
+        .args([
+            "--name=ref",
+            &format!("--data-dir={}", data.display()),
+            &format!("--listen-client-urls={client_url}"),
+            &format!("--advertise-client-urls={client_url}"),
+            &format!("--listen-peer-urls={peer_url}"),
+            &format!("--initial-advertise-peer-urls={peer_url}"),
+            &format!("--initial-cluster=ref={peer_url}"),
+        ])
+        .output()?;
+    assert!(!o.status.success(), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("cannot be adopted in place"), "{err}");
+    assert!(err.contains("etcdctl snapshot save"), "{err}");
+    let member = data.join("member");
+    assert_eq!(std::fs::read(member.join("snap").join("db"))?, before);
+    assert!(member.join("wal").is_dir());
+    assert!(!member.join("db").exists());
+    assert!(!member.join("snap.etcd-imported").exists());
+    Ok(())
+}

@@ -10,6 +10,8 @@ pub mod client_san;
 pub mod coalesce;
 pub mod corrupt_check;
 mod desk;
+mod etcd_data_dir;
+mod etcd_wal;
 pub mod facade;
 pub mod listener;
 pub mod readiness;
@@ -411,6 +413,16 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
     crate::metrics::init();
     crate::api::grpc_metrics::init(opts.grpc_handling_histogram);
     prepare_data_dir(&opts.data_dir)?;
+    let wal_dir = opts
+        .wal_dir
+        .clone()
+        .unwrap_or_else(|| opts.data_dir.join("member").join("wal"));
+    etcd_data_dir::adopt(&opts.data_dir, &wal_dir).map_err(|e| {
+        ServerError::Bootstrap(format!(
+            "adopting the data dir {} restored by etcd's tools: {e}",
+            opts.data_dir.display()
+        ))
+    })?;
     let storage = Storage::open(&opts.data_dir.join("member").join("db"))?;
     let members = Arc::new(Membership::load(&storage)?);
     let peer_tls = peer_server_tls(&opts)?;
@@ -485,10 +497,6 @@ pub async fn start(opts: ServerOptions) -> Result<Running, ServerError> {
     } else {
         members.voter_ids()
     };
-    let wal_dir = opts
-        .wal_dir
-        .clone()
-        .unwrap_or_else(|| opts.data_dir.join("member").join("wal"));
     if applied > 0 && !LogStore::exists(&wal_dir, &storage)? {
         // Starting a new log here would let the state machine skip the entries it
         // believes it has applied: refuse, as the data dir and the log belong together.

@@ -194,7 +194,7 @@ fn etcd_revision(k: &[u8]) -> Option<(i64, i64, bool)> {
 /// its key history (revisions kept, the compaction point), leases, users, roles, the
 /// auth flag and raised alarms, into a new store at `db_dir`. Members and raft state of
 /// the old cluster are not carried over (the restore gives the new ones).
-fn import_etcd(body: &[u8], db_dir: &Path) -> Result<(), RestoreError> {
+pub(super) fn import_etcd(body: &[u8], db_dir: &Path) -> Result<(), RestoreError> {
     use prost::Message as _;
     let invalid = RestoreError::Invalid;
     let bolt = super::bbolt::Bolt::open(body).map_err(invalid)?;
@@ -350,19 +350,8 @@ pub fn restore(o: &RestoreOptions) -> Result<Restored, RestoreError> {
 }
 
 /// Replaces the snapshot's membership, member identity and raft state with the new
-/// cluster's.
+/// cluster's, given by the restore's flags.
 fn rewrite(o: &RestoreOptions, mine: &[String], db_dir: &Path) -> Result<Restored, RestoreError> {
-    let storage = Storage::open(db_dir)?;
-    let mut batch = storage.batch();
-    for cf in [Cf::Members, Cf::Raft] {
-        for (k, _) in storage.scan(cf, &[], None)? {
-            batch.delete(cf, &k);
-        }
-    }
-    batch.delete(Cf::Meta, APPLIED_INDEX_KEY);
-    let id = member_id(mine, &o.initial_cluster_token, None);
-    batch.put(Cf::Meta, LOCAL_MEMBER_KEY, &id.to_be_bytes());
-    storage.write(batch, Durability::Synced)?;
     let mut by_name: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
     for (n, u) in &o.initial_cluster {
         by_name.entry(n.as_str()).or_default().push(u.clone());
@@ -377,12 +366,34 @@ fn rewrite(o: &RestoreOptions, mine: &[String], db_dir: &Path) -> Result<Restore
             is_learner: false,
         })
         .collect();
+    let id = member_id(mine, &o.initial_cluster_token, None);
+    install_membership(db_dir, id, members)
+}
+
+/// Makes the store at `db_dir` the data of member `local_id` of a new cluster of
+/// `members`: the old membership and raft state go, the applied index starts at 0 (the
+/// raft log starts empty), the cluster ID is derived from the members' IDs.
+pub(super) fn install_membership(
+    db_dir: &Path,
+    local_id: u64,
+    members: Vec<StoredMember>,
+) -> Result<Restored, RestoreError> {
+    let storage = Storage::open(db_dir)?;
+    let mut batch = storage.batch();
+    for cf in [Cf::Members, Cf::Raft] {
+        for (k, _) in storage.scan(cf, &[], None)? {
+            batch.delete(cf, &k);
+        }
+    }
+    batch.delete(Cf::Meta, APPLIED_INDEX_KEY);
+    batch.put(Cf::Meta, LOCAL_MEMBER_KEY, &local_id.to_be_bytes());
+    storage.write(batch, Durability::Synced)?;
     let membership = Membership::load(&storage)?;
     membership.bootstrap(&storage, members)?;
     let revision = crate::mvcc::Store::open(storage.clone())?.current_revision();
     storage.flush()?;
     Ok(Restored {
-        member_id: id,
+        member_id: local_id,
         cluster_id: membership.cluster_id(),
         revision,
     })
