@@ -47,6 +47,31 @@ fn status_json(c: &EtcdCluster, i: usize) -> Result<serde_json::Value> {
     Ok(o.json()[0]["Status"].clone())
 }
 
+/// Writes `/k/00`..`/k/19` (then `/k/00` again, "changed") to the running cluster `c`,
+/// saves a backup from member `from` with etcdctl and writes `/late` after it. Returns
+/// the status before the backup, its revision and the backup's path.
+fn write_and_back_up(
+    c: &EtcdCluster,
+    from: usize,
+) -> Result<(serde_json::Value, i64, std::path::PathBuf)> {
+    c.wait_for_leader(Duration::from_secs(15))?;
+    for i in 0..20 {
+        let o = c.etcdctl(0, &["put", &format!("/k/{i:02}"), &format!("v{i}")]);
+        anyhow::ensure!(o.success(), "{o:?}");
+    }
+    let o = c.etcdctl(0, &["put", "/k/00", "changed"]);
+    anyhow::ensure!(o.success(), "{o:?}");
+    let old = status_json(c, 0)?;
+    let revision = old["header"]["revision"].as_i64().context("revision")?;
+    let snap = c.dir().join("backup.db");
+    let o = c.etcdctl(from, &["snapshot", "save", snap.to_str().context("path")?]);
+    anyhow::ensure!(o.success(), "{o:?}");
+    // Written after the backup: gone after a restore.
+    let o = c.etcdctl(0, &["put", "/late", "x"]);
+    anyhow::ensure!(o.success(), "{o:?}");
+    Ok((old, revision, snap))
+}
+
 #[test]
 fn a_cluster_is_restored_from_a_saved_snapshot() -> Result<()> {
     if etcd_tests::Harness::is_reference() {
@@ -54,22 +79,8 @@ fn a_cluster_is_restored_from_a_saved_snapshot() -> Result<()> {
         return Ok(());
     }
     let mut c = EtcdCluster::start(ClusterOptions::new(3))?;
-    c.wait_for_leader(Duration::from_secs(15))?;
-    for i in 0..20 {
-        let o = c.etcdctl(0, &["put", &format!("/k/{i:02}"), &format!("v{i}")]);
-        assert!(o.success(), "{o:?}");
-    }
-    let o = c.etcdctl(0, &["put", "/k/00", "changed"]);
-    assert!(o.success(), "{o:?}");
-    let old = status_json(&c, 0)?;
-    let revision = old["header"]["revision"].as_i64().context("revision")?;
-    let snap = c.dir().join("backup.db");
+    let (old, revision, snap) = write_and_back_up(&c, 1)?;
     let snap_s = snap.to_str().context("path")?;
-    let o = c.etcdctl(1, &["snapshot", "save", snap_s]);
-    assert!(o.success(), "{o:?}");
-    // Written after the backup: gone after the restore.
-    let o = c.etcdctl(0, &["put", "/late", "x"]);
-    assert!(o.success(), "{o:?}");
 
     let o = etcdutl(&["snapshot", "status", snap_s, "-w", "json"])?;
     assert!(o.status.success(), "{o:?}");
@@ -460,19 +471,8 @@ fn data_dirs_restored_by_etcds_own_etcdctl_are_adopted() -> Result<()> {
         return Ok(());
     }
     let mut c = EtcdCluster::start(ClusterOptions::new(3))?;
-    c.wait_for_leader(Duration::from_secs(15))?;
-    for i in 0..20 {
-        let o = c.etcdctl(0, &["put", &format!("/k/{i:02}"), &format!("v{i}")]);
-        assert!(o.success(), "{o:?}");
-    }
-    let old = status_json(&c, 0)?;
-    let revision = old["header"]["revision"].as_i64().context("revision")?;
-    let snap = c.dir().join("backup.db");
+    let (old, revision, snap) = write_and_back_up(&c, 0)?;
     let snap_s = snap.to_str().context("path")?;
-    let o = c.etcdctl(0, &["snapshot", "save", snap_s]);
-    assert!(o.success(), "{o:?}");
-    let o = c.etcdctl(0, &["put", "/late", "x"]);
-    assert!(o.success(), "{o:?}");
 
     for i in 0..3 {
         c.sigterm(i)?;
@@ -510,6 +510,7 @@ fn data_dirs_restored_by_etcds_own_etcdctl_are_adopted() -> Result<()> {
         let o = c.etcdctl(i, &["get", "/k/", "--prefix", "--keys-only", "-w", "json"]);
         assert!(o.success(), "{o:?}");
         assert_eq!(o.json()["count"].as_i64(), Some(20), "{o:?}");
+        assert_eq!(c.get_value(i, "/k/00", "l")?.as_deref(), Some("changed"));
         assert_eq!(c.get_value(i, "/late", "l")?, None);
     }
     let o = c.etcdctl(0, &["member", "list"]);

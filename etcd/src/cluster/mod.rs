@@ -203,42 +203,26 @@ impl Membership {
 
     /// The members and removed member IDs `snap` holds (for a backup in etcd's layout).
     pub fn stored(snap: &Snapshot<'_>) -> Result<(Vec<StoredMember>, Vec<u64>), MembershipError> {
-        let mut members = Vec::new();
-        let mut removed = Vec::new();
-        let mut err = None;
-        snap.for_each(Cf::Members, &[], None, |k, v| {
-            if k == CLUSTER_ID_KEY {
-                return true;
-            }
-            if let Some(id) = k.strip_prefix(REMOVED_PREFIX) {
-                if id.len() == 8 {
-                    removed.push(first_u64(id));
-                }
-                return true;
-            }
-            match StoredMember::decode(v) {
-                Ok(m) => {
-                    members.push(m);
-                    true
-                }
-                Err(e) => {
-                    err = Some(e);
-                    false
-                }
-            }
-        })?;
-        match err {
-            Some(e) => Err(e.into()),
-            None => Ok((members, removed)),
-        }
+        let t = Self::table(|f| snap.for_each(Cf::Members, &[], None, f))?;
+        Ok((
+            t.members.into_values().collect(),
+            t.removed.into_iter().collect(),
+        ))
     }
 
     fn read(storage: &Storage) -> Result<Table, MembershipError> {
+        Self::table(|f| storage.for_each(Cf::Members, &[], None, f))
+    }
+
+    /// Builds the table from the `Cf::Members` records that `visit` feeds to its callback.
+    fn table(
+        visit: impl FnOnce(&mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StorageError>,
+    ) -> Result<Table, MembershipError> {
         let mut members = BTreeMap::new();
         let mut removed = BTreeSet::new();
         let mut cid = 0;
         let mut err = None;
-        storage.for_each(Cf::Members, &[], None, |k, v| {
+        visit(&mut |k, v| {
             if k == CLUSTER_ID_KEY {
                 if v.len() == 8 {
                     cid = first_u64(v);

@@ -47,6 +47,10 @@ pub(super) fn fnv1a64(bytes: &[u8]) -> u64 {
     h
 }
 
+/// A key and its value.
+#[cfg(test)]
+pub type Record = (Vec<u8>, Vec<u8>);
+
 /// An open bbolt file.
 pub struct Bolt<'a> {
     data: &'a [u8],
@@ -184,6 +188,17 @@ impl<'a> Bolt<'a> {
             Ok(())
         })?;
         Ok(names)
+    }
+
+    /// Every record of the top-level bucket `name`, in key order.
+    #[cfg(test)]
+    pub fn records(&self, name: &[u8]) -> Result<Vec<Record>, String> {
+        let mut out = Vec::new();
+        self.for_each(name, |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// Calls `f` with every key and value of the top-level bucket `name`, in key order;

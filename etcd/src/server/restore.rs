@@ -481,6 +481,18 @@ mod tests {
         path
     }
 
+    /// How many values key `k` has in the restored store `st`.
+    fn values_of_k(st: Storage) -> usize {
+        let store = crate::mvcc::Store::open(st).unwrap();
+        let got = store
+            .range(&crate::proto::etcdserverpb::RangeRequest {
+                key: b"k".to_vec(),
+                ..Default::default()
+            })
+            .unwrap();
+        got.kvs.len()
+    }
+
     #[test]
     fn restores_data_with_a_new_membership() {
         let dir = tempfile::tempdir().unwrap();
@@ -500,14 +512,7 @@ mod tests {
         let mut want = vec![m1, m2];
         want.sort();
         assert_eq!(ids, want);
-        let store = crate::mvcc::Store::open(st.clone()).unwrap();
-        let got = store
-            .range(&crate::proto::etcdserverpb::RangeRequest {
-                key: b"k".to_vec(),
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(got.kvs.len(), 1);
+        assert_eq!(values_of_k(st), 1);
         let st = status(&o.snapshot).unwrap();
         assert_eq!((st.revision, st.total_keys), (2, 1));
         // Never over an existing data dir.
@@ -536,14 +541,7 @@ mod tests {
         let o = options(dir.path(), snap);
         assert_eq!(restore(&o).unwrap().revision, 2);
         let st = Storage::open(&o.data_dir.join("member").join("db")).unwrap();
-        let store = crate::mvcc::Store::open(st).unwrap();
-        let got = store
-            .range(&crate::proto::etcdserverpb::RangeRequest {
-                key: b"k".to_vec(),
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(got.kvs.len(), 1);
+        assert_eq!(values_of_k(st), 1);
     }
 
     #[test]

@@ -281,15 +281,7 @@ mod tests {
                 "meta"
             ]
         );
-        let records = |name: &[u8]| {
-            let mut out = Vec::new();
-            bolt.for_each(name, |k, v| {
-                out.push((k.to_vec(), v.to_vec()));
-                Ok(())
-            })
-            .unwrap();
-            out
-        };
+        let records = |name: &[u8]| bolt.records(name).unwrap();
         let keys = records(b"key");
         let mut want2 = 2u64.to_be_bytes().to_vec();
         want2.push(b'_');
