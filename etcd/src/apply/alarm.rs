@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::RwLock;
 
 use crate::proto::etcdserverpb::{AlarmMember, AlarmType};
-use crate::storage::{Batch, Cf, Snapshot, Storage, StorageError};
+use crate::storage::{prefix_end, Batch, Cf, Snapshot, Storage, StorageError};
 
 const PREFIX: &[u8] = b"alarm/";
 
@@ -18,7 +18,7 @@ fn key(member: u64, alarm: i32) -> Vec<u8> {
 /// The raised alarms `snap` holds, as `(member, alarm type)`.
 pub fn stored(snap: &Snapshot<'_>) -> Result<Vec<(u64, i32)>, StorageError> {
     let mut out = Vec::new();
-    snap.for_each(Cf::Meta, PREFIX, Some(&prefix_end()), |k, _| {
+    snap.for_each(Cf::Meta, PREFIX, prefix_end(PREFIX).as_deref(), |k, _| {
         if let Some(a) = parse_key(k) {
             out.push(a);
         }
@@ -30,14 +30,6 @@ pub fn stored(snap: &Snapshot<'_>) -> Result<Vec<(u64, i32)>, StorageError> {
 /// Writes a raised alarm into `batch` (for an imported backup).
 pub fn import(batch: &mut Batch<'_>, member: u64, alarm: i32) {
     batch.put(Cf::Meta, &key(member, alarm), &[]);
-}
-
-fn prefix_end() -> Vec<u8> {
-    let mut end = PREFIX.to_vec();
-    if let Some(l) = end.last_mut() {
-        *l += 1;
-    }
-    end
 }
 
 /// `(member, alarm)` of an alarm record's key.
@@ -70,13 +62,7 @@ impl Alarms {
 
     /// Loads raised alarms from disk.
     pub fn load(storage: &Storage) -> Result<Self, StorageError> {
-        let mut set = BTreeSet::new();
-        storage.for_each(Cf::Meta, PREFIX, Some(&prefix_end()), |k, _| {
-            if let Some(a) = parse_key(k) {
-                set.insert(a);
-            }
-            true
-        })?;
+        let set = stored(&storage.snapshot())?.into_iter().collect();
         Ok(Alarms {
             active: RwLock::new(set),
         })

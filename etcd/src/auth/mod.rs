@@ -28,7 +28,7 @@ use prost::Message as _;
 
 use crate::proto::authpb::{permission::Type as PermType, Permission, Role, User, UserAddOptions};
 use crate::rpctypes::EtcdError;
-use crate::storage::{Batch, Cf, Snapshot, Storage, StorageError};
+use crate::storage::{prefix_end, Batch, Cf, Snapshot, Storage, StorageError};
 
 pub use token::SimpleTokens;
 
@@ -88,14 +88,6 @@ fn key(prefix: &[u8], name: &str) -> Vec<u8> {
     k
 }
 
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    if let Some(l) = end.last_mut() {
-        *l += 1;
-    }
-    end
-}
-
 fn has_root_role(u: &User) -> bool {
     u.roles.iter().any(|r| r == ROOT)
 }
@@ -133,7 +125,7 @@ impl AuthStore {
         storage.for_each(
             Cf::Meta,
             USER_PREFIX,
-            Some(&prefix_end(USER_PREFIX)),
+            prefix_end(USER_PREFIX).as_deref(),
             |_, v| {
                 if let Ok(u) = User::decode(v) {
                     st.users
@@ -145,7 +137,7 @@ impl AuthStore {
         storage.for_each(
             Cf::Meta,
             ROLE_PREFIX,
-            Some(&prefix_end(ROLE_PREFIX)),
+            prefix_end(ROLE_PREFIX).as_deref(),
             |_, v| {
                 if let Ok(r) = Role::decode(v) {
                     st.roles
@@ -757,7 +749,7 @@ pub fn stored(snap: &Snapshot<'_>) -> Result<StoredAuth, StorageError> {
         ..Default::default()
     };
     for (prefix, list) in [(USER_PREFIX, &mut out.users), (ROLE_PREFIX, &mut out.roles)] {
-        snap.for_each(Cf::Meta, prefix, Some(&prefix_end(prefix)), |k, v| {
+        snap.for_each(Cf::Meta, prefix, prefix_end(prefix).as_deref(), |k, v| {
             list.push((k[prefix.len()..].to_vec(), v.to_vec()));
             true
         })?;

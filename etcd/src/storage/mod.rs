@@ -23,6 +23,19 @@ mod transfer;
 
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteOptions, DB};
 
+/// The first key after every key that starts with `prefix` (the `end` of a prefix scan),
+/// or `None` when no such key exists (`prefix` empty or all `0xff`): scan to the end.
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 /// Column families of the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cf {
@@ -420,6 +433,14 @@ impl Batch<'_> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn prefix_end_is_the_first_key_past_the_prefix() {
+        assert_eq!(super::prefix_end(b"alarm/"), Some(b"alarm0".to_vec()));
+        assert_eq!(super::prefix_end(b"a\xff\xff"), Some(b"b".to_vec()));
+        assert_eq!(super::prefix_end(b"\xff"), None);
+        assert_eq!(super::prefix_end(b""), None);
+    }
+
     use super::*;
 
     #[test]
