@@ -433,15 +433,15 @@ impl Batch<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn prefix_end_is_the_first_key_past_the_prefix() {
-        assert_eq!(super::prefix_end(b"alarm/"), Some(b"alarm0".to_vec()));
-        assert_eq!(super::prefix_end(b"a\xff\xff"), Some(b"b".to_vec()));
-        assert_eq!(super::prefix_end(b"\xff"), None);
-        assert_eq!(super::prefix_end(b""), None);
+        assert_eq!(prefix_end(b"alarm/"), Some(b"alarm0".to_vec()));
+        assert_eq!(prefix_end(b"a\xff\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff"), None);
+        assert_eq!(prefix_end(b""), None);
     }
-
-    use super::*;
 
     #[test]
     fn quota_size_counts_values_uncompressed() {
